@@ -1,0 +1,1 @@
+//! Content-defined chunking, identical to restic/chunker.

@@ -1,0 +1,1 @@
+//! restic-compatible include/exclude patterns.

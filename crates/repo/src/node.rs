@@ -1,0 +1,1 @@
+//! Tree nodes and their restic-identical JSON encoding.

@@ -1,0 +1,243 @@
+//! The command line: global options shared with restic, and one module per verb.
+
+mod backup;
+mod cat;
+mod check;
+mod init;
+mod progress;
+mod restore;
+mod snapshots;
+
+use anyhow::{Context, Result};
+use cairn_repo::backend::local::LocalBackend;
+use cairn_repo::backend::Backend;
+use cairn_repo::repository::{Compression, Repository};
+use cairn_repo::Kind;
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Exit codes, as restic uses them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    /// Backup made a snapshot but some files could not be read; restore left some out.
+    pub const INCOMPLETE: u8 = 3;
+    pub const NO_REPOSITORY: u8 = 10;
+    pub const LOCKED: u8 = 11;
+    pub const WRONG_PASSWORD: u8 = 12;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about = "Encrypted, deduplicated backups in the restic repository format")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Repository location (a local path, or local:/path)
+    #[arg(short = 'r', long = "repo", global = true, env = "RESTIC_REPOSITORY")]
+    pub repo: Option<String>,
+    /// File holding the repository password
+    #[arg(long, global = true, env = "RESTIC_PASSWORD_FILE")]
+    pub password_file: Option<String>,
+    /// Command printing the repository password
+    #[arg(long, global = true, env = "RESTIC_PASSWORD_COMMAND")]
+    pub password_command: Option<String>,
+    /// Print machine-readable JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Compression for new data: auto, off or max (format version 2 only)
+    #[arg(long, global = true, env = "RESTIC_COMPRESSION", default_value = "auto")]
+    pub compression: String,
+    /// Don't show progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository
+    Init(init::Args),
+    /// Back up files or standard input
+    Backup(backup::Args),
+    /// List snapshots
+    Snapshots(snapshots::Args),
+    /// Restore a snapshot
+    Restore(restore::Args),
+    /// Check the repository for errors
+    Check(check::Args),
+    /// Print internal objects (config, snapshot, index, key, blob)
+    Cat(cat::Args),
+}
+
+/// An error with the exit code it should produce.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+impl std::error::Error for Exit {}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Init(a) => init::run(&cli.global, a),
+        Command::Backup(a) => backup::run(&cli.global, a),
+        Command::Snapshots(a) => snapshots::run(&cli.global, a),
+        Command::Restore(a) => restore::run(&cli.global, a),
+        Command::Check(a) => check::run(&cli.global, a),
+        Command::Cat(a) => cat::run(&cli.global, a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
+                return ExitCode::from(*code);
+            }
+            eprintln!("Fatal: {e:#}");
+            let code = match e.downcast_ref::<cairn_repo::Error>().map(|e| e.kind()) {
+                Some(Kind::WrongPassword) => exit::WRONG_PASSWORD,
+                Some(Kind::Locked) => exit::LOCKED,
+                _ => exit::FAILURE,
+            };
+            // A repository that does not exist gets restic's dedicated code.
+            let code = if e.to_string().contains("there is no repository here") {
+                exit::NO_REPOSITORY
+            } else {
+                code
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+impl GlobalOpts {
+    pub fn progress(&self) -> bool {
+        !self.quiet && !self.json && !self.no_progress && std::io::stderr().is_terminal()
+    }
+
+    /// The repository location, from `-r` or the environment.
+    pub fn repo_location(&self) -> Result<String> {
+        self.repo
+            .clone()
+            .or_else(|| std::env::var("CAIRN_REPOSITORY").ok())
+            .filter(|r| !r.is_empty())
+            .context("no repository given: use -r/--repo or set RESTIC_REPOSITORY")
+    }
+
+    pub fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let loc = self.repo_location()?;
+        open_backend(&loc)
+    }
+
+    /// The password from (in order) a file, a command, or the environment; else the terminal.
+    pub fn password(&self, confirm: bool) -> Result<String> {
+        let file = self
+            .password_file
+            .clone()
+            .or_else(|| std::env::var("CAIRN_PASSWORD_FILE").ok());
+        if let Some(f) = file {
+            let s = std::fs::read_to_string(&f)
+                .with_context(|| format!("reading password file {f}"))?;
+            return Ok(first_line(&s));
+        }
+        let cmd = self
+            .password_command
+            .clone()
+            .or_else(|| std::env::var("CAIRN_PASSWORD_COMMAND").ok());
+        if let Some(c) = cmd {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&c)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("running password command {c:?}"))?;
+            if !out.status.success() {
+                anyhow::bail!("password command {c:?} failed ({})", out.status);
+            }
+            return Ok(first_line(&String::from_utf8_lossy(&out.stdout)));
+        }
+        for var in ["RESTIC_PASSWORD", "CAIRN_PASSWORD"] {
+            if let Ok(p) = std::env::var(var) {
+                return Ok(p);
+            }
+        }
+        if std::io::stdin().is_terminal() {
+            let p = progress::read_password("enter password for repository: ")?;
+            if confirm {
+                let again = progress::read_password("enter password again: ")?;
+                anyhow::ensure!(p == again, "passwords do not match");
+            }
+            return Ok(p);
+        }
+        anyhow::bail!(
+            "no password given: use --password-file, --password-command or set RESTIC_PASSWORD"
+        )
+    }
+
+    pub fn open(&self) -> Result<Repository> {
+        let backend = self.backend()?;
+        let password = self.password(false)?;
+        let mut repo = Repository::open(backend, &password)?;
+        repo.set_compression(Compression::parse(&self.compression)?);
+        Ok(repo)
+    }
+
+    /// Prints a line unless quiet or in JSON mode.
+    pub fn say(&self, msg: impl std::fmt::Display) {
+        if !self.quiet && !self.json {
+            println!("{msg}");
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// Parses restic's repository syntax. Remote backends come later; they are refused clearly.
+pub fn open_backend(loc: &str) -> Result<Arc<dyn Backend>> {
+    for scheme in ["sftp:", "s3:", "b2:", "rest:", "rclone:", "azure:", "gs:", "swift:"] {
+        if loc.starts_with(scheme) {
+            anyhow::bail!(
+                "repository {loc:?}: the {} backend is not available in this version of cairn; use a local path",
+                scheme.trim_end_matches(':')
+            );
+        }
+    }
+    let path = loc.strip_prefix("local:").unwrap_or(loc);
+    Ok(Arc::new(LocalBackend::new(path)))
+}
+
+/// Human-readable byte sizes like restic's (KiB, MiB, ...).
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.3} {}", UNITS[u])
+    }
+}
+
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
+}

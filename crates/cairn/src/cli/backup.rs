@@ -1,0 +1,237 @@
+//! `cairn backup`: back up paths, standard input, or a command's output.
+
+use super::progress::{elapsed, Ticker};
+use super::{exit, format_bytes, GlobalOpts};
+use anyhow::{Context, Result};
+use cairn_repo::backup::{self, BackupOptions, ParentChoice, Progress, StdinSource};
+use cairn_repo::exclude::{read_pattern_file, ExcludeIfPresent, PatternSet};
+use cairn_repo::Id;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files and directories to back up
+    pub paths: Vec<PathBuf>,
+    /// Exclude a pattern (can be given several times)
+    #[arg(short = 'e', long)]
+    pub exclude: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long)]
+    pub iexclude: Vec<String>,
+    /// Read exclude patterns from a file
+    #[arg(long)]
+    pub exclude_file: Vec<PathBuf>,
+    /// Read case-insensitive exclude patterns from a file
+    #[arg(long)]
+    pub iexclude_file: Vec<PathBuf>,
+    /// Exclude directories containing this file (FILE[:HEADER])
+    #[arg(long)]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude directories with a CACHEDIR.TAG
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Stay on the file system of each path
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Add a tag (can be given several times, or comma separated)
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Host name recorded in the snapshot
+    #[arg(short = 'H', long)]
+    pub host: Option<String>,
+    /// Time recorded in the snapshot (YYYY-MM-DD HH:MM:SS)
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Compare against this snapshot instead of the latest one of the same host and paths
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read all files, ignoring the parent snapshot
+    #[arg(short, long)]
+    pub force: bool,
+    /// Read data from standard input
+    #[arg(long)]
+    pub stdin: bool,
+    /// File name for data read from standard input
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Back up the standard output of this command as one file (e.g. a database dump);
+    /// the backup fails if the command fails
+    #[arg(long)]
+    pub stdin_from_command: Option<String>,
+    /// Don't store extended attributes
+    #[arg(long)]
+    pub no_xattrs: bool,
+    /// Do everything except writing to the repository
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Worker threads (default: number of CPUs)
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .with_context(|| format!("invalid --time {s:?}: use \"YYYY-MM-DD HH:MM:SS\""))?;
+    naive
+        .and_local_timezone(chrono::Local)
+        .single()
+        .map(|t| t.fixed_offset())
+        .with_context(|| format!("--time {s:?} does not exist in the local time zone"))
+}
+
+pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let mut patterns = a.exclude.clone();
+    for f in &a.exclude_file {
+        patterns.extend(read_pattern_file(f)?);
+    }
+    let mut ipatterns = a.iexclude.clone();
+    for f in &a.iexclude_file {
+        ipatterns.extend(read_pattern_file(f)?);
+    }
+    let mut excludes = PatternSet::new(&patterns, false)?;
+    excludes.extend(PatternSet::new(&ipatterns, true)?);
+    let mut eip: Vec<ExcludeIfPresent> =
+        a.exclude_if_present.iter().map(|s| ExcludeIfPresent::parse(s)).collect();
+    if a.exclude_caches {
+        eip.push(ExcludeIfPresent::parse(
+            "CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55",
+        ));
+    }
+    let repo = g.open()?;
+    let parent = match (&a.parent, a.force) {
+        (_, true) => ParentChoice::None,
+        (Some(p), false) => ParentChoice::Snapshot(
+            cairn_repo::snapshot::Snapshot::find(&repo, p, &Default::default())?.id,
+        ),
+        (None, false) => ParentChoice::Latest,
+    };
+    let stdin = if let Some(cmd) = &a.stdin_from_command {
+        let mut c = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let out = c.stdout.take().context("command has no stdout")?;
+        let cmd = cmd.clone();
+        Some(StdinSource {
+            filename: a.stdin_filename.clone(),
+            reader: Box::new(out),
+            on_eof: Some(Box::new(move || match c.wait() {
+                Ok(st) if st.success() => Ok(()),
+                Ok(st) => Err(format!(
+                    "command {cmd:?} failed ({st}): no snapshot was saved"
+                )),
+                Err(e) => Err(format!("waiting for command {cmd:?}: {e}")),
+            })),
+        })
+    } else if a.stdin {
+        Some(StdinSource {
+            filename: a.stdin_filename.clone(),
+            reader: Box::new(std::io::stdin()),
+            on_eof: None,
+        })
+    } else {
+        None
+    };
+    anyhow::ensure!(
+        stdin.is_some() || !a.paths.is_empty(),
+        "nothing to back up: give paths, --stdin or --stdin-from-command"
+    );
+    let tags: Vec<String> = a
+        .tag
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    let mut exclude_strings = patterns.clone();
+    exclude_strings.extend(ipatterns.iter().cloned());
+    let opts = BackupOptions {
+        paths: a.paths.clone(),
+        excludes,
+        exclude_strings,
+        exclude_if_present: eip,
+        one_file_system: a.one_file_system,
+        tags,
+        host: a.host.clone(),
+        time: a.time.as_deref().map(parse_time).transpose()?,
+        parent,
+        stdin,
+        with_xattrs: !a.no_xattrs,
+        threads: a.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        dry_run: a.dry_run,
+    };
+    let progress = Arc::new(Progress::default());
+    let ticker = {
+        let p = progress.clone();
+        Ticker::start(g.progress(), move |t| {
+            let bytes = p.bytes_done.load(Ordering::Relaxed);
+            let rate = bytes as f64 / t.as_secs_f64().max(0.001);
+            format!(
+                "[{}] {} files, {}, {}/s, {} errors",
+                elapsed(t),
+                p.files_done.load(Ordering::Relaxed),
+                format_bytes(bytes),
+                format_bytes(rate as u64),
+                p.errors.load(Ordering::Relaxed)
+            )
+        })
+    };
+    let result = backup::backup(&repo, opts, &progress);
+    drop(ticker);
+    let s = result?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    if g.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["message_type"] = "summary".into();
+        v["snapshot_id"] = s.snapshot_id.map(|i: Id| i.to_hex()).into();
+        super::print_json(&v)?;
+    } else if !g.quiet {
+        if let Some(p) = s.parent {
+            println!("using parent snapshot {}", p.short());
+        }
+        println!(
+            "\nFiles:       {:5} new, {:5} changed, {:5} unmodified",
+            s.files_new, s.files_changed, s.files_unmodified
+        );
+        println!(
+            "Dirs:        {:5} new, {:5} changed, {:5} unmodified",
+            s.dirs_new, s.dirs_changed, s.dirs_unmodified
+        );
+        println!(
+            "Added to the repository: {} ({} stored)\n",
+            format_bytes(s.data_added),
+            format_bytes(s.data_added_packed)
+        );
+        println!(
+            "processed {} files, {} in {}",
+            s.total_files_processed,
+            format_bytes(s.total_bytes_processed),
+            elapsed(std::time::Duration::from_secs_f64(s.total_duration))
+        );
+        match s.snapshot_id {
+            Some(id) => println!("snapshot {} saved", id.short()),
+            None => println!("dry run: no snapshot saved"),
+        }
+    }
+    if !s.warnings.is_empty() {
+        eprintln!(
+            "Warning: at least one source file could not be read ({} problems above); the snapshot is incomplete",
+            s.warnings.len()
+        );
+        return Ok(exit::INCOMPLETE);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,75 @@
+//! `cairn check [--read-data | --read-data-subset n/m|P%]`.
+
+use super::progress::{elapsed, Ticker};
+use super::{exit, format_bytes, GlobalOpts};
+use anyhow::Result;
+use cairn_repo::check::{self, Progress, ReadData};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Read and verify all data
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read and verify a subset of the data: n/m or a percentage like 5%
+    #[arg(long)]
+    pub read_data_subset: Option<String>,
+}
+
+pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let read = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => ReadData::parse_subset(s)?,
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
+    let repo = g.open()?;
+    g.say("checking repository structure and snapshots");
+    let progress = Arc::new(Progress::default());
+    let ticker = {
+        let p = progress.clone();
+        Ticker::start(g.progress() && read != ReadData::None, move |t| {
+            format!(
+                "[{}] {} / {} packs read",
+                elapsed(t),
+                p.packs_done.load(Ordering::Relaxed),
+                p.packs_total.load(Ordering::Relaxed)
+            )
+        })
+    };
+    let report = check::check(&repo, read, &progress)?;
+    drop(ticker);
+    if g.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["message_type"] = "summary".into();
+        v["ok"] = report.ok().into();
+        super::print_json(&v)?;
+    } else {
+        for w in &report.warnings {
+            g.say(format!("warning: {w}"));
+        }
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+        if report.packs_read > 0 {
+            g.say(format!(
+                "read {} packs ({})",
+                report.packs_read,
+                format_bytes(report.bytes_read)
+            ));
+        }
+    }
+    if report.ok() {
+        g.say(format!(
+            "no errors were found ({} snapshots, {} trees, {} packs)",
+            report.snapshots, report.trees, report.packs
+        ));
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "Fatal: repository contains errors ({} found); see above",
+            report.errors.len()
+        );
+        Ok(exit::FAILURE)
+    }
+}

@@ -1,0 +1,148 @@
+//! `cairn restore SNAPSHOT[:SUBPATH] --target DIR`.
+
+use super::progress::{elapsed, Ticker};
+use super::{exit, format_bytes, GlobalOpts};
+use anyhow::Result;
+use cairn_repo::exclude::PatternSet;
+use cairn_repo::restore::{self, Progress, RestoreOptions};
+use cairn_repo::snapshot::{Filter, Snapshot};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Snapshot id (prefix), or `latest`; `ID:path/in/snapshot` restores only that directory
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Restore only paths matching a pattern
+    #[arg(short, long)]
+    pub include: Vec<String>,
+    /// Like --include, ignoring case
+    #[arg(long)]
+    pub iinclude: Vec<String>,
+    /// Leave out paths matching a pattern
+    #[arg(short, long)]
+    pub exclude: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long)]
+    pub iexclude: Vec<String>,
+    /// Replace files that already exist in the target (default: leave them and report)
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Re-read restored files and verify their content
+    #[arg(long)]
+    pub verify: bool,
+    /// With `latest`: only snapshots of this host
+    #[arg(short = 'H', long)]
+    pub host: Vec<String>,
+    /// With `latest`: only snapshots with these paths
+    #[arg(long)]
+    pub path: Vec<String>,
+    /// With `latest`: only snapshots with these tags
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Show what would be restored without writing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Concurrent pack downloads
+    #[arg(long, default_value = "4")]
+    pub threads: usize,
+}
+
+pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let repo = g.open()?;
+    let (spec, subpath) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s, Some(p.to_string())),
+        None => (a.snapshot.as_str(), None),
+    };
+    let filter = Filter {
+        hosts: a.host.clone(),
+        paths: a.path.clone(),
+        tags: a.tag.clone(),
+    };
+    let snap = Snapshot::find(&repo, spec, &filter)?;
+    let mut include = PatternSet::new(&a.include, false)?;
+    include.extend(PatternSet::new(&a.iinclude, true)?);
+    let mut exclude = PatternSet::new(&a.exclude, false)?;
+    exclude.extend(PatternSet::new(&a.iexclude, true)?);
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        subpath,
+        include,
+        exclude,
+        overwrite: a.overwrite,
+        verify: a.verify,
+        threads: a.threads.max(1),
+        dry_run: a.dry_run,
+    };
+    if !g.json {
+        g.say(format!(
+            "restoring snapshot {} of {:?} at {} to {}",
+            snap.id.short(),
+            snap.paths,
+            snap.time.format("%Y-%m-%d %H:%M:%S"),
+            a.target.display()
+        ));
+    }
+    let progress = Arc::new(Progress::default());
+    let ticker = {
+        let p = progress.clone();
+        Ticker::start(g.progress(), move |t| {
+            let done = p.bytes_done.load(Ordering::Relaxed);
+            let total = p.total_bytes.load(Ordering::Relaxed).max(1);
+            format!(
+                "[{}] {:5.1}% {} files, {} / {}",
+                elapsed(t),
+                done as f64 * 100.0 / total as f64,
+                p.files_done.load(Ordering::Relaxed),
+                format_bytes(done),
+                format_bytes(total)
+            )
+        })
+    };
+    let s = restore::restore(&repo, snap.tree, &opts, &progress)?;
+    drop(ticker);
+    if g.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["message_type"] = "summary".into();
+        v["snapshot_id"] = snap.id.to_hex().into();
+        super::print_json(&v)?;
+    } else if !g.quiet {
+        println!(
+            "restored {} files and {} directories, {} in {}{}",
+            s.files_restored,
+            s.dirs_restored,
+            format_bytes(s.bytes_written),
+            elapsed(std::time::Duration::from_secs_f64(s.total_duration)),
+            if a.verify {
+                format!(", {} files verified", s.files_verified)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if !s.files_skipped_existing.is_empty() {
+        eprintln!(
+            "{} file(s) already exist in the target and were left unchanged (use --overwrite to replace them), e.g. {}",
+            s.files_skipped_existing.len(),
+            s.files_skipped_existing[0]
+        );
+    }
+    if !s.errors.is_empty() {
+        for e in &s.errors {
+            eprintln!("error: {}: {}", e.path, e.error);
+        }
+        eprintln!(
+            "Fatal: {} path(s) could not be restored; everything else was restored",
+            s.errors.len()
+        );
+        return Ok(exit::FAILURE);
+    }
+    if !s.files_skipped_existing.is_empty() {
+        return Ok(exit::INCOMPLETE);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,227 @@
+//! Integration tests of the `cairn` binary, with the real `restic` as the oracle.
+//!
+//! restic must be installed (scripts/test.sh installs Debian's package); tests fail, not
+//! skip, when it is missing.
+
+mod bad_input;
+mod interop;
+mod usage;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A scratch area with a repository path and a password file.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-it")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
+        Env { dir }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    /// Runs cairn against this env's repository.
+    pub fn cairn(&self, args: &[&str]) -> Output {
+        self.cairn_repo(&self.repo(), args)
+    }
+
+    pub fn cairn_repo(&self, repo: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("-r")
+            .arg(repo)
+            .arg("--password-file")
+            .arg(self.path("pw"))
+            .args(args)
+            .env_remove("RESTIC_REPOSITORY")
+            .env_remove("RESTIC_PASSWORD")
+            .env_remove("RESTIC_PASSWORD_FILE")
+            .output()
+            .expect("run cairn")
+    }
+
+    /// Runs the real restic against this env's repository.
+    pub fn restic(&self, args: &[&str]) -> Output {
+        Command::new(restic_bin())
+            .arg("-r")
+            .arg(self.repo())
+            .arg("--password-file")
+            .arg(self.path("pw"))
+            .arg("--no-cache")
+            .args(args)
+            .output()
+            .expect("run restic")
+    }
+}
+
+pub fn restic_bin() -> &'static str {
+    let ok = Command::new("restic").arg("version").output().is_ok();
+    assert!(
+        ok,
+        "the real restic is needed as the test oracle: install it (`apt-get install restic`, or run scripts/test.sh)"
+    );
+    "restic"
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A source tree exercising every kind of entry: random and compressible files of many
+/// sizes, empty file and dir, nested dirs, symlinks, a hard link, a fifo, an xattr,
+/// unusual permissions and names.
+pub fn make_source(root: &Path) {
+    std::fs::create_dir_all(root.join("docs/deep/deeper")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::fs::write(root.join("big-random.bin"), random_bytes(1, 12 << 20)).unwrap();
+    let text: Vec<u8> = (0..3_000_000u32)
+        .flat_map(|i| format!("line {i} of a compressible log file\n").into_bytes())
+        .take(5 << 20)
+        .collect();
+    std::fs::write(root.join("docs/log.txt"), &text).unwrap();
+    for i in 0..50u64 {
+        std::fs::write(
+            root.join(format!("docs/deep/small-{i}.dat")),
+            random_bytes(100 + i, (i as usize) * 997),
+        )
+        .unwrap();
+    }
+    std::fs::write(root.join("docs/deep/deeper/ünïcødé <&> name.txt"), b"hello\n").unwrap();
+    std::fs::write(root.join("empty-file"), b"").unwrap();
+    std::os::unix::fs::symlink("docs/log.txt", root.join("link-to-log")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling-link")).unwrap();
+    std::fs::hard_link(root.join("docs/log.txt"), root.join("hardlink-to-log")).unwrap();
+    nix::unistd::mkfifo(&root.join("a-fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    let secret = root.join("secret.key");
+    std::fs::write(&secret, b"top secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(root.join("docs/deep"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let _ = xattr::set(root.join("docs/log.txt"), "user.cairn", b"xattr value\x00\x01");
+    // Pin times: mtimes in the past, atimes recent (so relatime won't move them on read).
+    pin_times(root);
+}
+
+/// Sets every entry's mtime to a fixed past time and atime to a minute ago, so reading
+/// files does not change their atime (relatime) and trees are reproducible.
+pub fn pin_times(root: &Path) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let atime = TimeSpec::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 60,
+        0,
+    );
+    let mtime = TimeSpec::new(1_600_000_000, 123_456_789);
+    let mut all = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i].clone();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                all.push(e.unwrap().path());
+            }
+        }
+        i += 1;
+    }
+    for p in all.iter().rev() {
+        utimensat(None, p.as_path(), &atime, &mtime, UtimensatFlags::NoFollowSymlink).unwrap();
+    }
+}
+
+/// Compares two trees: names, types, content, permissions, mtimes, symlink targets, xattrs.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let ma = std::fs::symlink_metadata(a).unwrap_or_else(|e| panic!("{}: {e}", a.display()));
+    let mb = std::fs::symlink_metadata(b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
+    assert_eq!(ma.file_type(), mb.file_type(), "type of {}", b.display());
+    assert_eq!(ma.mode(), mb.mode(), "mode of {}", b.display());
+    if !ma.is_dir() {
+        assert_eq!(ma.mtime(), mb.mtime(), "mtime of {}", b.display());
+        assert_eq!(ma.mtime_nsec(), mb.mtime_nsec(), "mtime ns of {}", b.display());
+    }
+    if ma.file_type().is_symlink() {
+        assert_eq!(std::fs::read_link(a).unwrap(), std::fs::read_link(b).unwrap());
+        return;
+    }
+    if ma.is_file() {
+        assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "content of {}", b.display());
+        let xa: Vec<_> = xattr::list(a).map(|l| l.collect()).unwrap_or_default();
+        for name in xa {
+            assert_eq!(
+                xattr::get(a, &name).unwrap(),
+                xattr::get(b, &name).unwrap(),
+                "xattr {name:?} of {}",
+                b.display()
+            );
+        }
+    }
+    if ma.is_dir() {
+        let names = |p: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name()).collect();
+            v.sort();
+            v
+        };
+        let (na, nb) = (names(a), names(b));
+        assert_eq!(na, nb, "entries of {}", b.display());
+        for n in na {
+            assert_same_tree(&a.join(&n), &b.join(&n));
+        }
+        assert_eq!(ma.mtime(), mb.mtime(), "mtime of dir {}", b.display());
+    }
+}
+
+/// Parses cairn's or restic's JSON output (last JSON line).
+pub fn json(out: &str) -> serde_json::Value {
+    let line = out.lines().rev().find(|l| l.starts_with('{') || l.starts_with('[')).unwrap_or("null");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
+}

@@ -1,0 +1,649 @@
+//! Backup: walk the sources, reuse unchanged files from the parent snapshot, chunk and
+//! store changed ones on all cores, build trees bottom-up, then write the snapshot.
+//!
+//! Pipeline (threads): one walker (lstat, excludes, change detection) -> N file workers
+//! (read, chunk, hash, compress, encrypt, pack; see `writer`) -> one tree finisher that
+//! assembles each directory once its files are stored, in post-order. Order of durability:
+//! packs -> index -> snapshot. An unreadable file or directory is skipped with a warning
+//! (the summary counts it; the CLI exits 3 like restic).
+
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::exclude::{ExcludeIfPresent, PatternSet};
+use crate::id::Id;
+use crate::index::Index;
+use crate::node::{self, Node, NodeType};
+use crate::pack::BlobType;
+use crate::repository::Repository;
+use crate::snapshot::Snapshot;
+use crate::writer::PackWriter;
+use chrono::{DateTime, FixedOffset};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Which parent snapshot change detection compares against.
+#[derive(Clone, Debug, Default)]
+pub enum ParentChoice {
+    /// The newest snapshot with the same host and paths (restic's default).
+    #[default]
+    Latest,
+    /// A given snapshot.
+    Snapshot(Id),
+    /// None: read every file (`--force`).
+    None,
+}
+
+/// A stream backed up as one file (`--stdin`, or a command's output).
+pub struct StdinSource {
+    pub filename: String,
+    pub reader: Box<dyn Read + Send>,
+    /// Called at end of input, before anything refers to the data: an error (e.g. the
+    /// dump command failed) aborts the backup and no snapshot is written.
+    pub on_eof: Option<Box<dyn FnOnce() -> std::result::Result<(), String> + Send>>,
+}
+
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub excludes: PatternSet,
+    /// The exclude patterns as given, recorded in the snapshot.
+    pub exclude_strings: Vec<String>,
+    pub exclude_if_present: Vec<ExcludeIfPresent>,
+    pub one_file_system: bool,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    pub time: Option<DateTime<FixedOffset>>,
+    pub parent: ParentChoice,
+    pub stdin: Option<StdinSource>,
+    pub with_xattrs: bool,
+    pub threads: usize,
+    pub dry_run: bool,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            paths: Vec::new(),
+            excludes: PatternSet::default(),
+            exclude_strings: Vec::new(),
+            exclude_if_present: Vec::new(),
+            one_file_system: false,
+            tags: Vec::new(),
+            host: None,
+            time: None,
+            parent: ParentChoice::Latest,
+            stdin: None,
+            with_xattrs: true,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            dry_run: false,
+        }
+    }
+}
+
+/// Live counters, readable from a progress thread while the backup runs.
+#[derive(Default, Debug)]
+pub struct Progress {
+    pub files_done: AtomicU64,
+    pub dirs_done: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// What a backup did, in restic's summary terms.
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct BackupSummary {
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs_new: u64,
+    pub dirs_changed: u64,
+    pub dirs_unmodified: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    pub data_added: u64,
+    pub data_added_packed: u64,
+    pub total_files_processed: u64,
+    pub total_bytes_processed: u64,
+    /// Bytes actually read from files (unchanged files are not read).
+    pub bytes_read: u64,
+    pub total_duration: f64,
+    pub snapshot_id: Option<Id>,
+    pub parent: Option<Id>,
+    pub warnings: Vec<String>,
+}
+
+enum Entry {
+    Ready(Node),
+    File(Node, Receiver<Result<(Vec<Id>, u64), String>>),
+    Dir(Node, Receiver<Result<Id>>),
+}
+
+struct DirJob {
+    entries: Vec<Entry>,
+    done: Sender<Result<Id>>,
+}
+
+struct FileJob {
+    path: PathBuf,
+    done: Sender<Result<(Vec<Id>, u64), String>>,
+}
+
+#[derive(Default)]
+struct Counts {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unmodified: AtomicU64,
+    dirs_new: AtomicU64,
+    dirs_changed: AtomicU64,
+    dirs_unmodified: AtomicU64,
+}
+
+/// A node of the virtual tree of backup targets (`/home/a` and `/home/b` share `home`).
+#[derive(Default)]
+struct Targets {
+    children: BTreeMap<String, Targets>,
+    is_target: bool,
+}
+
+fn clean_absolute(p: &Path) -> Result<PathBuf> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("current directory", e))?
+            .join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    opts: &'a BackupOptions,
+    files: Sender<FileJob>,
+    dirs: Sender<DirJob>,
+    progress: &'a Progress,
+    counts: &'a Counts,
+    warnings: &'a Mutex<Vec<String>>,
+    root_dev: u64,
+}
+
+impl Walker<'_> {
+    fn warn(&self, msg: String) {
+        self.progress.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut w) = self.warnings.lock() {
+            w.push(msg);
+        }
+    }
+
+    fn load_tree(&self, id: Option<Id>) -> Option<Vec<Node>> {
+        let id = id?;
+        let bytes = self.repo.load_blob(self.index, BlobType::Tree, &id).ok()?;
+        node::decode_tree(&bytes).ok()
+    }
+
+    fn excluded(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
+        if !self.opts.excludes.is_empty() && self.opts.excludes.matches(&path.to_string_lossy()) {
+            return true;
+        }
+        if self.opts.one_file_system && meta.dev() != self.root_dev {
+            return true;
+        }
+        if meta.is_dir() && self.opts.exclude_if_present.iter().any(|r| r.excludes_dir(path)) {
+            return true;
+        }
+        false
+    }
+
+    /// Sends a directory's tree job; returns the receiver of its tree id.
+    fn send_dir(&self, entries: Vec<Entry>) -> Result<Receiver<Result<Id>>> {
+        let (tx, rx) = bounded(1);
+        self.dirs
+            .send(DirJob { entries, done: tx })
+            .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;
+        Ok(rx)
+    }
+
+    /// Walks the virtual tree of targets: intermediate directories get their real metadata
+    /// but only the targets' children.
+    fn walk_targets(&self, dir: &Path, t: &Targets, parent: Option<&[Node]>) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for (name, child) in &t.children {
+            let path = dir.join(name);
+            let parent_node = parent.and_then(|p| p.iter().find(|n| &n.name == name));
+            if child.is_target {
+                if let Some(e) = self.entry(&path, name, parent_node)? {
+                    entries.push(e);
+                }
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let mut node = Node::from_path(&path, name, &meta, self.opts.with_xattrs)
+                .map_err(|e| Error::io(path.display(), e))?;
+            let sub_parent = self.load_tree(parent_node.and_then(|n| n.subtree));
+            let sub = self.walk_targets(&path, child, sub_parent.as_deref())?;
+            node.subtree = None;
+            let rx = self.send_dir(sub)?;
+            entries.push(Entry::Dir(node, rx));
+        }
+        Ok(entries)
+    }
+
+    /// One filesystem object: a Ready node, a file job, or a directory walked recursively.
+    fn entry(&self, path: &Path, name: &str, parent: Option<&Node>) -> Result<Option<Entry>> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn(format!("{}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        if self.excluded(path, &meta) {
+            return Ok(None);
+        }
+        let ft = meta.file_type();
+        // Unchanged regular file: reuse the parent's node content without reading xattrs.
+        if ft.is_file() {
+            if let Some(p) = parent {
+                if p.node_type == NodeType::File
+                    && p.size == meta.size()
+                    && p.inode == meta.ino()
+                    && p.mtime.timestamp() == meta.mtime()
+                    && p.mtime.timestamp_subsec_nanos() as i64 == meta.mtime_nsec()
+                    && p.ctime.timestamp() == meta.ctime()
+                    && p.ctime.timestamp_subsec_nanos() as i64 == meta.ctime_nsec()
+                    && p.content.as_ref().is_some_and(|c| {
+                        c.iter().all(|id| self.index.has(BlobType::Data, id))
+                    })
+                {
+                    let mut node = Node::from_path(path, name, &meta, false)
+                        .map_err(|e| Error::io(path.display(), e))?;
+                    node.extended_attributes = p.extended_attributes.clone();
+                    node.content = p.content.clone();
+                    self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
+                    self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+                    self.progress.bytes_done.fetch_add(meta.size(), Ordering::Relaxed);
+                    return Ok(Some(Entry::Ready(node)));
+                }
+            }
+        }
+        let node = match Node::from_path(path, name, &meta, self.opts.with_xattrs) {
+            Ok(n) => n,
+            Err(e) => {
+                self.warn(format!("{}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        if ft.is_file() {
+            if parent.is_some_and(|p| p.node_type == NodeType::File) {
+                self.counts.files_changed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counts.files_new.fetch_add(1, Ordering::Relaxed);
+            }
+            let (tx, rx) = bounded(1);
+            self.files
+                .send(FileJob {
+                    path: path.to_path_buf(),
+                    done: tx,
+                })
+                .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;
+            return Ok(Some(Entry::File(node, rx)));
+        }
+        if ft.is_dir() {
+            let rd = match std::fs::read_dir(path) {
+                Ok(rd) => rd,
+                Err(e) => {
+                    self.warn(format!("{}: {e}", path.display()));
+                    return Ok(None);
+                }
+            };
+            let mut names = Vec::new();
+            for e in rd {
+                match e {
+                    Ok(e) => names.push(e.file_name()),
+                    Err(e) => self.warn(format!("{}: {e}", path.display())),
+                }
+            }
+            names.sort();
+            let parent_tree = self.load_tree(parent.and_then(|p| p.subtree));
+            let mut entries = Vec::with_capacity(names.len());
+            for n in names {
+                let name = n.to_string_lossy();
+                let child_path = path.join(&n);
+                let pnode = parent_tree
+                    .as_deref()
+                    .and_then(|t| t.binary_search_by(|x| x.name.as_str().cmp(&name)).ok().map(|i| &t[i]));
+                if let Some(e) = self.entry(&child_path, &name, pnode)? {
+                    entries.push(e);
+                }
+            }
+            match parent {
+                Some(p) if p.node_type == NodeType::Dir => {
+                    self.counts.dirs_changed.fetch_add(0, Ordering::Relaxed);
+                }
+                _ => {
+                    self.counts.dirs_new.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.progress.dirs_done.fetch_add(1, Ordering::Relaxed);
+            let rx = self.send_dir(entries)?;
+            return Ok(Some(Entry::Dir(node, rx)));
+        }
+        // Symlinks, devices, fifos, sockets: metadata only.
+        Ok(Some(Entry::Ready(node)))
+    }
+}
+
+fn store_file(
+    path: &Path,
+    writer: &PackWriter,
+    pol: crate::chunker::Polynomial,
+    progress: &Progress,
+) -> std::io::Result<(Vec<Id>, u64)> {
+    let f = std::fs::File::open(path)?;
+    let mut chunker = Chunker::new(f, pol);
+    let mut buf = Vec::new();
+    let mut ids = Vec::new();
+    let mut size = 0u64;
+    while chunker.next_chunk(&mut buf)? {
+        size += buf.len() as u64;
+        progress.bytes_read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress.bytes_done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let (id, _) = writer
+            .save(BlobType::Data, &buf)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        ids.push(id);
+    }
+    progress.files_done.fetch_add(1, Ordering::Relaxed);
+    Ok((ids, size))
+}
+
+/// Assembles trees in post-order as their children complete.
+fn finish_trees(
+    jobs: Receiver<DirJob>,
+    writer: &PackWriter,
+    warnings: &Mutex<Vec<String>>,
+    progress: &Progress,
+) -> Result<()> {
+    for job in jobs {
+        let result = (|| -> Result<Id> {
+            let mut nodes = Vec::with_capacity(job.entries.len());
+            for e in job.entries {
+                match e {
+                    Entry::Ready(n) => nodes.push(n),
+                    Entry::File(mut n, rx) => match rx.recv() {
+                        Ok(Ok((ids, size))) => {
+                            n.content = Some(ids);
+                            n.size = size;
+                            nodes.push(n);
+                        }
+                        Ok(Err(msg)) => {
+                            progress.errors.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(mut w) = warnings.lock() {
+                                w.push(msg);
+                            }
+                        }
+                        Err(_) => return Err(Error::new(crate::Kind::Io, "backup pipeline stopped")),
+                    },
+                    Entry::Dir(mut n, rx) => {
+                        let id = rx
+                            .recv()
+                            .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))??;
+                        n.subtree = Some(id);
+                        nodes.push(n);
+                    }
+                }
+            }
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            let bytes = node::encode_tree(&nodes);
+            Ok(writer.save(BlobType::Tree, &bytes)?.0)
+        })();
+        let failed = result.is_err();
+        let _ = job.done.send(result);
+        if failed {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Finds the parent snapshot for change detection.
+fn choose_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<Snapshot>> {
+    match &opts.parent {
+        ParentChoice::None => Ok(None),
+        ParentChoice::Snapshot(id) => Ok(Some(Snapshot::load(repo, id)?)),
+        ParentChoice::Latest => {
+            let filter = crate::snapshot::Filter {
+                hosts: vec![host.to_string()],
+                paths: paths.to_vec(),
+                tags: Vec::new(),
+            };
+            Ok(Snapshot::load_all(repo)?
+                .into_iter()
+                .rev()
+                .find(|s| filter.matches(s)))
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// Runs a backup and writes its snapshot (unless `dry_run`).
+pub fn backup(repo: &Repository, mut opts: BackupOptions, progress: &Progress) -> Result<BackupSummary> {
+    let started = std::time::Instant::now();
+    let index = repo.load_index()?;
+    let host = opts.host.clone().unwrap_or_else(hostname);
+    let mut targets = Targets::default();
+    let mut paths = Vec::new();
+    let mut missing = Vec::new();
+    if let Some(stdin) = &opts.stdin {
+        if stdin.filename.is_empty() || stdin.filename.contains('/') {
+            return Err(Error::invalid(format!(
+                "--stdin-filename {:?} must be a plain file name",
+                stdin.filename
+            )));
+        }
+        paths.push(format!("/{}", stdin.filename));
+    } else {
+        if opts.paths.is_empty() {
+            return Err(Error::invalid("nothing to back up: give at least one path"));
+        }
+        for p in &opts.paths {
+            let abs = clean_absolute(p)?;
+            if std::fs::symlink_metadata(&abs).is_err() {
+                missing.push(abs.display().to_string());
+                continue;
+            }
+            let mut t = &mut targets;
+            for c in abs.components().skip(1) {
+                t = t
+                    .children
+                    .entry(c.as_os_str().to_string_lossy().into_owned())
+                    .or_default();
+            }
+            t.is_target = true;
+            paths.push(abs.display().to_string());
+        }
+        if paths.is_empty() {
+            return Err(Error::not_found(format!(
+                "none of the paths to back up exist: {}",
+                missing.join(", ")
+            )));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    let parent = choose_parent(repo, &opts, &host, &paths)?;
+    let parent_root = match &parent {
+        Some(s) => Some(node::decode_tree(&repo.load_blob(&index, BlobType::Tree, &s.tree)?)
+            .map_err(|e| Error::corrupt(format!("parent snapshot tree: {e}")))?),
+        None => None,
+    };
+    let writer = PackWriter::new(repo, &index);
+    let counts = Counts::default();
+    let pol = repo.polynomial();
+    let root_dev = opts
+        .paths
+        .first()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.dev())
+        .unwrap_or(0);
+    let threads = opts.threads.max(1);
+    let stdin = opts.stdin.take();
+    let warnings = Mutex::new(
+        missing
+            .iter()
+            .map(|m| format!("{m}: does not exist, skipped"))
+            .collect::<Vec<_>>(),
+    );
+    let root_id = std::thread::scope(|s| -> Result<Id> {
+        let (file_tx, file_rx) = bounded::<FileJob>(threads * 64);
+        let (dir_tx, dir_rx) = bounded::<DirJob>(1024);
+        for _ in 0..threads {
+            let rx = file_rx.clone();
+            let writer = &writer;
+            s.spawn(move || {
+                for job in rx {
+                    let r = store_file(&job.path, writer, pol, progress)
+                        .map_err(|e| format!("{}: {e}", job.path.display()));
+                    let _ = job.done.send(r);
+                }
+            });
+        }
+        drop(file_rx);
+        let walker = Walker {
+            repo,
+            index: &index,
+            opts: &opts,
+            files: file_tx,
+            dirs: dir_tx,
+            progress,
+            counts: &counts,
+            warnings: &warnings,
+            root_dev,
+        };
+        let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress));
+        let root_rx = (|| -> Result<Receiver<Result<Id>>> {
+            let entries = match stdin {
+                Some(src) => {
+                    let mut node = Node::for_stdin(&src.filename);
+                    let (ids, size) = store_stream(src.reader, &writer, pol, progress)?;
+                    if let Some(check) = src.on_eof {
+                        check().map_err(|e| Error::new(crate::Kind::Io, e))?;
+                    }
+                    node.content = Some(ids);
+                    node.size = size;
+                    counts.files_new.fetch_add(1, Ordering::Relaxed);
+                    vec![Entry::Ready(node)]
+                }
+                None => walker.walk_targets(Path::new("/"), &targets, parent_root.as_deref())?,
+            };
+            walker.send_dir(entries)
+        })();
+        let Walker { files, dirs, .. } = walker;
+        drop(files);
+        drop(dirs);
+        let root = root_rx.and_then(|rx| {
+            rx.recv()
+                .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?
+        });
+        finisher
+            .join()
+            .map_err(|_| Error::new(crate::Kind::Io, "internal error: tree finisher panicked"))??;
+        root
+    })?;
+    let mut summary = BackupSummary {
+        files_new: counts.files_new.load(Ordering::Relaxed),
+        files_changed: counts.files_changed.load(Ordering::Relaxed),
+        files_unmodified: counts.files_unmodified.load(Ordering::Relaxed),
+        dirs_new: counts.dirs_new.load(Ordering::Relaxed),
+        dirs_changed: counts.dirs_changed.load(Ordering::Relaxed),
+        dirs_unmodified: counts.dirs_unmodified.load(Ordering::Relaxed),
+        total_files_processed: progress.files_done.load(Ordering::Relaxed),
+        total_bytes_processed: progress.bytes_done.load(Ordering::Relaxed),
+        bytes_read: progress.bytes_read.load(Ordering::Relaxed),
+        parent: parent.as_ref().map(|p| p.id),
+        warnings: warnings.into_inner().unwrap_or_default(),
+        ..Default::default()
+    };
+    if opts.dry_run {
+        summary.total_duration = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+    writer.finish()?;
+    summary.data_blobs = writer.stats.data_blobs.load(Ordering::Relaxed);
+    summary.tree_blobs = writer.stats.tree_blobs.load(Ordering::Relaxed);
+    summary.data_added = writer.stats.data_added.load(Ordering::Relaxed);
+    summary.data_added_packed = writer.stats.data_added_packed.load(Ordering::Relaxed);
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
+    let mut snap = Snapshot {
+        time: opts
+            .time
+            .unwrap_or_else(|| chrono::Local::now().fixed_offset()),
+        parent: parent.as_ref().map(|p| p.id),
+        tree: root_id,
+        paths,
+        hostname: host,
+        username: user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        excludes: opts.exclude_strings.clone(),
+        tags: opts.tags.clone(),
+        original: None,
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        id: Id::default(),
+    };
+    summary.snapshot_id = Some(snap.save(repo)?);
+    summary.total_duration = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn store_stream(
+    reader: Box<dyn Read + Send>,
+    writer: &PackWriter,
+    pol: crate::chunker::Polynomial,
+    progress: &Progress,
+) -> Result<(Vec<Id>, u64)> {
+    let mut chunker = Chunker::new(reader, pol);
+    let mut buf = Vec::new();
+    let mut ids = Vec::new();
+    let mut size = 0u64;
+    while chunker
+        .next_chunk(&mut buf)
+        .map_err(|e| Error::io("reading standard input", e))?
+    {
+        size += buf.len() as u64;
+        progress.bytes_read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress.bytes_done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        ids.push(writer.save(BlobType::Data, &buf)?.0);
+    }
+    progress.files_done.fetch_add(1, Ordering::Relaxed);
+    Ok((ids, size))
+}

@@ -1,0 +1,248 @@
+//! Pack files: encrypted blobs back to back, then the encrypted header, then the header's
+//! length as a little-endian u32.
+//!
+//! Header entries (plaintext): type byte (0 data, 1 tree, 2 compressed data, 3 compressed
+//! tree), encrypted length u32 LE, for compressed types the plaintext length u32 LE, then the
+//! blob's 32-byte id. The pack's name is the SHA-256 of the whole file.
+
+use crate::crypto::{Key, OVERHEAD};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use serde::{Deserialize, Serialize};
+
+/// What a blob holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobType {
+    Data,
+    Tree,
+}
+
+impl std::fmt::Display for BlobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BlobType::Data => "data",
+            BlobType::Tree => "tree",
+        })
+    }
+}
+
+/// One blob's place in a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedBlob {
+    pub blob_type: BlobType,
+    pub id: Id,
+    pub offset: u32,
+    /// Length of the stored (encrypted, maybe compressed) blob.
+    pub length: u32,
+    /// Plaintext length when compressed, 0 when stored uncompressed.
+    pub uncompressed_length: u32,
+}
+
+impl PackedBlob {
+    /// Length of the plaintext the blob decodes to.
+    pub fn data_length(&self) -> u32 {
+        if self.uncompressed_length != 0 {
+            self.uncompressed_length
+        } else {
+            self.length.saturating_sub(OVERHEAD as u32)
+        }
+    }
+}
+
+const ENTRY_LEN: usize = 1 + 4 + 32;
+const COMPRESSED_ENTRY_LEN: usize = 1 + 4 + 4 + 32;
+
+/// Accumulates encrypted blobs into one pack in memory.
+#[derive(Default)]
+pub struct PackBuilder {
+    bytes: Vec<u8>,
+    blobs: Vec<PackedBlob>,
+}
+
+impl PackBuilder {
+    pub fn new() -> PackBuilder {
+        PackBuilder::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub fn count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Appends an already encrypted blob.
+    pub fn add(&mut self, blob_type: BlobType, id: Id, encrypted: &[u8], uncompressed_length: u32) {
+        self.blobs.push(PackedBlob {
+            blob_type,
+            id,
+            offset: self.bytes.len() as u32,
+            length: encrypted.len() as u32,
+            uncompressed_length,
+        });
+        self.bytes.extend_from_slice(encrypted);
+    }
+
+    /// Writes the header; returns the pack's bytes, its id and its blobs.
+    pub fn finish(mut self, key: &Key) -> (Vec<u8>, Id, Vec<PackedBlob>) {
+        let mut header = Vec::with_capacity(self.blobs.len() * COMPRESSED_ENTRY_LEN);
+        for b in &self.blobs {
+            let compressed = b.uncompressed_length != 0;
+            let t: u8 = match (b.blob_type, compressed) {
+                (BlobType::Data, false) => 0,
+                (BlobType::Tree, false) => 1,
+                (BlobType::Data, true) => 2,
+                (BlobType::Tree, true) => 3,
+            };
+            header.push(t);
+            header.extend_from_slice(&b.length.to_le_bytes());
+            if compressed {
+                header.extend_from_slice(&b.uncompressed_length.to_le_bytes());
+            }
+            header.extend_from_slice(&b.id.0);
+        }
+        let before = self.bytes.len();
+        key.seal_into(&header, &mut self.bytes);
+        let header_len = (self.bytes.len() - before) as u32;
+        self.bytes.extend_from_slice(&header_len.to_le_bytes());
+        let id = Id::hash(&self.bytes);
+        (self.bytes, id, self.blobs)
+    }
+}
+
+/// How many bytes at the end of a pack to read first: enough for the header of most packs.
+pub const HEADER_PROBE: u64 = 16 * 1024;
+
+/// The encrypted header's length, from a pack's last 4 bytes. Checks it fits in `pack_size`.
+pub fn header_length(tail: &[u8], pack_size: u64) -> Result<u32> {
+    if tail.len() < 4 || pack_size < 4 + OVERHEAD as u64 {
+        return Err(Error::corrupt("pack file too short for a header"));
+    }
+    let mut n = [0u8; 4];
+    n.copy_from_slice(&tail[tail.len() - 4..]);
+    let len = u32::from_le_bytes(n);
+    if len as u64 + 4 > pack_size || (len as usize) < OVERHEAD {
+        return Err(Error::corrupt(format!(
+            "pack header length {len} does not fit a pack of {pack_size} bytes"
+        )));
+    }
+    Ok(len)
+}
+
+/// Decrypts and parses a pack header (the encrypted header bytes, without the length).
+pub fn parse_header(key: &Key, encrypted_header: &[u8], pack_size: u64) -> Result<Vec<PackedBlob>> {
+    let plain = key
+        .open(encrypted_header)
+        .map_err(|e| e.context("pack header"))?;
+    let header_start = pack_size - 4 - encrypted_header.len() as u64;
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    let mut offset = 0u64;
+    while pos < plain.len() {
+        let t = plain[pos];
+        let (blob_type, compressed) = match t {
+            0 => (BlobType::Data, false),
+            1 => (BlobType::Tree, false),
+            2 => (BlobType::Data, true),
+            3 => (BlobType::Tree, true),
+            _ => {
+                return Err(Error::corrupt(format!(
+                    "pack header: unknown blob type {t}"
+                )))
+            }
+        };
+        let need = if compressed {
+            COMPRESSED_ENTRY_LEN
+        } else {
+            ENTRY_LEN
+        };
+        if pos + need > plain.len() {
+            return Err(Error::corrupt("pack header: truncated entry"));
+        }
+        let u32_at =
+            |p: usize| u32::from_le_bytes([plain[p], plain[p + 1], plain[p + 2], plain[p + 3]]);
+        let length = u32_at(pos + 1);
+        let (uncompressed_length, id_at) = if compressed {
+            (u32_at(pos + 5), pos + 9)
+        } else {
+            (0, pos + 5)
+        };
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&plain[id_at..id_at + 32]);
+        if offset + length as u64 > header_start {
+            return Err(Error::corrupt("pack header: blob extends into the header"));
+        }
+        out.push(PackedBlob {
+            blob_type,
+            id: Id(id),
+            offset: offset as u32,
+            length,
+            uncompressed_length,
+        });
+        offset += length as u64;
+        pos += need;
+    }
+    Ok(out)
+}
+
+/// Decrypts (and decompresses) one stored blob and verifies its id.
+pub fn decode_blob(key: &Key, blob: &PackedBlob, stored: &[u8]) -> Result<Vec<u8>> {
+    let plain = key.open(stored)?;
+    let data = if blob.uncompressed_length != 0 {
+        let mut out = Vec::with_capacity(blob.uncompressed_length as usize);
+        zstd::stream::copy_decode(&plain[..], &mut out)
+            .map_err(|e| Error::corrupt(format!("blob {}: zstd: {e}", blob.id)))?;
+        if out.len() != blob.uncompressed_length as usize {
+            return Err(Error::corrupt(format!(
+                "blob {}: decompressed to {} bytes, expected {}",
+                blob.id,
+                out.len(),
+                blob.uncompressed_length
+            )));
+        }
+        out
+    } else {
+        plain
+    };
+    if Id::hash(&data) != blob.id {
+        return Err(Error::corrupt(format!(
+            "blob {}: content does not match its id",
+            blob.id
+        )));
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_header_round_trips_with_compressed_and_plain_blobs() {
+        let key = Key::random();
+        let mut b = PackBuilder::new();
+        let d1 = b"first blob".to_vec();
+        let e1 = key.seal(&d1);
+        b.add(BlobType::Data, Id::hash(&d1), &e1, 0);
+        let d2 = vec![7u8; 5000];
+        let c2 = zstd::bulk::compress(&d2, 3).unwrap();
+        let e2 = key.seal(&c2);
+        b.add(BlobType::Tree, Id::hash(&d2), &e2, d2.len() as u32);
+        let (bytes, id, blobs) = b.finish(&key);
+        assert_eq!(id, Id::hash(&bytes));
+        let hl = header_length(&bytes, bytes.len() as u64).unwrap() as usize;
+        let hdr = &bytes[bytes.len() - 4 - hl..bytes.len() - 4];
+        let parsed = parse_header(&key, hdr, bytes.len() as u64).unwrap();
+        assert_eq!(parsed, blobs);
+        for (p, want) in parsed.iter().zip([&d1, &d2]) {
+            let stored = &bytes[p.offset as usize..(p.offset + p.length) as usize];
+            assert_eq!(&decode_blob(&key, p, stored).unwrap(), want);
+        }
+    }
+}

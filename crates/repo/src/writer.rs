@@ -1,0 +1,180 @@
+//! Saving blobs: dedup against the index, compress, encrypt, pack, upload, and finally
+//! write the index of everything uploaded.
+//!
+//! Safe to call from many threads at once. Write order: a pack is durable before its blobs
+//! are listed in an index file, and `finish` writes the index only after every pack.
+//! Callers write the snapshot after `finish` returns.
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile, IndexPack};
+use crate::pack::{BlobType, PackBuilder};
+use crate::repository::Repository;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Target size of a pack file (restic's default is 16 MiB).
+pub const DEFAULT_PACK_SIZE: usize = 16 * 1024 * 1024;
+/// Blobs per index file before starting a new one (restic uses the same bound).
+const INDEX_MAX_BLOBS: usize = 50_000;
+
+/// Counters of what was added.
+#[derive(Default, Debug)]
+pub struct WriteStats {
+    pub data_blobs: AtomicU64,
+    pub tree_blobs: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: AtomicU64,
+    /// Bytes of new blobs as stored (compressed, encrypted).
+    pub data_added_packed: AtomicU64,
+}
+
+pub struct PackWriter<'r> {
+    repo: &'r Repository,
+    index: &'r Index,
+    pack_size: usize,
+    open: [Mutex<PackBuilder>; 2],
+    known: Mutex<HashSet<(BlobType, Id)>>,
+    written: Mutex<Vec<IndexPack>>,
+    pub stats: WriteStats,
+}
+
+impl<'r> PackWriter<'r> {
+    pub fn new(repo: &'r Repository, index: &'r Index) -> PackWriter<'r> {
+        PackWriter {
+            repo,
+            index,
+            pack_size: DEFAULT_PACK_SIZE,
+            open: [Mutex::new(PackBuilder::new()), Mutex::new(PackBuilder::new())],
+            known: Mutex::new(HashSet::new()),
+            written: Mutex::new(Vec::new()),
+            stats: WriteStats::default(),
+        }
+    }
+
+    pub fn with_pack_size(mut self, bytes: usize) -> Self {
+        self.pack_size = bytes.max(1024);
+        self
+    }
+
+    /// True if the blob is already stored or being stored.
+    pub fn has(&self, t: BlobType, id: &Id) -> bool {
+        self.index.has(t, id)
+            || self
+                .known
+                .lock()
+                .map(|k| k.contains(&(t, *id)))
+                .unwrap_or(false)
+    }
+
+    /// Stores a blob unless it exists; returns its id and whether it was new.
+    pub fn save(&self, t: BlobType, data: &[u8]) -> Result<(Id, bool)> {
+        let id = Id::hash(data);
+        let new = self.save_with_id(t, id, data)?;
+        Ok((id, new))
+    }
+
+    /// Like `save` for a caller that already hashed `data`.
+    pub fn save_with_id(&self, t: BlobType, id: Id, data: &[u8]) -> Result<bool> {
+        if self.index.has(t, &id) {
+            return Ok(false);
+        }
+        {
+            let mut known = self.known.lock().map_err(|_| poisoned())?;
+            if !known.insert((t, id)) {
+                return Ok(false);
+            }
+        }
+        let compressed = match self.repo.compression().level() {
+            Some(level) => zstd::bulk::compress(data, level)
+                .ok()
+                .filter(|c| c.len() < data.len()),
+            None => None,
+        };
+        let (payload, uncompressed_len) = match &compressed {
+            Some(c) => (&c[..], data.len() as u32),
+            None => (data, 0),
+        };
+        let sealed = self.repo.key().seal(payload);
+        self.stats.data_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stats
+            .data_added_packed
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        match t {
+            BlobType::Data => &self.stats.data_blobs,
+            BlobType::Tree => &self.stats.tree_blobs,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        let full = {
+            let mut b = self.open[t as usize].lock().map_err(|_| poisoned())?;
+            b.add(t, id, &sealed, uncompressed_len);
+            if b.len() >= self.pack_size {
+                Some(std::mem::take(&mut *b))
+            } else {
+                None
+            }
+        };
+        if let Some(b) = full {
+            self.upload(b)?;
+        }
+        Ok(true)
+    }
+
+    fn upload(&self, b: PackBuilder) -> Result<()> {
+        let (bytes, id, blobs) = b.finish(self.repo.key());
+        self.repo
+            .backend()
+            .write(FileType::Pack, &id.to_hex(), &bytes)?;
+        self.written
+            .lock()
+            .map_err(|_| poisoned())?
+            .push(IndexPack::from_blobs(id, &blobs));
+        Ok(())
+    }
+
+    /// Uploads partly filled packs, then writes index files for everything uploaded.
+    /// Returns the ids of the new index files.
+    pub fn finish(&self) -> Result<Vec<Id>> {
+        for slot in &self.open {
+            let b = std::mem::take(&mut *slot.lock().map_err(|_| poisoned())?);
+            if !b.is_empty() {
+                self.upload(b)?;
+            }
+        }
+        let packs = std::mem::take(&mut *self.written.lock().map_err(|_| poisoned())?);
+        write_index_files(self.repo, packs, Vec::new())
+    }
+}
+
+/// Writes index files for `packs`, splitting large ones; `supersedes` goes into the first.
+pub fn write_index_files(
+    repo: &Repository,
+    packs: Vec<IndexPack>,
+    supersedes: Vec<Id>,
+) -> Result<Vec<Id>> {
+    let mut ids = Vec::new();
+    let mut file = IndexFile {
+        supersedes,
+        packs: Vec::new(),
+    };
+    let mut blobs = 0;
+    for p in packs {
+        blobs += p.blobs.len();
+        file.packs.push(p);
+        if blobs >= INDEX_MAX_BLOBS {
+            ids.push(repo.save_json(FileType::Index, &file)?);
+            file = IndexFile::default();
+            blobs = 0;
+        }
+    }
+    if !file.packs.is_empty() || !file.supersedes.is_empty() {
+        ids.push(repo.save_json(FileType::Index, &file)?);
+    }
+    Ok(ids)
+}
+
+fn poisoned() -> Error {
+    Error::new(crate::Kind::Io, "internal error: a worker thread panicked")
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Benchmarks cairn against the real restic on the same data, in the same run, alternating
+# the tools (A B A B) and reporting the median of RUNS runs: wall time, CPU time (user+sys)
+# and peak RSS of each, and the ratio restic/cairn (above 1 means cairn is better).
+#
+#   scripts/bench.sh                 # 1 GiB mixed data, 200,000 small files, RUNS=3
+#   BENCH_GIB=0.2 SMALL_FILES=20000 RUNS=1 scripts/bench.sh   # a quick look
+#
+# Steps measured: initial backup of the mixed data, no-change re-run over the small files,
+# restore of the mixed snapshot, check --read-data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_DIR=${BENCH_DIR:-/tmp/cairn-bench}
+BENCH_GIB=${BENCH_GIB:-1.05}
+SMALL_FILES=${SMALL_FILES:-200000}
+RUNS=${RUNS:-3}
+command -v restic >/dev/null || { echo "restic is needed: apt-get install restic" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 1; }
+cargo build --release -q
+CAIRN=$PWD/target/release/cairn
+mkdir -p "$BENCH_DIR"
+export RESTIC_PASSWORD=bench
+export RESTIC_CACHE_DIR="$BENCH_DIR/restic-cache"
+
+python3 scripts/gen_data.py "$BENCH_DIR/mixed" "$BENCH_GIB" "$BENCH_DIR/small" "$SMALL_FILES"
+
+results="$BENCH_DIR/results.tsv"
+: > "$results"
+# measure TOOL STEP CMD... : runs CMD under GNU time, appends "tool step wall cpu rss_kib"
+measure() {
+  local tool=$1 step=$2; shift 2
+  local tf; tf=$(mktemp)
+  if ! /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$BENCH_DIR/last.out" 2>"$BENCH_DIR/last.err"; then
+    echo "$tool $step failed:" >&2; tail -5 "$BENCH_DIR/last.err" >&2; exit 1
+  fi
+  read -r wall user sys rss < "$tf"; rm -f "$tf"
+  echo -e "$tool\t$step\t$wall\t$(echo "$user + $sys" | bc)\t$rss" >> "$results"
+  printf '  %-6s %-10s wall %7.2fs  cpu %7.2fs  rss %7.1f MiB\n' "$tool" "$step" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
+}
+
+run_tool() {
+  local tool=$1 bin repo target
+  repo="$BENCH_DIR/repo-$tool"; target="$BENCH_DIR/restore-$tool"
+  rm -rf "$repo" "$target" "$RESTIC_CACHE_DIR"
+  if [ "$tool" = restic ]; then bin=(restic --no-cache -q); else bin=("$CAIRN" -q); fi
+  "${bin[@]}" -r "$repo" init >/dev/null
+  measure "$tool" backup "${bin[@]}" -r "$repo" backup "$BENCH_DIR/mixed"
+  "${bin[@]}" -r "$repo" backup "$BENCH_DIR/small" >/dev/null
+  measure "$tool" nochange "${bin[@]}" -r "$repo" backup "$BENCH_DIR/small"
+  local snap
+  snap=$("${bin[@]}" -r "$repo" snapshots --json --path "$BENCH_DIR/mixed" | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+  measure "$tool" restore "${bin[@]}" -r "$repo" restore "$snap" --target "$target"
+  measure "$tool" check "${bin[@]}" -r "$repo" check --read-data
+  rm -rf "$target"
+}
+
+for i in $(seq 1 "$RUNS"); do
+  echo "run $i/$RUNS"
+  if [ $((i % 2)) = 1 ]; then run_tool cairn; run_tool restic; else run_tool restic; run_tool cairn; fi
+done
+
+python3 - "$results" "$BENCH_GIB" "$SMALL_FILES" <<'PY'
+import sys, statistics, collections
+rows = [l.split('\t') for l in open(sys.argv[1]) if l.strip()]
+d = collections.defaultdict(list)
+for tool, step, wall, cpu, rss in rows:
+    d[(tool, step)].append((float(wall), float(cpu), int(rss)))
+print(f"\nmedians over runs; data: {sys.argv[2]} GiB mixed, {sys.argv[3]} small files")
+print(f"{'step':10} {'cairn wall':>11} {'restic wall':>12} {'speed x':>8} {'cairn cpu':>10} {'restic cpu':>11} {'cairn MiB':>10} {'restic MiB':>11} {'rss ratio':>9}")
+for step in ["backup", "nochange", "restore", "check"]:
+    c, r = d[("cairn", step)], d[("restic", step)]
+    if not c or not r: continue
+    med = lambda v, i: statistics.median(x[i] for x in v)
+    cw, rw, cc, rc, cm, rm = med(c,0), med(r,0), med(c,1), med(r,1), med(c,2)/1024, med(r,2)/1024
+    print(f"{step:10} {cw:10.2f}s {rw:11.2f}s {rw/max(cw,1e-3):7.2f}x {cc:9.2f}s {rc:10.2f}s {cm:10.1f} {rm:11.1f} {cm/max(rm,1e-3):8.2f}")
+PY

@@ -7,6 +7,7 @@ mod init;
 mod progress;
 mod restore;
 mod snapshots;
+mod unlock;
 
 use anyhow::{Context, Result};
 use cairn_repo::backend::local::LocalBackend;
@@ -30,7 +31,11 @@ pub mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "cairn", version, about = "Encrypted, deduplicated backups in the restic repository format")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Encrypted, deduplicated backups in the restic repository format"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
@@ -56,11 +61,19 @@ pub struct GlobalOpts {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Compression for new data: auto, off or max (format version 2 only)
-    #[arg(long, global = true, env = "RESTIC_COMPRESSION", default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        env = "RESTIC_COMPRESSION",
+        default_value = "auto"
+    )]
     pub compression: String,
     /// Don't show progress bars
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Don't lock the repository (only for read-only access to read-only storage)
+    #[arg(long, global = true)]
+    pub no_lock: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +90,8 @@ pub enum Command {
     Check(check::Args),
     /// Print internal objects (config, snapshot, index, key, blob)
     Cat(cat::Args),
+    /// Remove stale locks (or all with --remove-all)
+    Unlock(unlock::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -99,6 +114,7 @@ pub fn run() -> ExitCode {
         Command::Restore(a) => restore::run(&cli.global, a),
         Command::Check(a) => check::run(&cli.global, a),
         Command::Cat(a) => cat::run(&cli.global, a),
+        Command::Unlock(a) => unlock::run(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -195,6 +211,18 @@ impl GlobalOpts {
         Ok(repo)
     }
 
+    /// Takes a repository lock (shared or exclusive) unless `--no-lock`.
+    pub fn lock(
+        &self,
+        repo: &Repository,
+        exclusive: bool,
+    ) -> Result<Option<cairn_repo::lock::LockGuard>> {
+        if self.no_lock {
+            return Ok(None);
+        }
+        Ok(Some(cairn_repo::lock::lock(repo, exclusive)?))
+    }
+
     /// Prints a line unless quiet or in JSON mode.
     pub fn say(&self, msg: impl std::fmt::Display) {
         if !self.quiet && !self.json {
@@ -209,7 +237,9 @@ fn first_line(s: &str) -> String {
 
 /// Parses restic's repository syntax. Remote backends come later; they are refused clearly.
 pub fn open_backend(loc: &str) -> Result<Arc<dyn Backend>> {
-    for scheme in ["sftp:", "s3:", "b2:", "rest:", "rclone:", "azure:", "gs:", "swift:"] {
+    for scheme in [
+        "sftp:", "s3:", "b2:", "rest:", "rclone:", "azure:", "gs:", "swift:",
+    ] {
         if loc.starts_with(scheme) {
             anyhow::bail!(
                 "repository {loc:?}: the {} backend is not available in this version of cairn; use a local path",

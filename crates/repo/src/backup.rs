@@ -79,7 +79,9 @@ impl Default for BackupOptions {
             parent: ParentChoice::Latest,
             stdin: None,
             with_xattrs: true,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             dry_run: false,
         }
     }
@@ -126,6 +128,8 @@ enum Entry {
 
 struct DirJob {
     entries: Vec<Entry>,
+    /// The same directory's tree in the parent snapshot: decides new/changed/unmodified.
+    parent_tree: Option<Id>,
     done: Sender<Result<Id>>,
 }
 
@@ -199,23 +203,25 @@ impl Walker<'_> {
     }
 
     fn excluded(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
-        if !self.opts.excludes.is_empty() && self.opts.excludes.matches(&path.to_string_lossy()) {
+        if !self.opts.excludes.is_empty() && self.opts.excludes.matches_path(path) {
             return true;
         }
-        if self.opts.one_file_system && meta.dev() != self.root_dev {
-            return true;
-        }
-        if meta.is_dir() && self.opts.exclude_if_present.iter().any(|r| r.excludes_dir(path)) {
-            return true;
-        }
-        false
+        self.opts.one_file_system && meta.dev() != self.root_dev
     }
 
     /// Sends a directory's tree job; returns the receiver of its tree id.
-    fn send_dir(&self, entries: Vec<Entry>) -> Result<Receiver<Result<Id>>> {
+    fn send_dir(
+        &self,
+        entries: Vec<Entry>,
+        parent_tree: Option<Id>,
+    ) -> Result<Receiver<Result<Id>>> {
         let (tx, rx) = bounded(1);
         self.dirs
-            .send(DirJob { entries, done: tx })
+            .send(DirJob {
+                entries,
+                parent_tree,
+                done: tx,
+            })
             .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;
         Ok(rx)
     }
@@ -245,7 +251,7 @@ impl Walker<'_> {
             let sub_parent = self.load_tree(parent_node.and_then(|n| n.subtree));
             let sub = self.walk_targets(&path, child, sub_parent.as_deref())?;
             node.subtree = None;
-            let rx = self.send_dir(sub)?;
+            let rx = self.send_dir(sub, parent_node.and_then(|n| n.subtree))?;
             entries.push(Entry::Dir(node, rx));
         }
         Ok(entries)
@@ -274,9 +280,9 @@ impl Walker<'_> {
                     && p.mtime.timestamp_subsec_nanos() as i64 == meta.mtime_nsec()
                     && p.ctime.timestamp() == meta.ctime()
                     && p.ctime.timestamp_subsec_nanos() as i64 == meta.ctime_nsec()
-                    && p.content.as_ref().is_some_and(|c| {
-                        c.iter().all(|id| self.index.has(BlobType::Data, id))
-                    })
+                    && p.content
+                        .as_ref()
+                        .is_some_and(|c| c.iter().all(|id| self.index.has(BlobType::Data, id)))
                 {
                     let mut node = Node::from_path(path, name, &meta, false)
                         .map_err(|e| Error::io(path.display(), e))?;
@@ -284,7 +290,9 @@ impl Walker<'_> {
                     node.content = p.content.clone();
                     self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
                     self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-                    self.progress.bytes_done.fetch_add(meta.size(), Ordering::Relaxed);
+                    self.progress
+                        .bytes_done
+                        .fetch_add(meta.size(), Ordering::Relaxed);
                     return Ok(Some(Entry::Ready(node)));
                 }
             }
@@ -327,28 +335,33 @@ impl Walker<'_> {
                 }
             }
             names.sort();
+            // A tagged directory (--exclude-if-present) keeps only its tag file, like restic.
+            let tags: Vec<&str> = self
+                .opts
+                .exclude_if_present
+                .iter()
+                .filter(|r| r.excludes_dir(path))
+                .map(|r| r.filename.as_str())
+                .collect();
+            if !tags.is_empty() {
+                names.retain(|n| tags.iter().any(|t| n.as_encoded_bytes() == t.as_bytes()));
+            }
             let parent_tree = self.load_tree(parent.and_then(|p| p.subtree));
             let mut entries = Vec::with_capacity(names.len());
             for n in names {
                 let name = n.to_string_lossy();
                 let child_path = path.join(&n);
-                let pnode = parent_tree
-                    .as_deref()
-                    .and_then(|t| t.binary_search_by(|x| x.name.as_str().cmp(&name)).ok().map(|i| &t[i]));
+                let pnode = parent_tree.as_deref().and_then(|t| {
+                    t.binary_search_by(|x| x.name.as_str().cmp(&name))
+                        .ok()
+                        .map(|i| &t[i])
+                });
                 if let Some(e) = self.entry(&child_path, &name, pnode)? {
                     entries.push(e);
                 }
             }
-            match parent {
-                Some(p) if p.node_type == NodeType::Dir => {
-                    self.counts.dirs_changed.fetch_add(0, Ordering::Relaxed);
-                }
-                _ => {
-                    self.counts.dirs_new.fetch_add(1, Ordering::Relaxed);
-                }
-            }
             self.progress.dirs_done.fetch_add(1, Ordering::Relaxed);
-            let rx = self.send_dir(entries)?;
+            let rx = self.send_dir(entries, parent.and_then(|p| p.subtree))?;
             return Ok(Some(Entry::Dir(node, rx)));
         }
         // Symlinks, devices, fifos, sockets: metadata only.
@@ -369,8 +382,12 @@ fn store_file(
     let mut size = 0u64;
     while chunker.next_chunk(&mut buf)? {
         size += buf.len() as u64;
-        progress.bytes_read.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        progress.bytes_done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress
+            .bytes_read
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress
+            .bytes_done
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let (id, _) = writer
             .save(BlobType::Data, &buf)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -386,6 +403,7 @@ fn finish_trees(
     writer: &PackWriter,
     warnings: &Mutex<Vec<String>>,
     progress: &Progress,
+    counts: &Counts,
 ) -> Result<()> {
     for job in jobs {
         let result = (|| -> Result<Id> {
@@ -405,12 +423,14 @@ fn finish_trees(
                                 w.push(msg);
                             }
                         }
-                        Err(_) => return Err(Error::new(crate::Kind::Io, "backup pipeline stopped")),
+                        Err(_) => {
+                            return Err(Error::new(crate::Kind::Io, "backup pipeline stopped"))
+                        }
                     },
                     Entry::Dir(mut n, rx) => {
-                        let id = rx
-                            .recv()
-                            .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))??;
+                        let id = rx.recv().map_err(|_| {
+                            Error::new(crate::Kind::Io, "backup pipeline stopped")
+                        })??;
                         n.subtree = Some(id);
                         nodes.push(n);
                     }
@@ -418,7 +438,14 @@ fn finish_trees(
             }
             nodes.sort_by(|a, b| a.name.cmp(&b.name));
             let bytes = node::encode_tree(&nodes);
-            Ok(writer.save(BlobType::Tree, &bytes)?.0)
+            let id = writer.save(BlobType::Tree, &bytes)?.0;
+            match job.parent_tree {
+                None => &counts.dirs_new,
+                Some(p) if p == id => &counts.dirs_unmodified,
+                Some(_) => &counts.dirs_changed,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            Ok(id)
         })();
         let failed = result.is_err();
         let _ = job.done.send(result);
@@ -430,7 +457,12 @@ fn finish_trees(
 }
 
 /// Finds the parent snapshot for change detection.
-fn choose_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<Snapshot>> {
+fn choose_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<Snapshot>> {
     match &opts.parent {
         ParentChoice::None => Ok(None),
         ParentChoice::Snapshot(id) => Ok(Some(Snapshot::load(repo, id)?)),
@@ -456,7 +488,11 @@ pub fn hostname() -> String {
 }
 
 /// Runs a backup and writes its snapshot (unless `dry_run`).
-pub fn backup(repo: &Repository, mut opts: BackupOptions, progress: &Progress) -> Result<BackupSummary> {
+pub fn backup(
+    repo: &Repository,
+    mut opts: BackupOptions,
+    progress: &Progress,
+) -> Result<BackupSummary> {
     let started = std::time::Instant::now();
     let index = repo.load_index()?;
     let host = opts.host.clone().unwrap_or_else(hostname);
@@ -502,8 +538,10 @@ pub fn backup(repo: &Repository, mut opts: BackupOptions, progress: &Progress) -
     paths.dedup();
     let parent = choose_parent(repo, &opts, &host, &paths)?;
     let parent_root = match &parent {
-        Some(s) => Some(node::decode_tree(&repo.load_blob(&index, BlobType::Tree, &s.tree)?)
-            .map_err(|e| Error::corrupt(format!("parent snapshot tree: {e}")))?),
+        Some(s) => Some(
+            node::decode_tree(&repo.load_blob(&index, BlobType::Tree, &s.tree)?)
+                .map_err(|e| Error::corrupt(format!("parent snapshot tree: {e}")))?,
+        ),
         None => None,
     };
     let writer = PackWriter::new(repo, &index);
@@ -549,7 +587,7 @@ pub fn backup(repo: &Repository, mut opts: BackupOptions, progress: &Progress) -
             warnings: &warnings,
             root_dev,
         };
-        let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress));
+        let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress, &counts));
         let root_rx = (|| -> Result<Receiver<Result<Id>>> {
             let entries = match stdin {
                 Some(src) => {
@@ -565,7 +603,7 @@ pub fn backup(repo: &Repository, mut opts: BackupOptions, progress: &Progress) -
                 }
                 None => walker.walk_targets(Path::new("/"), &targets, parent_root.as_deref())?,
             };
-            walker.send_dir(entries)
+            walker.send_dir(entries, parent.as_ref().map(|p| p.tree))
         })();
         let Walker { files, dirs, .. } = walker;
         drop(files);
@@ -602,7 +640,9 @@ pub fn backup(repo: &Repository, mut opts: BackupOptions, progress: &Progress) -
     summary.tree_blobs = writer.stats.tree_blobs.load(Ordering::Relaxed);
     summary.data_added = writer.stats.data_added.load(Ordering::Relaxed);
     summary.data_added_packed = writer.stats.data_added_packed.load(Ordering::Relaxed);
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
     let mut snap = Snapshot {
         time: opts
             .time
@@ -640,8 +680,12 @@ fn store_stream(
         .map_err(|e| Error::io("reading standard input", e))?
     {
         size += buf.len() as u64;
-        progress.bytes_read.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        progress.bytes_done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress
+            .bytes_read
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        progress
+            .bytes_done
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         ids.push(writer.save(BlobType::Data, &buf)?.0);
     }
     progress.files_done.fetch_add(1, Ordering::Relaxed);

@@ -104,9 +104,9 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
                 }
                 index.add_file(&f);
             }
-            Err(e) => report
-                .errors
-                .push(format!("index {id}: {e} (run `cairn repair index` to rebuild it from the packs)")),
+            Err(e) => report.errors.push(format!(
+                "index {id}: {e} (run `cairn repair index` to rebuild it from the packs)"
+            )),
         }
     }
 
@@ -120,9 +120,9 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
     report.packs = listed.len();
     for (pack_id, blobs) in &indexed_packs {
         match listed.get(pack_id) {
-            None => report
-                .errors
-                .push(format!("pack {pack_id}: listed in the index but missing from the repository")),
+            None => report.errors.push(format!(
+                "pack {pack_id}: listed in the index but missing from the repository"
+            )),
             Some(size) => {
                 let end = blobs
                     .iter()
@@ -223,7 +223,11 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
     report.packs_read = to_read.len();
     let queue = Mutex::new(to_read.into_iter());
     std::thread::scope(|s| {
-        for _ in 0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2) {
+        for _ in 0..std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2)
+        {
             s.spawn(|| loop {
                 let Some((id, _size)) = queue.lock().ok().and_then(|mut q| q.next()) else {
                     return;
@@ -236,13 +240,20 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
             });
         }
     });
-    report.errors.extend(errors.into_inner().unwrap_or_default());
+    report
+        .errors
+        .extend(errors.into_inner().unwrap_or_default());
     report.bytes_read = bytes.load(Ordering::Relaxed);
     Ok(report)
 }
 
 /// Reads one pack completely and verifies it; returns the problems found.
-fn check_pack(repo: &Repository, id: &Id, indexed: Option<&Vec<PackedBlob>>, bytes: &AtomicU64) -> Vec<String> {
+fn check_pack(
+    repo: &Repository,
+    id: &Id,
+    indexed: Option<&Vec<PackedBlob>>,
+    bytes: &AtomicU64,
+) -> Vec<String> {
     let mut errs = Vec::new();
     let data = match repo.backend().read(FileType::Pack, &id.to_hex()) {
         Ok(d) => d,
@@ -276,13 +287,18 @@ fn check_pack(repo: &Repository, id: &Id, indexed: Option<&Vec<PackedBlob>>, byt
         a.dedup();
         b.sort();
         if a.iter().any(|x| !b.contains(x)) {
-            errs.push(format!("pack {id}: index entries do not match the pack header"));
+            errs.push(format!(
+                "pack {id}: index entries do not match the pack header"
+            ));
         }
     }
     for b in &blobs {
         let end = b.offset as usize + b.length as usize;
         if end > data.len() {
-            errs.push(format!("pack {id}: blob {} extends past the end of the pack", b.id));
+            errs.push(format!(
+                "pack {id}: blob {} extends past the end of the pack",
+                b.id
+            ));
             continue;
         }
         if let Err(e) = pack::decode_blob(repo.key(), b, &data[b.offset as usize..end]) {

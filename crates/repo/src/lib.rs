@@ -10,7 +10,14 @@ pub mod index;
 pub mod node;
 pub mod pack;
 pub mod parallel;
-// pub mod repository; (enabled once chunker::Polynomial lands)
+pub mod repository;
 
 pub use error::{Error, Kind, Result};
 pub use id::Id;
+pub mod backup;
+pub mod check;
+pub mod gotime;
+pub mod lock;
+pub mod restore;
+pub mod snapshot;
+pub mod writer;

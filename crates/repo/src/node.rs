@@ -1,1 +1,747 @@
-//! Tree nodes and their restic-identical JSON encoding.
+//! Tree nodes and their encoding, byte-identical to restic 0.14's (Go's `encoding/json` of
+//! restic's `Node`, in field order, with its `omitempty` rules, string escaping, RFC 3339
+//! nanosecond times in the time's own zone, Go `os.FileMode` bits), so a directory with
+//! the same metadata gets the same tree id from cairn as from restic.
+//!
+//! Owns: building a node from `lstat` data like restic's archiver (atime recorded as the
+//! mtime, names of users and groups looked up once per id), applying a node's metadata to
+//! a restored file, and creating special files. Does not read file contents.
+
+use crate::gotime;
+use crate::id::Id;
+use base64::Engine;
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::sync::Mutex;
+
+// Go's os.FileMode bits.
+const MODE_DIR: u32 = 1 << 31;
+const MODE_SYMLINK: u32 = 1 << 27;
+const MODE_DEVICE: u32 = 1 << 26;
+const MODE_NAMED_PIPE: u32 = 1 << 25;
+const MODE_SOCKET: u32 = 1 << 24;
+const MODE_SETUID: u32 = 1 << 23;
+const MODE_SETGID: u32 = 1 << 22;
+const MODE_CHAR_DEVICE: u32 = 1 << 21;
+const MODE_STICKY: u32 = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeType {
+    File,
+    Dir,
+    Symlink,
+    Dev,
+    CharDev,
+    Fifo,
+    Socket,
+    Irregular,
+}
+
+impl NodeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeType::File => "file",
+            NodeType::Dir => "dir",
+            NodeType::Symlink => "symlink",
+            NodeType::Dev => "dev",
+            NodeType::CharDev => "chardev",
+            NodeType::Fifo => "fifo",
+            NodeType::Socket => "socket",
+            NodeType::Irregular => "irregular",
+        }
+    }
+
+    fn parse(s: &str) -> NodeType {
+        match s {
+            "file" => NodeType::File,
+            "dir" => NodeType::Dir,
+            "symlink" => NodeType::Symlink,
+            "dev" => NodeType::Dev,
+            "chardev" => NodeType::CharDev,
+            "fifo" => NodeType::Fifo,
+            "socket" => NodeType::Socket,
+            _ => NodeType::Irregular,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtendedAttribute {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub node_type: NodeType,
+    /// Go `os.FileMode` bits (type bits high, permissions low).
+    pub mode: u32,
+    pub mtime: DateTime<FixedOffset>,
+    pub atime: DateTime<FixedOffset>,
+    pub ctime: DateTime<FixedOffset>,
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    pub group: String,
+    pub inode: u64,
+    pub device_id: u64,
+    pub size: u64,
+    pub links: u64,
+    pub linktarget: String,
+    pub extended_attributes: Vec<ExtendedAttribute>,
+    pub device: u64,
+    /// `None` encodes as `null` (directories, special files), `Some(vec![])` as `[]`.
+    pub content: Option<Vec<Id>>,
+    pub subtree: Option<Id>,
+    pub error: String,
+}
+
+fn cached_name(
+    cache: &Mutex<HashMap<u32, String>>,
+    id: u32,
+    lookup: impl Fn(u32) -> Option<String>,
+) -> String {
+    if let Some(n) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+        return n;
+    }
+    let name = lookup(id).unwrap_or_default();
+    if let Ok(mut c) = cache.lock() {
+        c.insert(id, name.clone());
+    }
+    name
+}
+
+/// The user name of a uid ("" if unknown), looked up once per uid.
+pub fn user_name(uid: u32) -> String {
+    static MAP: std::sync::OnceLock<Mutex<HashMap<u32, String>>> = std::sync::OnceLock::new();
+    cached_name(MAP.get_or_init(Default::default), uid, |u| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    })
+}
+
+/// The group name of a gid ("" if unknown), looked up once per gid.
+pub fn group_name(gid: u32) -> String {
+    static MAP: std::sync::OnceLock<Mutex<HashMap<u32, String>>> = std::sync::OnceLock::new();
+    cached_name(MAP.get_or_init(Default::default), gid, |g| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(g))
+            .ok()
+            .flatten()
+            .map(|g| g.name)
+    })
+}
+
+/// Go's `os.FileMode` for a unix `st_mode`, masked like restic (perm, type, setuid/gid, sticky).
+pub fn go_mode(st_mode: u32) -> u32 {
+    let mut m = st_mode & 0o777;
+    match st_mode & 0o170000 {
+        0o060000 => m |= MODE_DEVICE,
+        0o020000 => m |= MODE_DEVICE | MODE_CHAR_DEVICE,
+        0o040000 => m |= MODE_DIR,
+        0o010000 => m |= MODE_NAMED_PIPE,
+        0o120000 => m |= MODE_SYMLINK,
+        0o140000 => m |= MODE_SOCKET,
+        _ => {}
+    }
+    if st_mode & 0o2000 != 0 {
+        m |= MODE_SETGID;
+    }
+    if st_mode & 0o4000 != 0 {
+        m |= MODE_SETUID;
+    }
+    if st_mode & 0o1000 != 0 {
+        m |= MODE_STICKY;
+    }
+    m
+}
+
+/// Reads all extended attributes of a path (not following symlinks), in listing order.
+pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<ExtendedAttribute>> {
+    let mut out = Vec::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for name in names {
+        if let Ok(Some(value)) = xattr::get(path, &name) {
+            out.push(ExtendedAttribute {
+                name: name.to_string_lossy().into_owned(),
+                value,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl Node {
+    /// A node for `meta` (from lstat of `path`) exactly as restic 0.14's archiver builds
+    /// it. `content`/`subtree` are left for the caller.
+    pub fn from_path(
+        path: &Path,
+        name: &str,
+        meta: &std::fs::Metadata,
+        with_xattrs: bool,
+    ) -> std::io::Result<Node> {
+        let ft = meta.file_type();
+        let node_type = if ft.is_file() {
+            NodeType::File
+        } else if ft.is_dir() {
+            NodeType::Dir
+        } else if ft.is_symlink() {
+            NodeType::Symlink
+        } else if ft.is_block_device() {
+            NodeType::Dev
+        } else if ft.is_char_device() {
+            NodeType::CharDev
+        } else if ft.is_fifo() {
+            NodeType::Fifo
+        } else if ft.is_socket() {
+            NodeType::Socket
+        } else {
+            NodeType::Irregular
+        };
+        let mtime = gotime::local_from_unix(meta.mtime(), meta.mtime_nsec() as u32);
+        let mut node = Node {
+            name: name.to_string(),
+            node_type,
+            mode: go_mode(meta.mode()),
+            mtime,
+            // restic records the mtime as atime unless --with-atime: reading must not
+            // change trees.
+            atime: mtime,
+            ctime: gotime::local_from_unix(meta.ctime(), meta.ctime_nsec() as u32),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            user: user_name(meta.uid()),
+            group: group_name(meta.gid()),
+            inode: meta.ino(),
+            device_id: meta.dev(),
+            size: 0,
+            links: 0,
+            linktarget: String::new(),
+            extended_attributes: Vec::new(),
+            device: 0,
+            content: None,
+            subtree: None,
+            error: String::new(),
+        };
+        match node_type {
+            NodeType::File => {
+                node.size = meta.size();
+                node.links = meta.nlink();
+            }
+            NodeType::Symlink => {
+                node.linktarget = std::fs::read_link(path)?.to_string_lossy().into_owned();
+                node.links = meta.nlink();
+            }
+            NodeType::Dev | NodeType::CharDev => {
+                node.device = meta.rdev();
+                node.links = meta.nlink();
+            }
+            _ => {}
+        }
+        if with_xattrs && node_type != NodeType::Symlink {
+            node.extended_attributes = read_xattrs(path)?;
+        }
+        Ok(node)
+    }
+
+    /// The node of data read from standard input or a command: a 0644 file owned by us, now.
+    pub fn for_stdin(name: &str) -> Node {
+        let now = chrono::Local::now().fixed_offset();
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        Node {
+            name: name.to_string(),
+            node_type: NodeType::File,
+            mode: 0o644,
+            mtime: now,
+            atime: now,
+            ctime: now,
+            uid,
+            gid,
+            user: user_name(uid),
+            group: group_name(gid),
+            inode: 0,
+            device_id: 0,
+            size: 0,
+            links: 0,
+            linktarget: String::new(),
+            extended_attributes: Vec::new(),
+            device: 0,
+            content: Some(Vec::new()),
+            subtree: None,
+            error: String::new(),
+        }
+    }
+
+    /// Permission and special bits for chmod (Go's syscallMode).
+    pub fn unix_mode(&self) -> u32 {
+        let mut m = self.mode & 0o777;
+        if self.mode & MODE_SETUID != 0 {
+            m |= 0o4000;
+        }
+        if self.mode & MODE_SETGID != 0 {
+            m |= 0o2000;
+        }
+        if self.mode & MODE_STICKY != 0 {
+            m |= 0o1000;
+        }
+        m
+    }
+
+    /// Applies ownership, permissions, xattrs and times to `path`; tries every step and
+    /// returns the first error. Ownership changes that are not permitted are skipped.
+    pub fn restore_metadata(&self, path: &Path) -> std::io::Result<()> {
+        use nix::sys::stat::{utimensat, UtimensatFlags};
+        use nix::sys::time::TimeSpec;
+        let mut first: Option<std::io::Error> = None;
+        let mut note = |r: std::io::Result<()>| {
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        };
+        match std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => {}
+            r => note(r),
+        }
+        if self.node_type != NodeType::Symlink {
+            use std::os::unix::fs::PermissionsExt;
+            note(std::fs::set_permissions(
+                path,
+                std::fs::Permissions::from_mode(self.unix_mode()),
+            ));
+            for x in &self.extended_attributes {
+                match xattr::set(path, &x.name, &x.value) {
+                    Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => {}
+                    r => note(r),
+                }
+            }
+        }
+        let ts = |t: &DateTime<FixedOffset>| {
+            TimeSpec::new(t.timestamp(), t.timestamp_subsec_nanos() as i64)
+        };
+        note(
+            utimensat(
+                None,
+                path,
+                &ts(&self.atime),
+                &ts(&self.mtime),
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(std::io::Error::from),
+        );
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates a symlink, device node or fifo at `path`. Sockets are not recreated.
+    pub fn create_special(&self, path: &Path) -> std::io::Result<()> {
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        let perm = Mode::from_bits_truncate(self.unix_mode());
+        match self.node_type {
+            NodeType::Symlink => std::os::unix::fs::symlink(&self.linktarget, path),
+            NodeType::Dev => mknod(path, SFlag::S_IFBLK, perm, self.device).map_err(Into::into),
+            NodeType::CharDev => mknod(path, SFlag::S_IFCHR, perm, self.device).map_err(Into::into),
+            NodeType::Fifo => nix::unistd::mkfifo(path, perm).map_err(Into::into),
+            NodeType::Socket => Ok(()),
+            _ => Err(std::io::Error::other(format!(
+                "cannot create a {} here",
+                self.node_type.as_str()
+            ))),
+        }
+    }
+}
+
+/// Appends `s` as a JSON string the way Go's encoding/json (1.19, HTML-safe) writes it.
+fn push_go_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let esc: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            _ => None,
+        };
+        if let Some(e) = esc {
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(e);
+            i += 1;
+            start = i;
+            continue;
+        }
+        if b < 0x20 || b == b'<' || b == b'>' || b == b'&' {
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+            i += 1;
+            start = i;
+            continue;
+        }
+        // U+2028 and U+2029 (E2 80 A8/A9) are escaped for JavaScript safety.
+        if b == 0xE2 && i + 2 < bytes.len() && bytes[i + 1] == 0x80 && (bytes[i + 2] & 0xFE) == 0xA8
+        {
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(if bytes[i + 2] == 0xA8 {
+                b"\\u2028"
+            } else {
+                b"\\u2029"
+            });
+            i += 3;
+            start = i;
+            continue;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn push_field_name(out: &mut Vec<u8>, name: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+fn push_id(out: &mut Vec<u8>, id: &Id) {
+    out.push(b'"');
+    out.extend_from_slice(id.to_hex().as_bytes());
+    out.push(b'"');
+}
+
+fn encode_node(out: &mut Vec<u8>, n: &Node) {
+    out.extend_from_slice(b"{\"name\":");
+    push_go_string(out, &n.name);
+    push_field_name(out, "type");
+    push_go_string(out, n.node_type.as_str());
+    if n.mode != 0 {
+        push_field_name(out, "mode");
+        push_u64(out, n.mode as u64);
+    }
+    for (name, t) in [
+        ("mtime", &n.mtime),
+        ("atime", &n.atime),
+        ("ctime", &n.ctime),
+    ] {
+        push_field_name(out, name);
+        out.push(b'"');
+        out.extend_from_slice(gotime::format(t).as_bytes());
+        out.push(b'"');
+    }
+    push_field_name(out, "uid");
+    push_u64(out, n.uid as u64);
+    push_field_name(out, "gid");
+    push_u64(out, n.gid as u64);
+    if !n.user.is_empty() {
+        push_field_name(out, "user");
+        push_go_string(out, &n.user);
+    }
+    if !n.group.is_empty() {
+        push_field_name(out, "group");
+        push_go_string(out, &n.group);
+    }
+    for (name, v) in [
+        ("inode", n.inode),
+        ("device_id", n.device_id),
+        ("size", n.size),
+        ("links", n.links),
+    ] {
+        if v != 0 {
+            push_field_name(out, name);
+            push_u64(out, v);
+        }
+    }
+    if !n.linktarget.is_empty() {
+        push_field_name(out, "linktarget");
+        push_go_string(out, &n.linktarget);
+    }
+    if !n.extended_attributes.is_empty() {
+        push_field_name(out, "extended_attributes");
+        out.push(b'[');
+        for (i, x) in n.extended_attributes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"name\":");
+            push_go_string(out, &x.name);
+            out.extend_from_slice(b",\"value\":\"");
+            out.extend_from_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&x.value)
+                    .as_bytes(),
+            );
+            out.extend_from_slice(b"\"}");
+        }
+        out.push(b']');
+    }
+    if n.device != 0 {
+        push_field_name(out, "device");
+        push_u64(out, n.device);
+    }
+    push_field_name(out, "content");
+    match &n.content {
+        None => out.extend_from_slice(b"null"),
+        Some(ids) => {
+            out.push(b'[');
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_id(out, id);
+            }
+            out.push(b']');
+        }
+    }
+    if let Some(s) = &n.subtree {
+        push_field_name(out, "subtree");
+        push_id(out, s);
+    }
+    if !n.error.is_empty() {
+        push_field_name(out, "error");
+        push_go_string(out, &n.error);
+    }
+    out.push(b'}');
+}
+
+/// The exact bytes restic stores for a tree: `{"nodes":[...]}` and a newline.
+pub fn encode_tree(nodes: &[Node]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + nodes.len() * 400);
+    out.extend_from_slice(b"{\"nodes\":[");
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode_node(&mut out, n);
+    }
+    out.extend_from_slice(b"]}\n");
+    out
+}
+
+#[derive(Deserialize)]
+struct RawTree {
+    #[serde(default)]
+    nodes: Option<Vec<RawNode>>,
+}
+
+#[derive(Deserialize)]
+struct RawXattr {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawNode {
+    name: String,
+    #[serde(rename = "type")]
+    node_type: String,
+    #[serde(default)]
+    mode: u32,
+    #[serde(default)]
+    mtime: Option<String>,
+    #[serde(default)]
+    atime: Option<String>,
+    #[serde(default)]
+    ctime: Option<String>,
+    #[serde(default)]
+    uid: u32,
+    #[serde(default)]
+    gid: u32,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    inode: u64,
+    #[serde(default)]
+    device_id: u64,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    links: u64,
+    #[serde(default)]
+    linktarget: String,
+    #[serde(default)]
+    extended_attributes: Option<Vec<RawXattr>>,
+    #[serde(default)]
+    device: u64,
+    #[serde(default)]
+    content: Option<Vec<Id>>,
+    #[serde(default)]
+    subtree: Option<Id>,
+    #[serde(default)]
+    error: String,
+}
+
+fn parse_time(s: &Option<String>) -> Result<DateTime<FixedOffset>, serde_json::Error> {
+    match s {
+        None => Ok(DateTime::UNIX_EPOCH.fixed_offset()),
+        Some(s) => {
+            gotime::parse(s).ok_or_else(|| serde::de::Error::custom(format!("invalid time {s:?}")))
+        }
+    }
+}
+
+/// Parses a tree written by restic or cairn (unknown fields of newer restic versions are ignored).
+pub fn decode_tree(bytes: &[u8]) -> Result<Vec<Node>, serde_json::Error> {
+    let raw: RawTree = serde_json::from_slice(bytes)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    raw.nodes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let xattrs = r
+                .extended_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|x| {
+                    let value = match x.value {
+                        Some(v) => b64
+                            .decode(v)
+                            .map_err(|e| serde::de::Error::custom(format!("xattr value: {e}")))?,
+                        None => Vec::new(),
+                    };
+                    Ok(ExtendedAttribute {
+                        name: x.name,
+                        value,
+                    })
+                })
+                .collect::<Result<Vec<_>, serde_json::Error>>()?;
+            Ok(Node {
+                node_type: NodeType::parse(&r.node_type),
+                mtime: parse_time(&r.mtime)?,
+                atime: parse_time(&r.atime)?,
+                ctime: parse_time(&r.ctime)?,
+                name: r.name,
+                mode: r.mode,
+                uid: r.uid,
+                gid: r.gid,
+                user: r.user,
+                group: r.group,
+                inode: r.inode,
+                device_id: r.device_id,
+                size: r.size,
+                links: r.links,
+                linktarget: r.linktarget,
+                extended_attributes: xattrs,
+                device: r.device,
+                content: r.content,
+                subtree: r.subtree,
+                error: r.error,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<FixedOffset> {
+        gotime::parse(s).unwrap()
+    }
+
+    fn file_node() -> Node {
+        Node {
+            name: "a <&> b\u{1}\u{2028}é\"\\\n".into(),
+            node_type: NodeType::File,
+            mode: 0o644,
+            mtime: t("2020-09-13T14:26:40.123456789+02:00"),
+            atime: t("2020-09-13T14:26:40.123456789+02:00"),
+            ctime: t("2024-01-02T03:04:05Z"),
+            uid: 1000,
+            gid: 0,
+            user: "alice".into(),
+            group: String::new(),
+            inode: 42,
+            device_id: 2049,
+            size: 5,
+            links: 1,
+            linktarget: String::new(),
+            extended_attributes: vec![ExtendedAttribute {
+                name: "user.x".into(),
+                value: vec![0, 1, 255],
+            }],
+            device: 0,
+            content: Some(vec![Id::hash(b"hello")]),
+            subtree: None,
+            error: String::new(),
+        }
+    }
+
+    #[test]
+    fn encodes_like_go_encoding_json() {
+        let n = file_node();
+        let got = String::from_utf8(encode_tree(&[n])).unwrap();
+        let want = format!(
+            "{{\"nodes\":[{{\"name\":\"a \\u003c\\u0026\\u003e b\\u0001\\u2028é\\\"\\\\\\n\",\"type\":\"file\",\"mode\":420,\
+\"mtime\":\"2020-09-13T14:26:40.123456789+02:00\",\"atime\":\"2020-09-13T14:26:40.123456789+02:00\",\
+\"ctime\":\"2024-01-02T03:04:05Z\",\"uid\":1000,\"gid\":0,\"user\":\"alice\",\"inode\":42,\"device_id\":2049,\
+\"size\":5,\"links\":1,\"extended_attributes\":[{{\"name\":\"user.x\",\"value\":\"AAH/\"}}],\
+\"content\":[\"{}\"]}}]}}\n",
+            Id::hash(b"hello")
+        );
+        assert_eq!(got, want);
+        let dir = Node {
+            name: "d".into(),
+            node_type: NodeType::Dir,
+            mode: MODE_DIR | 0o755,
+            content: None,
+            subtree: Some(Id::hash(b"t")),
+            extended_attributes: vec![],
+            size: 0,
+            links: 0,
+            ..file_node()
+        };
+        let got = String::from_utf8(encode_tree(&[dir])).unwrap();
+        assert!(got.contains("\"mode\":2147484141"), "{got}");
+        assert!(got.contains("\"content\":null,\"subtree\":\""), "{got}");
+        assert_eq!(encode_tree(&[]), b"{\"nodes\":[]}\n");
+    }
+
+    #[test]
+    fn decode_then_encode_reproduces_the_bytes() {
+        let bytes = encode_tree(&[
+            file_node(),
+            Node {
+                content: Some(vec![]),
+                ..file_node()
+            },
+        ]);
+        let nodes = decode_tree(&bytes).unwrap();
+        assert_eq!(nodes[0], file_node());
+        assert_eq!(encode_tree(&nodes), bytes);
+    }
+
+    #[test]
+    fn go_mode_maps_types_and_special_bits() {
+        assert_eq!(go_mode(0o100644), 0o644);
+        assert_eq!(go_mode(0o040755), MODE_DIR | 0o755);
+        assert_eq!(go_mode(0o120777), MODE_SYMLINK | 0o777);
+        assert_eq!(go_mode(0o104755), MODE_SETUID | 0o755);
+        assert_eq!(go_mode(0o041777), MODE_DIR | MODE_STICKY | 0o777);
+        assert_eq!(go_mode(0o020620), MODE_DEVICE | MODE_CHAR_DEVICE | 0o620);
+    }
+}

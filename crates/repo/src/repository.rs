@@ -28,7 +28,12 @@ impl Config {
     pub fn polynomial(&self) -> Result<Polynomial> {
         u64::from_str_radix(&self.chunker_polynomial, 16)
             .map(Polynomial)
-            .map_err(|_| Error::corrupt(format!("config: bad chunker polynomial {:?}", self.chunker_polynomial)))
+            .map_err(|_| {
+                Error::corrupt(format!(
+                    "config: bad chunker polynomial {:?}",
+                    self.chunker_polynomial
+                ))
+            })
     }
 }
 
@@ -117,7 +122,8 @@ fn username() -> String {
         .unwrap_or_default()
 }
 
-/// An open repository.
+/// An open repository. Cloning is cheap (the backend is shared).
+#[derive(Clone)]
 pub struct Repository {
     backend: Arc<dyn Backend>,
     key: Key,
@@ -335,7 +341,10 @@ impl Repository {
             .filter(|id| id.to_hex().starts_with(prefix))
             .collect();
         match matches.len() {
-            0 => Err(Error::not_found(format!("no {} matches id {prefix:?}", t.dir().trim_end_matches('s')))),
+            0 => Err(Error::not_found(format!(
+                "no {} matches id {prefix:?}",
+                t.dir().trim_end_matches('s')
+            ))),
             1 => Ok(matches[0]),
             n => Err(Error::invalid(format!(
                 "id prefix {prefix:?} is ambiguous ({n} matches): give more digits"
@@ -359,7 +368,9 @@ impl Repository {
     /// Reads one blob through the index, verified.
     pub fn load_blob(&self, index: &Index, t: BlobType, id: &Id) -> Result<Vec<u8>> {
         let loc = index.get(t, id).ok_or_else(|| {
-            Error::corrupt(format!("{t} blob {id} is not in the index (run `cairn check`)"))
+            Error::corrupt(format!(
+                "{t} blob {id} is not in the index (run `cairn check`)"
+            ))
         })?;
         let stored = self.backend.read_range(
             FileType::Pack,
@@ -443,4 +454,69 @@ fn open_key_file(backend: &dyn Backend, name: &str, password: &str) -> Result<Ke
     let kj: KeyJson = serde_json::from_slice(&plain)
         .map_err(|e| Error::corrupt(format!("key file {name}: master key: {e}")))?;
     Key::from_json(&kj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+
+    fn fresh(version: u32) -> (tempfile::TempDir, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let be = Arc::new(LocalBackend::new(dir.path().join("r")));
+        let repo = Repository::init(be, "pw", version, None).unwrap();
+        (dir, repo)
+    }
+
+    #[test]
+    fn init_then_open_with_the_right_password_only() {
+        let (dir, repo) = fresh(2);
+        let be = Arc::new(LocalBackend::new(dir.path().join("r")));
+        let again = Repository::open(be.clone(), "pw").unwrap();
+        assert_eq!(again.config().id, repo.config().id);
+        assert!(again.polynomial().is_irreducible());
+        let err = Repository::open(be, "nope").err().unwrap();
+        assert_eq!(err.kind(), Kind::WrongPassword);
+        let missing = Arc::new(LocalBackend::new(dir.path().join("none")));
+        assert_eq!(
+            Repository::open(missing, "pw").err().unwrap().kind(),
+            Kind::NotFound
+        );
+    }
+
+    #[test]
+    fn unpacked_files_round_trip_in_both_format_versions() {
+        for v in [1, 2] {
+            let (_dir, repo) = fresh(v);
+            let data = br#"{"hello":"world","n":[1,2,3]}"#.repeat(100);
+            let id = repo.save_file(FileType::Snapshot, &data).unwrap();
+            assert_eq!(repo.load_file(FileType::Snapshot, &id).unwrap(), data);
+            assert_eq!(
+                repo.find_id(FileType::Snapshot, &id.to_hex()[..6]).unwrap(),
+                id
+            );
+            assert_eq!(
+                repo.find_id(FileType::Snapshot, "ffffffff")
+                    .err()
+                    .unwrap()
+                    .kind(),
+                Kind::NotFound
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_unpacked_file_is_reported_as_corrupt() {
+        let (dir, repo) = fresh(2);
+        let id = repo.save_file(FileType::Index, b"{}").unwrap();
+        let path = dir.path().join("r/index").join(id.to_hex());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(
+            repo.load_file(FileType::Index, &id).err().unwrap().kind(),
+            Kind::Corrupt
+        );
+    }
 }

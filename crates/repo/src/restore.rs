@@ -176,7 +176,9 @@ impl Planner<'_> {
                         match self.index.get(BlobType::Data, id) {
                             Some(loc) => blobs.push((*id, loc.blob.data_length() as u64)),
                             None => {
-                                missing = Some(format!("data blob {id} is missing from the repository index"));
+                                missing = Some(format!(
+                                    "data blob {id} is missing from the repository index"
+                                ));
                                 blobs.push((*id, 0));
                             }
                         }
@@ -211,10 +213,11 @@ fn descend(repo: &Repository, index: &Index, root: Id, subpath: &str) -> Result<
     for comp in subpath.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let nodes = node::decode_tree(&repo.load_blob(index, BlobType::Tree, &tree)?)
             .map_err(|e| Error::corrupt(format!("tree {tree}: {e}")))?;
-        let n = nodes
-            .iter()
-            .find(|n| n.name == comp)
-            .ok_or_else(|| Error::not_found(format!("path {subpath:?} is not in the snapshot (no {comp:?} in {at}/)")))?;
+        let n = nodes.iter().find(|n| n.name == comp).ok_or_else(|| {
+            Error::not_found(format!(
+                "path {subpath:?} is not in the snapshot (no {comp:?} in {at}/)"
+            ))
+        })?;
         at = format!("{at}/{comp}");
         tree = match (n.node_type, n.subtree) {
             (NodeType::Dir, Some(s)) => s,
@@ -229,7 +232,12 @@ fn descend(repo: &Repository, index: &Index, root: Id, subpath: &str) -> Result<
 }
 
 /// Restores the tree `root` (a snapshot's tree) into `opts.target`.
-pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSummary> {
+pub fn restore(
+    repo: &Repository,
+    root: Id,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary> {
     let started = std::time::Instant::now();
     let index = repo.load_index()?;
     let (tree, snap_dir) = match &opts.subpath {
@@ -244,7 +252,12 @@ pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Pr
         plan: Plan::default(),
         inodes: HashMap::new(),
     };
-    planner.walk(&tree, if snap_dir.is_empty() { "/" } else { &snap_dir }, &opts.target, 0);
+    planner.walk(
+        &tree,
+        if snap_dir.is_empty() { "/" } else { &snap_dir },
+        &opts.target,
+        0,
+    );
     let mut plan = planner.plan;
     let mut summary = RestoreSummary {
         files_skipped_existing: std::mem::take(&mut plan.skipped),
@@ -264,7 +277,11 @@ pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Pr
     }
 
     // Create every file at its final size, then fill in blobs pack by pack.
-    let total: u64 = plan.files.iter().map(|f| f.blobs.iter().map(|b| b.1).sum::<u64>()).sum();
+    let total: u64 = plan
+        .files
+        .iter()
+        .map(|f| f.blobs.iter().map(|b| b.1).sum::<u64>())
+        .sum();
     progress.total_bytes.store(total, Ordering::Relaxed);
     let mut by_pack: HashMap<Id, PackWork> = HashMap::new();
     let mut blob_slot: HashMap<Id, (Id, usize)> = HashMap::new();
@@ -308,7 +325,8 @@ pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Pr
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
-                let Some((pack_id, mut blobs)) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                let Some((pack_id, mut blobs)) = queue.lock().ok().and_then(|mut q| q.next())
+                else {
                     return;
                 };
                 blobs.sort_by_key(|(b, _)| b.offset);
@@ -325,7 +343,9 @@ pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Pr
             None => {
                 summary.files_restored += 1;
                 if let Err(e) = f.node.restore_metadata(&f.path) {
-                    summary.errors.push(err_entry(&f.path, format!("metadata: {e}")));
+                    summary
+                        .errors
+                        .push(err_entry(&f.path, format!("metadata: {e}")));
                 }
             }
         }
@@ -337,7 +357,10 @@ pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Pr
         if n.node_type == NodeType::Socket {
             continue;
         }
-        match n.create_special(path).and_then(|_| n.restore_metadata(path)) {
+        match n
+            .create_special(path)
+            .and_then(|_| n.restore_metadata(path))
+        {
             Ok(()) => summary.files_restored += 1,
             Err(e) => summary.errors.push(err_entry(path, e)),
         }
@@ -348,7 +371,10 @@ pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Pr
         }
         match std::fs::hard_link(first, path) {
             Ok(()) => summary.files_restored += 1,
-            Err(e) => summary.errors.push(err_entry(path, format!("hard link to {}: {e}", first.display()))),
+            Err(e) => summary.errors.push(err_entry(
+                path,
+                format!("hard link to {}: {e}", first.display()),
+            )),
         }
     }
     if opts.verify {
@@ -358,14 +384,18 @@ pub fn restore(repo: &Repository, root: Id, opts: &RestoreOptions, progress: &Pr
             }
             match verify_file(&f.path, &f.blobs) {
                 Ok(()) => summary.files_verified += 1,
-                Err(e) => summary.errors.push(err_entry(&f.path, format!("verification failed: {e}"))),
+                Err(e) => summary
+                    .errors
+                    .push(err_entry(&f.path, format!("verification failed: {e}"))),
             }
         }
     }
     plan.dirs.sort_by_key(|d| std::cmp::Reverse(d.2));
     for (path, n, _) in &plan.dirs {
         if let Err(e) = n.restore_metadata(path) {
-            summary.errors.push(err_entry(path, format!("metadata: {e}")));
+            summary
+                .errors
+                .push(err_entry(path, format!("metadata: {e}")));
         }
         summary.dirs_restored += 1;
     }
@@ -407,16 +437,17 @@ fn restore_pack(
             end = end.max(b_end);
             j += 1;
         }
-        let data = match repo
-            .backend()
-            .read_range(FileType::Pack, &pack_id.to_hex(), start, end - start)
-        {
-            Ok(d) => d,
-            Err(e) => {
-                fail_all(format!("pack {pack_id}: {e}"));
-                return;
-            }
-        };
+        let data =
+            match repo
+                .backend()
+                .read_range(FileType::Pack, &pack_id.to_hex(), start, end - start)
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    fail_all(format!("pack {pack_id}: {e}"));
+                    return;
+                }
+            };
         for (blob, targets) in &blobs[i..j] {
             let from = (blob.offset as u64 - start) as usize;
             let stored = &data[from..from + blob.length as usize];
@@ -441,7 +472,9 @@ fn restore_pack(
                 match r {
                     Ok(()) => {
                         bytes_written.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                        progress.bytes_done.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                        progress
+                            .bytes_done
+                            .fetch_add(plain.len() as u64, Ordering::Relaxed);
                         if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                             progress.files_done.fetch_add(1, Ordering::Relaxed);
                         }
@@ -468,7 +501,9 @@ fn verify_file(path: &Path, blobs: &[(Id, u64)]) -> std::io::Result<()> {
         buf.resize(*len as usize, 0);
         f.read_exact(&mut buf)?;
         if Id::hash(&buf) != *id {
-            return Err(std::io::Error::other(format!("content at offset {off} does not match blob {id}")));
+            return Err(std::io::Error::other(format!(
+                "content at offset {off} does not match blob {id}"
+            )));
         }
         off += len;
     }

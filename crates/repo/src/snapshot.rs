@@ -108,7 +108,9 @@ impl Snapshot {
                 .into_iter()
                 .rev()
                 .find(|s| filter.matches(s))
-                .ok_or_else(|| Error::not_found("no snapshot matches (repository empty or filter too narrow)"));
+                .ok_or_else(|| {
+                    Error::not_found("no snapshot matches (repository empty or filter too narrow)")
+                });
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::invalid(format!(

@@ -47,7 +47,10 @@ impl<'r> PackWriter<'r> {
             repo,
             index,
             pack_size: DEFAULT_PACK_SIZE,
-            open: [Mutex::new(PackBuilder::new()), Mutex::new(PackBuilder::new())],
+            open: [
+                Mutex::new(PackBuilder::new()),
+                Mutex::new(PackBuilder::new()),
+            ],
             known: Mutex::new(HashSet::new()),
             written: Mutex::new(Vec::new()),
             stats: WriteStats::default(),
@@ -98,7 +101,9 @@ impl<'r> PackWriter<'r> {
             None => (data, 0),
         };
         let sealed = self.repo.key().seal(payload);
-        self.stats.data_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stats
+            .data_added
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.stats
             .data_added_packed
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);

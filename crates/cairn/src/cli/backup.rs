@@ -95,14 +95,18 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     }
     let mut excludes = PatternSet::new(&patterns, false)?;
     excludes.extend(PatternSet::new(&ipatterns, true)?);
-    let mut eip: Vec<ExcludeIfPresent> =
-        a.exclude_if_present.iter().map(|s| ExcludeIfPresent::parse(s)).collect();
+    let mut eip: Vec<ExcludeIfPresent> = a
+        .exclude_if_present
+        .iter()
+        .map(|s| ExcludeIfPresent::parse(s))
+        .collect();
     if a.exclude_caches {
         eip.push(ExcludeIfPresent::parse(
             "CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55",
         ));
     }
     let repo = g.open()?;
+    let _lock = g.lock(&repo, false)?;
     let parent = match (&a.parent, a.force) {
         (_, true) => ParentChoice::None,
         (Some(p), false) => ParentChoice::Snapshot(

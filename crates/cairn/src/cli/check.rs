@@ -24,6 +24,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         (None, false) => ReadData::None,
     };
     let repo = g.open()?;
+    let _lock = g.lock(&repo, false)?;
     g.say("checking repository structure and snapshots");
     let progress = Arc::new(Progress::default());
     let ticker = {

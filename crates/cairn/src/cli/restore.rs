@@ -54,6 +54,7 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let repo = g.open()?;
+    let _lock = g.lock(&repo, false)?;
     let (spec, subpath) = match a.snapshot.split_once(':') {
         Some((s, p)) => (s, Some(p.to_string())),
         None => (a.snapshot.as_str(), None),

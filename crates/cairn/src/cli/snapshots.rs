@@ -111,7 +111,8 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     };
     if g.json {
         if by.is_empty() {
-            let flat: Vec<serde_json::Value> = groups.iter().flat_map(|(_, v)| to_json(v)).collect();
+            let flat: Vec<serde_json::Value> =
+                groups.iter().flat_map(|(_, v)| to_json(v)).collect();
             super::print_json(&flat)?;
         } else {
             let out: Vec<serde_json::Value> = groups
@@ -175,7 +176,10 @@ fn print_table(v: &[Snapshot]) {
             paths.next().map(String::as_str).unwrap_or("")
         );
         for p in paths {
-            println!("{:<8}  {:<19}  {:<host_w$}  {:<tags_w$}  {p}", "", "", "", "");
+            println!(
+                "{:<8}  {:<19}  {:<host_w$}  {:<tags_w$}  {p}",
+                "", "", "", ""
+            );
         }
     }
     println!("{rule}");

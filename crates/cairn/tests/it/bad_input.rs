@@ -96,7 +96,11 @@ fn flipped_byte_in_a_pack_is_named_by_check_and_restore_restores_the_rest() {
     let out = env.cairn(&["check", "--read-data"]);
     assert_no_panic(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&pack_name), "check names the pack: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&pack_name),
+        "check names the pack: {}",
+        stderr(&out)
+    );
 
     let target = env.path("restored");
     let out = env.cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
@@ -107,7 +111,11 @@ fn flipped_byte_in_a_pack_is_named_by_check_and_restore_restores_the_rest() {
         .map(|i| format!("f{i}"))
         .filter(|f| stderr(&out).contains(&format!("{}/{f}", restored.display())))
         .collect();
-    assert!(!broken.is_empty(), "the broken file is listed: {}", stderr(&out));
+    assert!(
+        !broken.is_empty(),
+        "the broken file is listed: {}",
+        stderr(&out)
+    );
     for i in 0..3u64 {
         let name = format!("f{i}");
         if !broken.contains(&name) {
@@ -117,7 +125,10 @@ fn flipped_byte_in_a_pack_is_named_by_check_and_restore_restores_the_rest() {
             );
         }
     }
-    assert_eq!(std::fs::read(restored.join("small")).unwrap(), b"small file\n");
+    assert_eq!(
+        std::fs::read(restored.join("small")).unwrap(),
+        b"small file\n"
+    );
 }
 
 #[test]
@@ -136,7 +147,12 @@ fn truncated_index_is_a_clear_error() {
     assert_no_panic(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("index"), "{}", stderr(&out));
-    let out = env.cairn(&["restore", "latest", "--target", env.path("t").to_str().unwrap()]);
+    let out = env.cairn(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("t").to_str().unwrap(),
+    ]);
     assert_no_panic(&out);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("index"), "{}", stderr(&out));
@@ -153,7 +169,10 @@ fn full_disk_during_backup_fails_cleanly_and_the_repository_stays_valid() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(mounted, "this test mounts a small tmpfs and must run as root (CI does)");
+    assert!(
+        mounted,
+        "this test mounts a small tmpfs and must run as root (CI does)"
+    );
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -182,5 +201,45 @@ fn full_disk_during_backup_fails_cleanly_and_the_repository_stays_valid() {
         .unwrap();
     ok(check);
     let snaps = json(&ok(env.cairn_repo(&repo, &["snapshots", "--json"])));
-    assert_eq!(snaps.as_array().unwrap().len(), 1, "the failed backup left no snapshot");
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        1,
+        "the failed backup left no snapshot"
+    );
+}
+
+#[test]
+fn locks_are_seen_by_both_tools() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    ok(env.cairn(&["init"]));
+    let backend = std::sync::Arc::new(cairn_repo::backend::local::LocalBackend::new(env.repo()));
+    let repo = cairn_repo::repository::Repository::open(backend, PASSWORD).unwrap();
+    // An exclusive lock held by this (live) test process, as prune would hold it.
+    let guard = cairn_repo::lock::lock(&repo, true).unwrap();
+    let out = env.cairn(&["backup", src.to_str().unwrap()]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("locked"), "{}", stderr(&out));
+    let out = env.restic(&["backup", src.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "restic must refuse to back up under our exclusive lock"
+    );
+    assert!(stderr(&out).contains("locked"), "{}", stderr(&out));
+    drop(guard);
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    // A shared lock (a backup in progress) stops restic's prune.
+    let shared = cairn_repo::lock::lock(&repo, false).unwrap();
+    let out = env.restic(&["prune"]);
+    assert!(
+        !out.status.success(),
+        "restic prune must wait for our backup"
+    );
+    drop(shared);
+    ok(env.restic(&["prune"]));
+    let locks = files_under(&env.repo().join("locks"));
+    assert!(locks.is_empty(), "no lock left behind: {locks:?}");
 }

@@ -19,8 +19,12 @@ fn restic_checks_and_restores_what_cairn_wrote() {
     let restored = target.join(src.strip_prefix("/").unwrap());
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
-        std::fs::metadata(restored.join("docs/log.txt")).unwrap().ino(),
-        std::fs::metadata(restored.join("hardlink-to-log")).unwrap().ino()
+        std::fs::metadata(restored.join("docs/log.txt"))
+            .unwrap()
+            .ino(),
+        std::fs::metadata(restored.join("hardlink-to-log"))
+            .unwrap()
+            .ino()
     );
 }
 
@@ -36,7 +40,13 @@ fn cairn_lists_restores_and_checks_what_restic_wrote() {
     assert_eq!(snaps[0]["tags"][0], "nightly");
     ok(env.cairn(&["check", "--read-data"]));
     let target = env.path("restored");
-    ok(env.cairn(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]));
+    ok(env.cairn(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
 
@@ -89,10 +99,23 @@ fn both_tools_share_data_blobs_and_produce_the_same_tree_ids() {
         .to_string();
     // cairn backs up the same files into the same repository with no parent: every file
     // is read and chunked again, and every data blob already exists.
-    let out = ok(env.cairn(&["backup", "--json", "--force", "--host", "h", src.to_str().unwrap()]));
+    let out = ok(env.cairn(&[
+        "backup",
+        "--json",
+        "--force",
+        "--host",
+        "h",
+        src.to_str().unwrap(),
+    ]));
     let summary = json(&out);
-    assert_eq!(summary["data_blobs"], 0, "cairn stored no new data blob: {out}");
-    assert_eq!(summary["files_unmodified"], 0, "--force read everything: {out}");
+    assert_eq!(
+        summary["data_blobs"], 0,
+        "cairn stored no new data blob: {out}"
+    );
+    assert_eq!(
+        summary["files_unmodified"], 0,
+        "--force read everything: {out}"
+    );
     let cairn_snap = summary["snapshot_id"].as_str().unwrap().to_string();
     assert_eq!(
         tree_id_of(&env, &restic_snap, &src),

@@ -134,17 +134,33 @@ pub fn make_source(root: &Path) {
         )
         .unwrap();
     }
-    std::fs::write(root.join("docs/deep/deeper/ünïcødé <&> name.txt"), b"hello\n").unwrap();
+    std::fs::write(
+        root.join("docs/deep/deeper/ünïcødé <&> name.txt"),
+        b"hello\n",
+    )
+    .unwrap();
     std::fs::write(root.join("empty-file"), b"").unwrap();
     std::os::unix::fs::symlink("docs/log.txt", root.join("link-to-log")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling-link")).unwrap();
     std::fs::hard_link(root.join("docs/log.txt"), root.join("hardlink-to-log")).unwrap();
-    nix::unistd::mkfifo(&root.join("a-fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    nix::unistd::mkfifo(
+        &root.join("a-fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap();
     let secret = root.join("secret.key");
     std::fs::write(&secret, b"top secret\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::set_permissions(root.join("docs/deep"), std::fs::Permissions::from_mode(0o750)).unwrap();
-    let _ = xattr::set(root.join("docs/log.txt"), "user.cairn", b"xattr value\x00\x01");
+    std::fs::set_permissions(
+        root.join("docs/deep"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    let _ = xattr::set(
+        root.join("docs/log.txt"),
+        "user.cairn",
+        b"xattr value\x00\x01",
+    );
     // Pin times: mtimes in the past, atimes recent (so relatime won't move them on read).
     pin_times(root);
 }
@@ -175,7 +191,14 @@ pub fn pin_times(root: &Path) {
         i += 1;
     }
     for p in all.iter().rev() {
-        utimensat(None, p.as_path(), &atime, &mtime, UtimensatFlags::NoFollowSymlink).unwrap();
+        utimensat(
+            None,
+            p.as_path(),
+            &atime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
     }
 }
 
@@ -187,14 +210,26 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     assert_eq!(ma.mode(), mb.mode(), "mode of {}", b.display());
     if !ma.is_dir() {
         assert_eq!(ma.mtime(), mb.mtime(), "mtime of {}", b.display());
-        assert_eq!(ma.mtime_nsec(), mb.mtime_nsec(), "mtime ns of {}", b.display());
+        assert_eq!(
+            ma.mtime_nsec(),
+            mb.mtime_nsec(),
+            "mtime ns of {}",
+            b.display()
+        );
     }
     if ma.file_type().is_symlink() {
-        assert_eq!(std::fs::read_link(a).unwrap(), std::fs::read_link(b).unwrap());
+        assert_eq!(
+            std::fs::read_link(a).unwrap(),
+            std::fs::read_link(b).unwrap()
+        );
         return;
     }
     if ma.is_file() {
-        assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "content of {}", b.display());
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "content of {}",
+            b.display()
+        );
         let xa: Vec<_> = xattr::list(a).map(|l| l.collect()).unwrap_or_default();
         for name in xa {
             assert_eq!(
@@ -207,7 +242,10 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     }
     if ma.is_dir() {
         let names = |p: &Path| {
-            let mut v: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name()).collect();
+            let mut v: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
             v.sort();
             v
         };
@@ -222,6 +260,10 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 
 /// Parses cairn's or restic's JSON output (last JSON line).
 pub fn json(out: &str) -> serde_json::Value {
-    let line = out.lines().rev().find(|l| l.starts_with('{') || l.starts_with('[')).unwrap_or("null");
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{') || l.starts_with('['))
+        .unwrap_or("null");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
 }

@@ -120,9 +120,18 @@ pub struct BackupSummary {
     pub warnings: Vec<String>,
 }
 
+/// Why a file could not be stored: its source could not be read (skip it, warn), or the
+/// repository failed (abort the backup).
+enum FileError {
+    Source(String),
+    Repository(Error),
+}
+
+type FileResult = std::result::Result<(Vec<Id>, u64), FileError>;
+
 enum Entry {
     Ready(Node),
-    File(Node, Receiver<Result<(Vec<Id>, u64), String>>),
+    File(Node, Receiver<FileResult>),
     Dir(Node, Receiver<Result<Id>>),
 }
 
@@ -135,7 +144,7 @@ struct DirJob {
 
 struct FileJob {
     path: PathBuf,
-    done: Sender<Result<(Vec<Id>, u64), String>>,
+    done: Sender<FileResult>,
 }
 
 #[derive(Default)]
@@ -374,13 +383,14 @@ fn store_file(
     writer: &PackWriter,
     pol: crate::chunker::Polynomial,
     progress: &Progress,
-) -> std::io::Result<(Vec<Id>, u64)> {
-    let f = std::fs::File::open(path)?;
+) -> FileResult {
+    let source = |e: std::io::Error| FileError::Source(format!("{}: {e}", path.display()));
+    let f = std::fs::File::open(path).map_err(source)?;
     let mut chunker = Chunker::new(f, pol);
     let mut buf = Vec::new();
     let mut ids = Vec::new();
     let mut size = 0u64;
-    while chunker.next_chunk(&mut buf)? {
+    while chunker.next_chunk(&mut buf).map_err(source)? {
         size += buf.len() as u64;
         progress
             .bytes_read
@@ -390,7 +400,7 @@ fn store_file(
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let (id, _) = writer
             .save(BlobType::Data, &buf)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            .map_err(FileError::Repository)?;
         ids.push(id);
     }
     progress.files_done.fetch_add(1, Ordering::Relaxed);
@@ -417,12 +427,13 @@ fn finish_trees(
                             n.size = size;
                             nodes.push(n);
                         }
-                        Ok(Err(msg)) => {
+                        Ok(Err(FileError::Source(msg))) => {
                             progress.errors.fetch_add(1, Ordering::Relaxed);
                             if let Ok(mut w) = warnings.lock() {
                                 w.push(msg);
                             }
                         }
+                        Ok(Err(FileError::Repository(e))) => return Err(e),
                         Err(_) => {
                             return Err(Error::new(crate::Kind::Io, "backup pipeline stopped"))
                         }
@@ -447,10 +458,18 @@ fn finish_trees(
             .fetch_add(1, Ordering::Relaxed);
             Ok(id)
         })();
-        let failed = result.is_err();
-        let _ = job.done.send(result);
-        if failed {
-            return Ok(());
+        match result {
+            Ok(id) => {
+                let _ = job.done.send(Ok(id));
+            }
+            Err(e) => {
+                // The real error is returned from here; waiters get a pointer to it.
+                let _ = job.done.send(Err(Error::new(
+                    e.kind(),
+                    "backup stopped by an earlier error",
+                )));
+                return Err(e);
+            }
         }
     }
     Ok(())
@@ -569,8 +588,7 @@ pub fn backup(
             let writer = &writer;
             s.spawn(move || {
                 for job in rx {
-                    let r = store_file(&job.path, writer, pol, progress)
-                        .map_err(|e| format!("{}: {e}", job.path.display()));
+                    let r = store_file(&job.path, writer, pol, progress);
                     let _ = job.done.send(r);
                 }
             });

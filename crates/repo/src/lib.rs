@@ -1,23 +1,27 @@
 //! cairn-repo: read and write restic repositories, byte-compatible with restic.
+//!
+//! Layers, bottom up: `crypto`, `id` -> `backend` (where files live) -> `repository`
+//! (keys, config, encrypted files), `pack`, `index`, `writer` -> `node`/`snapshot`,
+//! `chunker`, `exclude` -> operations: `backup`, `restore`, `check`, `lock`.
 
 pub mod backend;
+pub mod backup;
+pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod exclude;
+pub mod gotime;
 pub mod id;
 pub mod index;
+pub mod lock;
 pub mod node;
 pub mod pack;
 pub mod parallel;
 pub mod repository;
-
-pub use error::{Error, Kind, Result};
-pub use id::Id;
-pub mod backup;
-pub mod check;
-pub mod gotime;
-pub mod lock;
 pub mod restore;
 pub mod snapshot;
 pub mod writer;
+
+pub use error::{Error, Kind, Result};
+pub use id::Id;

@@ -148,6 +148,14 @@ pub fn make_source(root: &Path) {
         nix::sys::stat::Mode::from_bits_truncate(0o640),
     )
     .unwrap();
+    // A character device (like /dev/null); the tests run as root.
+    nix::sys::stat::mknod(
+        &root.join("null-device"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .expect("mknod needs root (CI runs as root)");
     let secret = root.join("secret.key");
     std::fs::write(&secret, b"top secret\n").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -208,6 +216,13 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     let mb = std::fs::symlink_metadata(b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
     assert_eq!(ma.file_type(), mb.file_type(), "type of {}", b.display());
     assert_eq!(ma.mode(), mb.mode(), "mode of {}", b.display());
+    assert_eq!(ma.rdev(), mb.rdev(), "device number of {}", b.display());
+    assert_eq!(
+        (ma.uid(), ma.gid()),
+        (mb.uid(), mb.gid()),
+        "owner of {}",
+        b.display()
+    );
     if !ma.is_dir() {
         assert_eq!(ma.mtime(), mb.mtime(), "mtime of {}", b.display());
         assert_eq!(

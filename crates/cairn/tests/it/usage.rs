@@ -273,3 +273,218 @@ fn unreadable_files_are_skipped_with_a_warning_and_exit_3() {
     assert_eq!(std::fs::read(r.join("readable")).unwrap(), b"ok");
     assert!(!r.join("unreadable").exists());
 }
+
+#[test]
+fn environment_variables_and_password_command_work_like_restic() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let run = |vars: &[(&str, String)], args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(args);
+        for k in [
+            "RESTIC_REPOSITORY",
+            "RESTIC_PASSWORD",
+            "RESTIC_PASSWORD_FILE",
+            "RESTIC_PASSWORD_COMMAND",
+        ] {
+            c.env_remove(k);
+        }
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let repo = env.repo().display().to_string();
+    ok(run(
+        &[
+            ("RESTIC_REPOSITORY", repo.clone()),
+            ("RESTIC_PASSWORD", PASSWORD.into()),
+        ],
+        &["init"],
+    ));
+    ok(run(
+        &[
+            ("RESTIC_REPOSITORY", repo.clone()),
+            (
+                "RESTIC_PASSWORD_COMMAND",
+                format!("cat {}", env.path("pw").display()),
+            ),
+        ],
+        &["backup", src.to_str().unwrap()],
+    ));
+    ok(run(
+        &[
+            ("CAIRN_REPOSITORY", repo.clone()),
+            ("CAIRN_PASSWORD_FILE", env.path("pw").display().to_string()),
+        ],
+        &["snapshots"],
+    ));
+    // restic reads the same repository with the same variables.
+    let out = std::process::Command::new(restic_bin())
+        .args(["snapshots", "--json", "--no-cache"])
+        .env("RESTIC_REPOSITORY", &repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(json(&ok(out)).as_array().unwrap().len(), 1);
+    // No password anywhere: a clear error, not a prompt (stdin is not a terminal).
+    let out = run(&[("RESTIC_REPOSITORY", repo)], &["snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no password"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_reads_subsets_and_cat_prints_objects() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_source(&src);
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    let all = json(&ok(env.cairn(&["check", "--read-data", "--json"])));
+    let packs = all["packs_read"].as_u64().unwrap();
+    assert!(packs >= 2, "{all}");
+    let mut sum = 0;
+    for n in 1..=3 {
+        let part = json(&ok(env.cairn(&[
+            "check",
+            "--json",
+            "--read-data-subset",
+            &format!("{n}/3"),
+        ])));
+        sum += part["packs_read"].as_u64().unwrap();
+    }
+    assert_eq!(sum, packs, "the three thirds cover every pack once");
+    let pct = json(&ok(env.cairn(&[
+        "check",
+        "--json",
+        "--read-data-subset",
+        "50%",
+    ])));
+    assert_eq!(pct["packs_read"].as_u64().unwrap(), packs.div_ceil(2));
+    let bad = env.cairn(&["check", "--read-data-subset", "4/3"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("n/m"), "{}", stderr(&bad));
+    let config = json(&ok(env.cairn(&["cat", "config"])));
+    assert_eq!(config["version"], 2);
+    let restic_config = json(&ok(env.restic(&["cat", "config"])));
+    assert_eq!(
+        config["chunker_polynomial"],
+        restic_config["chunker_polynomial"]
+    );
+    let snap = json(&ok(env.cairn(&["snapshots", "--json"])))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = json(&ok(env.cairn(&["cat", "snapshot", &snap[..10]])));
+    assert_eq!(s["paths"][0], src.to_str().unwrap());
+    let index_file = std::fs::read_dir(env.repo().join("index"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let idx = json(&ok(env.cairn(&[
+        "cat",
+        "index",
+        index_file.file_name().to_str().unwrap(),
+    ])));
+    assert!(!idx["packs"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn one_file_system_skips_other_mounts_and_parent_is_honoured() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("mnt")).unwrap();
+    std::fs::write(src.join("here"), b"x").unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(src.join("mnt"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        mounted,
+        "this test mounts a tmpfs and must run as root (CI does)"
+    );
+    std::fs::write(src.join("mnt/elsewhere"), b"y").unwrap();
+    ok(env.cairn(&["init"]));
+    let first = json(&ok(env.cairn(&[
+        "backup",
+        "--json",
+        "-x",
+        src.to_str().unwrap(),
+    ])));
+    let second = json(&ok(env.cairn(&["backup", "--json", src.to_str().unwrap()])));
+    let _ = std::process::Command::new("umount")
+        .arg(src.join("mnt"))
+        .status();
+    let t = env.path("t");
+    ok(env.restic(&[
+        "restore",
+        first["snapshot_id"].as_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+    ]));
+    let r = t.join(src.strip_prefix("/").unwrap());
+    assert!(r.join("here").exists());
+    assert!(
+        !r.join("mnt/elsewhere").exists(),
+        "other file system left out"
+    );
+    let t2 = env.path("t2");
+    ok(env.restic(&[
+        "restore",
+        second["snapshot_id"].as_str().unwrap(),
+        "--target",
+        t2.to_str().unwrap(),
+    ]));
+    assert!(t2
+        .join(src.strip_prefix("/").unwrap())
+        .join("mnt/elsewhere")
+        .exists());
+    // --parent picks the comparison snapshot explicitly.
+    let third = json(&ok(env.cairn(&[
+        "backup",
+        "--json",
+        "--parent",
+        first["snapshot_id"].as_str().unwrap(),
+        src.to_str().unwrap(),
+    ])));
+    assert_eq!(third["parent"], first["snapshot_id"]);
+}
+
+#[test]
+fn a_killed_backup_leaves_a_repository_restic_accepts() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..12u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(i + 300, 8 << 20)).unwrap();
+    }
+    ok(env.cairn(&["init"]));
+    for delay_ms in [150u64, 400, 900] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("-r")
+            .arg(env.repo())
+            .arg("--password-file")
+            .arg(env.path("pw"))
+            .args(["backup", "--force", src.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // cairn ignores the dead process's lock; restic 0.14 wants `unlock` first, and its
+        // unlock must recognise our lock as stale (same host, process gone).
+        ok(env.cairn(&["check", "--read-data"]));
+        ok(env.restic(&["unlock"]));
+        ok(env.restic(&["check", "--read-data"]));
+    }
+    // The stale lock of the killed process does not block the next backup.
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    ok(env.restic(&["check", "--read-data"]));
+}

@@ -1,28 +1,60 @@
 #!/usr/bin/env python3
 """Generates benchmark data once (skips what exists): a mixed tree of about GIB GiB
-(half incompressible, half text-like, sizes from 1 KiB to 64 MiB) and a tree of N small
+(half incompressible, half unique text-like, 1 KiB to 24 MiB) and a tree of N small
 files in 1,000-file directories. Deterministic (seeded)."""
 import os, random, sys
 
+def text_pool(rng, size):
+    """About SIZE bytes of word-like text from a 2,000-word vocabulary with skewed
+    frequencies (zstd ratio about 2-3, like logs, configs and source code)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 10))) for _ in range(2000)]
+    weights = [1.0 / (i + 1) for i in range(len(vocab))]
+    words = rng.choices(vocab, weights, k=size // 6)
+    lines, line = [], []
+    for w in words:
+        line.append(w)
+        if len(line) >= rng.randint(6, 14):
+            lines.append(" ".join(line))
+            line = []
+    return ("\n".join(lines) + "\n").encode()[:size]
+
+def unique_text(rng, pool, size):
+    """SIZE bytes of text that no other file and no other part of this file repeats: each
+    64 KiB piece is a slice of the pool with its own random letter substitution."""
+    out, lower = [], bytes(range(97, 123))
+    while size > 0:
+        n = min(size, 64 << 10)
+        start = rng.randrange(0, len(pool) - n)
+        perm = bytearray(lower)
+        rng.shuffle(perm)
+        out.append(pool[start:start + n].translate(bytes.maketrans(lower, bytes(perm))))
+        size -= n
+    return b"".join(out)
+
 def mixed(root, gib):
+    """About GIB GiB in ~11k files per GiB: 99.5% of them 1-64 KiB, the rest 1-24 MiB; half
+    of the files incompressible, half unique text with an incompressible eighth."""
     marker = os.path.join(root, ".done")
     if os.path.exists(marker):
         return
     rng = random.Random(42)
+    pool = text_pool(rng, 4 << 20)
     total, target, i = 0, int(gib * (1 << 30)), 0
-    words = [b"backup", b"restic", b"cairn", b"sqlite", b"config", b"home", b"assistant", b"jellyfin", b"\n"]
     while total < target:
         d = os.path.join(root, f"dir{i // 500:03d}", f"sub{(i // 50) % 10}")
         os.makedirs(d, exist_ok=True)
-        r = rng.random()
-        size = rng.randint(1 << 10, 64 << 10) if r < 0.9 else rng.randint(1 << 20, 64 << 20)
+        if rng.random() < 0.995:
+            size = rng.randint(1 << 10, 64 << 10)
+        else:
+            size = rng.randint(1 << 20, 24 << 20)
         size = min(size, target - total + 1024)
         if rng.random() < 0.5:
             data = os.urandom(size)
         else:
-            chunk = b" ".join(rng.choice(words) for _ in range(4096))
-            data = (chunk * (size // len(chunk) + 1))[:size]
-            data = bytes(data[:size // 2]) + os.urandom(size // 8) + bytes(data[: size - size // 2 - size // 8])
+            data = unique_text(rng, pool, size)
+            r = size // 8
+            data = data[: size // 2] + os.urandom(r) + data[size // 2 + r:]
         with open(os.path.join(d, f"f{i:06d}.bin"), "wb") as f:
             f.write(data)
         total += size

@@ -8,5 +8,20 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    bound_malloc_caching();
     cli::run()
+}
+
+/// Big buffers (packs, chunks) go straight to mmap and back to the kernel when freed.
+/// glibc otherwise raises its mmap threshold after the first large free and keeps later
+/// pack-sized buffers in its heaps, where freed memory is not returned: peak RSS then
+/// depends on allocation order. A fixed threshold keeps memory bounded and repeatable.
+fn bound_malloc_caching() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
 }

@@ -64,6 +64,19 @@ pub trait Backend: Send + Sync {
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes from `offset`; fails if the file is shorter.
     fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Like `read_range`, into `buf` (replacing its contents), so a caller reading many
+    /// ranges reuses one buffer.
+    fn read_range_into(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        *buf = self.read_range(t, name, offset, len)?;
+        Ok(())
+    }
     /// Stores a file atomically and durably. Names are content hashes, so writing an
     /// existing name again (same bytes) is allowed.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;

@@ -158,10 +158,81 @@ struct Counts {
 }
 
 /// A node of the virtual tree of backup targets (`/home/a` and `/home/b` share `home`).
+/// Like restic, a relative target is stored under its relative components (`backup docs`
+/// gives `/docs` in the snapshot, `../x` gives `/x`), an absolute one under its full path;
+/// `fs_path` is where the node is read from.
 #[derive(Default)]
 struct Targets {
     children: BTreeMap<String, Targets>,
     is_target: bool,
+    fs_path: PathBuf,
+    /// For top-level nodes: the directory the target's components start from (`/`, `.`,
+    /// `../..`); two targets with the same first name but different roots get `name-1`.
+    root: PathBuf,
+}
+
+impl Targets {
+    /// Adds one target path (as the user gave it, lexically cleaned).
+    fn add(&mut self, target: &Path) {
+        let (root, components) = split_target(target);
+        if components.is_empty() {
+            return;
+        }
+        let first = components[0].clone();
+        let mut name = first.clone();
+        let mut i = 0;
+        while let Some(other) = self.children.get(&name) {
+            if other.root == root {
+                break;
+            }
+            i += 1;
+            name = format!("{first}-{i}");
+        }
+        let mut fs_path = root.join(&first);
+        let mut t = self.children.entry(name).or_default();
+        t.root = root.clone();
+        t.fs_path = fs_path.clone();
+        for c in &components[1..] {
+            fs_path.push(c);
+            t = t.children.entry(c.clone()).or_default();
+            t.fs_path = fs_path.clone();
+        }
+        t.is_target = true;
+    }
+}
+
+/// Lexically cleans `p` (no filesystem access) and splits it into the directory its
+/// stored components start from and those components: `/a/b` -> (`/`, [a, b]),
+/// `x/../y` -> (`.`, [y]), `../../z` -> (`../..`, [z]).
+fn split_target(p: &Path) -> (PathBuf, Vec<String>) {
+    let mut root = PathBuf::from(if p.is_absolute() { "/" } else { "." });
+    let mut parts: Vec<String> = Vec::new();
+    for c in p.components() {
+        match c {
+            // `..` drops the last component; with none left it climbs the root instead.
+            Component::ParentDir if parts.pop().is_none() && !p.is_absolute() => {
+                root.push("..");
+            }
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            _ => {}
+        }
+    }
+    (root, parts)
+}
+
+/// Expands a target that names only a directory (`.`, `..`, `../..`) into its entries,
+/// like restic: `backup .` stores the current directory's entries at the snapshot root.
+fn expand_relative_target(p: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let (root, parts) = split_target(p);
+    if !parts.is_empty() || p.is_absolute() {
+        return Ok(vec![p.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&root)? {
+        out.push(root.join(e?.file_name()));
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn clean_absolute(p: &Path) -> Result<PathBuf> {
@@ -194,7 +265,6 @@ struct Walker<'a> {
     progress: &'a Progress,
     counts: &'a Counts,
     warnings: &'a Mutex<Vec<String>>,
-    root_dev: u64,
 }
 
 impl Walker<'_> {
@@ -211,11 +281,8 @@ impl Walker<'_> {
         node::decode_tree(&bytes).ok()
     }
 
-    fn excluded(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
-        if !self.opts.excludes.is_empty() && self.opts.excludes.matches_path(path) {
-            return true;
-        }
-        self.opts.one_file_system && meta.dev() != self.root_dev
+    fn excluded(&self, path: &Path) -> bool {
+        !self.opts.excludes.is_empty() && self.opts.excludes.matches_path(path)
     }
 
     /// Sends a directory's tree job; returns the receiver of its tree id.
@@ -237,28 +304,28 @@ impl Walker<'_> {
 
     /// Walks the virtual tree of targets: intermediate directories get their real metadata
     /// but only the targets' children.
-    fn walk_targets(&self, dir: &Path, t: &Targets, parent: Option<&[Node]>) -> Result<Vec<Entry>> {
+    fn walk_targets(&self, t: &Targets, parent: Option<&[Node]>) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         for (name, child) in &t.children {
-            let path = dir.join(name);
+            let path = &child.fs_path;
             let parent_node = parent.and_then(|p| p.iter().find(|n| &n.name == name));
             if child.is_target {
-                if let Some(e) = self.entry(&path, name, parent_node)? {
+                if let Some(e) = self.entry(path, name, parent_node, None)? {
                     entries.push(e);
                 }
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&path) {
+            let meta = match std::fs::symlink_metadata(path) {
                 Ok(m) => m,
                 Err(e) => {
                     self.warn(format!("{}: {e}", path.display()));
                     continue;
                 }
             };
-            let mut node = Node::from_path(&path, name, &meta, self.opts.with_xattrs)
+            let mut node = Node::from_path(path, name, &meta, self.opts.with_xattrs)
                 .map_err(|e| Error::io(path.display(), e))?;
             let sub_parent = self.load_tree(parent_node.and_then(|n| n.subtree));
-            let sub = self.walk_targets(&path, child, sub_parent.as_deref())?;
+            let sub = self.walk_targets(child, sub_parent.as_deref())?;
             node.subtree = None;
             let rx = self.send_dir(sub, parent_node.and_then(|n| n.subtree))?;
             entries.push(Entry::Dir(node, rx));
@@ -267,7 +334,16 @@ impl Walker<'_> {
     }
 
     /// One filesystem object: a Ready node, a file job, or a directory walked recursively.
-    fn entry(&self, path: &Path, name: &str, parent: Option<&Node>) -> Result<Option<Entry>> {
+    /// `dev` is the device of the directory holding it (None for a backup target): with
+    /// --one-file-system, objects on another device are left out, except directories
+    /// (mount points), which are kept empty, like restic does.
+    fn entry(
+        &self,
+        path: &Path,
+        name: &str,
+        parent: Option<&Node>,
+        dev: Option<u64>,
+    ) -> Result<Option<Entry>> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -275,10 +351,14 @@ impl Walker<'_> {
                 return Ok(None);
             }
         };
-        if self.excluded(path, &meta) {
+        if self.excluded(path) {
             return Ok(None);
         }
         let ft = meta.file_type();
+        let foreign = self.opts.one_file_system && dev.is_some_and(|d| d != meta.dev());
+        if foreign && !ft.is_dir() {
+            return Ok(None);
+        }
         // Unchanged regular file: reuse the parent's node content without reading xattrs.
         if ft.is_file() {
             if let Some(p) = parent {
@@ -329,18 +409,21 @@ impl Walker<'_> {
             return Ok(Some(Entry::File(node, rx)));
         }
         if ft.is_dir() {
-            let rd = match std::fs::read_dir(path) {
-                Ok(rd) => rd,
-                Err(e) => {
-                    self.warn(format!("{}: {e}", path.display()));
-                    return Ok(None);
-                }
-            };
+            // A mount point met with --one-file-system is kept, empty.
             let mut names = Vec::new();
-            for e in rd {
-                match e {
-                    Ok(e) => names.push(e.file_name()),
-                    Err(e) => self.warn(format!("{}: {e}", path.display())),
+            if !foreign {
+                let rd = match std::fs::read_dir(path) {
+                    Ok(rd) => rd,
+                    Err(e) => {
+                        self.warn(format!("{}: {e}", path.display()));
+                        return Ok(None);
+                    }
+                };
+                for e in rd {
+                    match e {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => self.warn(format!("{}: {e}", path.display())),
+                    }
                 }
             }
             names.sort();
@@ -365,7 +448,7 @@ impl Walker<'_> {
                         .ok()
                         .map(|i| &t[i])
                 });
-                if let Some(e) = self.entry(&child_path, &name, pnode)? {
+                if let Some(e) = self.entry(&child_path, &name, pnode, Some(meta.dev()))? {
                     entries.push(e);
                 }
             }
@@ -378,20 +461,53 @@ impl Walker<'_> {
     }
 }
 
+/// A file worker's buffers, kept across files: allocating (and zeroing) a megabyte per
+/// file would cost more than chunking a small one.
+#[derive(Default)]
+struct Buffers {
+    read: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
 fn store_file(
     path: &Path,
     writer: &PackWriter,
     pol: crate::chunker::Polynomial,
     progress: &Progress,
+    bufs: &mut Buffers,
 ) -> FileResult {
     let source = |e: std::io::Error| FileError::Source(format!("{}: {e}", path.display()));
     let f = std::fs::File::open(path).map_err(source)?;
-    let mut chunker = Chunker::new(f, pol);
-    let mut buf = Vec::new();
+    let mut chunker = Chunker::with_buffer(f, pol, std::mem::take(&mut bufs.read));
+    let buf = &mut bufs.chunk;
     let mut ids = Vec::new();
     let mut size = 0u64;
-    while chunker.next_chunk(&mut buf).map_err(source)? {
-        size += buf.len() as u64;
+    let result = store_chunks(
+        &mut chunker,
+        buf,
+        writer,
+        progress,
+        &mut ids,
+        &mut size,
+        source,
+    );
+    bufs.read = chunker.into_buffer();
+    result?;
+    progress.files_done.fetch_add(1, Ordering::Relaxed);
+    Ok((ids, size))
+}
+
+fn store_chunks<R: std::io::Read>(
+    chunker: &mut Chunker<R>,
+    buf: &mut Vec<u8>,
+    writer: &PackWriter,
+    progress: &Progress,
+    ids: &mut Vec<Id>,
+    size: &mut u64,
+    source: impl Fn(std::io::Error) -> FileError,
+) -> std::result::Result<(), FileError> {
+    while chunker.next_chunk(buf).map_err(&source)? {
+        *size += buf.len() as u64;
         progress
             .bytes_read
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -399,12 +515,11 @@ fn store_file(
             .bytes_done
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let (id, _) = writer
-            .save(BlobType::Data, &buf)
+            .save(BlobType::Data, buf)
             .map_err(FileError::Repository)?;
         ids.push(id);
     }
-    progress.files_done.fetch_add(1, Ordering::Relaxed);
-    Ok((ids, size))
+    Ok(())
 }
 
 /// Assembles trees in post-order as their children complete.
@@ -530,20 +645,17 @@ pub fn backup(
         if opts.paths.is_empty() {
             return Err(Error::invalid("nothing to back up: give at least one path"));
         }
-        for p in &opts.paths {
-            let abs = clean_absolute(p)?;
-            if std::fs::symlink_metadata(&abs).is_err() {
+        for given in &opts.paths {
+            let abs = clean_absolute(given)?;
+            if std::fs::symlink_metadata(given).is_err() {
                 missing.push(abs.display().to_string());
                 continue;
             }
-            let mut t = &mut targets;
-            for c in abs.components().skip(1) {
-                t = t
-                    .children
-                    .entry(c.as_os_str().to_string_lossy().into_owned())
-                    .or_default();
+            let expanded =
+                expand_relative_target(given).map_err(|e| Error::io(given.display(), e))?;
+            for p in expanded {
+                targets.add(&p);
             }
-            t.is_target = true;
             paths.push(abs.display().to_string());
         }
         if paths.is_empty() {
@@ -553,8 +665,9 @@ pub fn backup(
             )));
         }
     }
-    paths.sort();
-    paths.dedup();
+    // In the order given, without repeats, as restic records them.
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|p| seen.insert(p.clone()));
     let parent = choose_parent(repo, &opts, &host, &paths)?;
     let parent_root = match &parent {
         Some(s) => Some(
@@ -566,12 +679,6 @@ pub fn backup(
     let writer = PackWriter::new(repo, &index);
     let counts = Counts::default();
     let pol = repo.polynomial();
-    let root_dev = opts
-        .paths
-        .first()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map(|m| m.dev())
-        .unwrap_or(0);
     let threads = opts.threads.max(1);
     let stdin = opts.stdin.take();
     let warnings = Mutex::new(
@@ -587,8 +694,9 @@ pub fn backup(
             let rx = file_rx.clone();
             let writer = &writer;
             s.spawn(move || {
+                let mut bufs = Buffers::default();
                 for job in rx {
-                    let r = store_file(&job.path, writer, pol, progress);
+                    let r = store_file(&job.path, writer, pol, progress, &mut bufs);
                     let _ = job.done.send(r);
                 }
             });
@@ -603,7 +711,6 @@ pub fn backup(
             progress,
             counts: &counts,
             warnings: &warnings,
-            root_dev,
         };
         let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress, &counts));
         let root_rx = (|| -> Result<Receiver<Result<Id>>> {
@@ -619,7 +726,7 @@ pub fn backup(
                     counts.files_new.fetch_add(1, Ordering::Relaxed);
                     vec![Entry::Ready(node)]
                 }
-                None => walker.walk_targets(Path::new("/"), &targets, parent_root.as_deref())?,
+                None => walker.walk_targets(&targets, parent_root.as_deref())?,
             };
             walker.send_dir(entries, parent.as_ref().map(|p| p.tree))
         })();

@@ -286,7 +286,7 @@ fn check_pack(
         a.sort();
         a.dedup();
         b.sort();
-        if a.iter().any(|x| !b.contains(x)) {
+        if a.iter().any(|x| b.binary_search(x).is_err()) {
             errs.push(format!(
                 "pack {id}: index entries do not match the pack header"
             ));

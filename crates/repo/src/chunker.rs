@@ -149,11 +149,18 @@ pub struct Chunker<R: Read> {
 
 impl<R: Read> Chunker<R> {
     pub fn new(reader: R, pol: Polynomial) -> Self {
+        Self::with_buffer(reader, pol, Vec::new())
+    }
+
+    /// Like `new`, reusing `buf` (from `into_buffer`) as the read buffer: a backup of many
+    /// small files then neither allocates nor zeroes a megabyte per file.
+    pub fn with_buffer(reader: R, pol: Polynomial, mut buf: Vec<u8>) -> Self {
+        buf.resize(BUF_SIZE, 0);
         let mut c = Chunker {
             reader,
             tables: tables(pol),
             pol_shift: (pol.degree() - 8).max(0) as u32,
-            buf: vec![0; BUF_SIZE],
+            buf,
             bpos: 0,
             bmax: 0,
             eof: false,
@@ -204,6 +211,11 @@ impl<R: Read> Chunker<R> {
             self.eof = true;
         }
         Ok(())
+    }
+
+    /// Gives back the read buffer for the next `with_buffer`.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Reads the next chunk into `buf` (cleared first). Ok(false) at the end of input.

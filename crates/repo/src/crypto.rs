@@ -98,6 +98,15 @@ impl Key {
 
     /// Verifies the MAC and decrypts. A wrong key and damaged bytes both fail here.
     pub fn open(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let mut buf = data.to_vec();
+        let len = self.open_in_place(&mut buf)?.len();
+        buf.drain(..IV_LEN);
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Like `open`, decrypting in place; returns the plaintext part of `data`.
+    pub fn open_in_place<'a>(&self, data: &'a mut [u8]) -> Result<&'a mut [u8]> {
         if data.len() < OVERHEAD {
             return Err(Error::corrupt(format!(
                 "encrypted object too short ({} bytes)",
@@ -117,10 +126,11 @@ impl Key {
                 "ciphertext verification failed (MAC mismatch)",
             ));
         }
-        let mut plain = ct.to_vec();
         let mut iv_arr = [0u8; IV_LEN];
         iv_arr.copy_from_slice(iv);
-        Aes256Ctr::new(&self.encrypt.into(), &iv_arr.into()).apply_keystream(&mut plain);
+        let end = data.len() - MAC_LEN;
+        let plain = &mut data[IV_LEN..end];
+        Aes256Ctr::new(&self.encrypt.into(), &iv_arr.into()).apply_keystream(plain);
         Ok(plain)
     }
 }

@@ -89,6 +89,33 @@ impl PackBuilder {
         self.bytes.extend_from_slice(encrypted);
     }
 
+    /// Encrypts `payload` straight into the pack (no intermediate copy) and records it.
+    /// The first blob reserves room for a whole pack so the buffer never reallocates.
+    pub fn seal_and_add(
+        &mut self,
+        key: &Key,
+        blob_type: BlobType,
+        id: Id,
+        payload: &[u8],
+        uncompressed_length: u32,
+        reserve: usize,
+    ) -> usize {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(reserve);
+        }
+        let offset = self.bytes.len();
+        key.seal_into(payload, &mut self.bytes);
+        let length = self.bytes.len() - offset;
+        self.blobs.push(PackedBlob {
+            blob_type,
+            id,
+            offset: offset as u32,
+            length: length as u32,
+            uncompressed_length,
+        });
+        length
+    }
+
     /// Writes the header; returns the pack's bytes, its id and its blobs.
     pub fn finish(mut self, key: &Key) -> (Vec<u8>, Id, Vec<PackedBlob>) {
         let mut header = Vec::with_capacity(self.blobs.len() * COMPRESSED_ENTRY_LEN);
@@ -193,24 +220,60 @@ pub fn parse_header(key: &Key, encrypted_header: &[u8], pack_size: u64) -> Resul
 
 /// Decrypts (and decompresses) one stored blob and verifies its id.
 pub fn decode_blob(key: &Key, blob: &PackedBlob, stored: &[u8]) -> Result<Vec<u8>> {
-    let plain = key.open(stored)?;
-    let data = if blob.uncompressed_length != 0 {
-        let mut out = Vec::with_capacity(blob.uncompressed_length as usize);
-        zstd::stream::copy_decode(&plain[..], &mut out)
-            .map_err(|e| Error::corrupt(format!("blob {}: zstd: {e}", blob.id)))?;
-        if out.len() != blob.uncompressed_length as usize {
+    let mut copy = stored.to_vec();
+    let mut out = Vec::new();
+    let plain = decode_blob_in_place(key, blob, &mut copy, &mut out)?.len();
+    if blob.uncompressed_length != 0 {
+        Ok(out)
+    } else {
+        copy.drain(..crate::crypto::IV_LEN);
+        copy.truncate(plain);
+        Ok(copy)
+    }
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Like `decode_blob` without allocating: decrypts `stored` in place and decompresses into
+/// `out` when needed; returns the verified plaintext (a part of `stored` or of `out`).
+pub fn decode_blob_in_place<'a>(
+    key: &Key,
+    blob: &PackedBlob,
+    stored: &'a mut [u8],
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8]> {
+    let plain = key.open_in_place(stored)?;
+    let data: &[u8] = if blob.uncompressed_length != 0 {
+        let want = blob.uncompressed_length as usize;
+        out.clear();
+        out.reserve(want);
+        let n = DECOMPRESSOR.with(|cell| -> Result<usize> {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| {
+                    Error::corrupt(format!("zstd: cannot start a decompressor: {e}"))
+                })?);
+            }
+            let d = slot
+                .as_mut()
+                .ok_or_else(|| Error::corrupt("zstd: no decompressor"))?;
+            d.decompress_to_buffer(&plain[..], out)
+                .map_err(|e| Error::corrupt(format!("blob {}: zstd: {e}", blob.id)))
+        })?;
+        if n != want {
             return Err(Error::corrupt(format!(
-                "blob {}: decompressed to {} bytes, expected {}",
-                blob.id,
-                out.len(),
-                blob.uncompressed_length
+                "blob {}: decompressed to {n} bytes, expected {want}",
+                blob.id
             )));
         }
-        out
+        &out[..n]
     } else {
         plain
     };
-    if Id::hash(&data) != blob.id {
+    if Id::hash(data) != blob.id {
         return Err(Error::corrupt(format!(
             "blob {}: content does not match its id",
             blob.id

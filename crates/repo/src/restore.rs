@@ -324,13 +324,24 @@ pub fn restore(
     let files = &plan.files;
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let Some((pack_id, mut blobs)) = queue.lock().ok().and_then(|mut q| q.next())
-                else {
-                    return;
-                };
-                blobs.sort_by_key(|(b, _)| b.offset);
-                restore_pack(repo, &pack_id, &blobs, files, &bytes_written, progress);
+            s.spawn(|| {
+                let mut bufs = (Vec::new(), Vec::new());
+                loop {
+                    let Some((pack_id, mut blobs)) = queue.lock().ok().and_then(|mut q| q.next())
+                    else {
+                        return;
+                    };
+                    blobs.sort_by_key(|(b, _)| b.offset);
+                    restore_pack(
+                        repo,
+                        &pack_id,
+                        &blobs,
+                        files,
+                        &bytes_written,
+                        progress,
+                        &mut bufs,
+                    );
+                }
             });
         }
     });
@@ -404,6 +415,9 @@ pub fn restore(
     Ok(summary)
 }
 
+/// The most bytes of a pack read at once (a blob larger than this is read whole).
+const READ_RANGE_MAX: u64 = 8 << 20;
+
 /// Reads the needed part of one pack and writes its blobs into the planned files.
 fn restore_pack(
     repo: &Repository,
@@ -412,6 +426,7 @@ fn restore_pack(
     files: &[PlannedFile],
     bytes_written: &AtomicU64,
     progress: &Progress,
+    (data, scratch): &mut (Vec<u8>, Vec<u8>),
 ) {
     let fail_all = |msg: String| {
         for (_, targets) in blobs {
@@ -422,7 +437,8 @@ fn restore_pack(
             }
         }
     };
-    // Read in ranges of at most 32 MiB covering contiguous runs of needed blobs.
+    // Read in ranges of at most READ_RANGE_MAX covering runs of needed blobs: memory
+    // stays at threads x (range + largest blob) however large the restore.
     let mut i = 0;
     while i < blobs.len() {
         let start = blobs[i].0.offset as u64;
@@ -431,27 +447,30 @@ fn restore_pack(
         while j < blobs.len() {
             let b = &blobs[j].0;
             let b_end = b.offset as u64 + b.length as u64;
-            if b_end - start > 32 << 20 && j > i {
+            if b_end - start > READ_RANGE_MAX && j > i {
                 break;
             }
             end = end.max(b_end);
             j += 1;
         }
-        let data =
-            match repo
-                .backend()
-                .read_range(FileType::Pack, &pack_id.to_hex(), start, end - start)
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    fail_all(format!("pack {pack_id}: {e}"));
-                    return;
-                }
-            };
+        let read = repo.backend().read_range_into(
+            FileType::Pack,
+            &pack_id.to_hex(),
+            start,
+            end - start,
+            data,
+        );
+        match read {
+            Ok(()) => {}
+            Err(e) => {
+                fail_all(format!("pack {pack_id}: {e}"));
+                return;
+            }
+        };
         for (blob, targets) in &blobs[i..j] {
             let from = (blob.offset as u64 - start) as usize;
-            let stored = &data[from..from + blob.length as usize];
-            let plain = match pack::decode_blob(repo.key(), blob, stored) {
+            let stored = &mut data[from..from + blob.length as usize];
+            let plain = match pack::decode_blob_in_place(repo.key(), blob, stored, scratch) {
                 Ok(p) => p,
                 Err(e) => {
                     let msg = format!("data blob {} in pack {pack_id} is damaged: {e}", blob.id);
@@ -468,7 +487,7 @@ fn restore_pack(
                 let r = std::fs::OpenOptions::new()
                     .write(true)
                     .open(&f.path)
-                    .and_then(|file| file.write_all_at(&plain, *off));
+                    .and_then(|file| file.write_all_at(plain, *off));
                 match r {
                     Ok(()) => {
                         bytes_written.fetch_add(plain.len() as u64, Ordering::Relaxed);

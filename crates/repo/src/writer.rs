@@ -90,43 +90,46 @@ impl<'r> PackWriter<'r> {
                 return Ok(false);
             }
         }
-        let compressed = match self.repo.compression().level() {
-            Some(level) => zstd::bulk::compress(data, level)
-                .ok()
-                .filter(|c| c.len() < data.len()),
-            None => None,
-        };
-        let (payload, uncompressed_len) = match &compressed {
-            Some(c) => (&c[..], data.len() as u32),
-            None => (data, 0),
-        };
-        let sealed = self.repo.key().seal(payload);
-        self.stats
-            .data_added
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.stats
-            .data_added_packed
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        match t {
-            BlobType::Data => &self.stats.data_blobs,
-            BlobType::Tree => &self.stats.tree_blobs,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        let full = {
-            let mut b = self.open[t as usize].lock().map_err(|_| poisoned())?;
-            b.add(t, id, &sealed, uncompressed_len);
-            if b.len() >= self.pack_size {
-                Some(std::mem::take(&mut *b))
-            } else {
-                None
+        let level = self.repo.compression().level();
+        COMPRESSOR.with(|cell| -> Result<bool> {
+            let mut slot = cell.borrow_mut();
+            let payload: (&[u8], u32) = match level.and_then(|l| compress(&mut slot, l, data)) {
+                Some(c) => (c, data.len() as u32),
+                None => (data, 0),
+            };
+            let full = {
+                let mut b = self.open[t as usize].lock().map_err(|_| poisoned())?;
+                let sealed = b.seal_and_add(
+                    self.repo.key(),
+                    t,
+                    id,
+                    payload.0,
+                    payload.1,
+                    self.pack_size + MAX_BLOB_RESERVE,
+                );
+                self.stats
+                    .data_added_packed
+                    .fetch_add(sealed as u64, Ordering::Relaxed);
+                if b.len() >= self.pack_size {
+                    Some(std::mem::take(&mut *b))
+                } else {
+                    None
+                }
+            };
+            self.stats
+                .data_added
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            match t {
+                BlobType::Data => &self.stats.data_blobs,
+                BlobType::Tree => &self.stats.tree_blobs,
             }
-        };
-        if let Some(b) = full {
-            self.upload(b)?;
-        }
-        Ok(true)
+            .fetch_add(1, Ordering::Relaxed);
+            if let Some(b) = full {
+                self.upload(b)?;
+            }
+            Ok(true)
+        })
     }
-
     fn upload(&self, b: PackBuilder) -> Result<()> {
         let (bytes, id, blobs) = b.finish(self.repo.key());
         self.repo
@@ -151,6 +154,43 @@ impl<'r> PackWriter<'r> {
         let packs = std::mem::take(&mut *self.written.lock().map_err(|_| poisoned())?);
         write_index_files(self.repo, packs, Vec::new())
     }
+}
+
+/// Room reserved past the pack size: the largest chunk plus its encryption overhead.
+const MAX_BLOB_RESERVE: usize = crate::chunker::MAX_SIZE + 64;
+
+/// Per-thread zstd context and output buffer, reused across blobs: a fresh context per
+/// blob costs more than compressing a small file.
+struct ThreadCompressor {
+    level: i32,
+    ctx: zstd::bulk::Compressor<'static>,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<ThreadCompressor>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses `data` at `level` into the thread's buffer; None when that fails or would
+/// not make the blob smaller (then it is stored uncompressed, like restic does).
+fn compress<'a>(
+    slot: &'a mut Option<ThreadCompressor>,
+    level: i32,
+    data: &[u8],
+) -> Option<&'a [u8]> {
+    if slot.as_ref().is_none_or(|c| c.level != level) {
+        *slot = Some(ThreadCompressor {
+            level,
+            ctx: zstd::bulk::Compressor::new(level).ok()?,
+            out: Vec::new(),
+        });
+    }
+    let c = slot.as_mut()?;
+    c.out.clear();
+    c.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    let n = c.ctx.compress_to_buffer(data, &mut c.out).ok()?;
+    (n < data.len()).then_some(&c.out[..n])
 }
 
 /// Writes index files for `packs`, splitting large ones; `supersedes` goes into the first.

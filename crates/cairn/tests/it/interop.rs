@@ -124,3 +124,57 @@ fn both_tools_share_data_blobs_and_produce_the_same_tree_ids() {
     );
     ok(env.restic(&["check", "--read-data"]));
 }
+
+#[test]
+fn relative_targets_are_stored_like_restic_stores_them() {
+    // `backup src` stores /src at the snapshot root (not the absolute path), `backup .`
+    // stores the directory's entries there; both tools give the same root tree.
+    let env = Env::new();
+    let root = env.path("w");
+    let src = env.path("w/src");
+    make_source(&src);
+    ok(env.restic(&["init"]));
+    for args in [&["src"][..], &["./src/../src", "other/.."][..]] {
+        if args.len() > 1 {
+            std::fs::create_dir_all(env.path("w/other")).unwrap();
+        }
+        let mut restic_args = vec!["backup", "--json", "--host", "h"];
+        restic_args.extend(args);
+        let out = env
+            .restic_cmd(&restic_args)
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        let restic_snap = ok(out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message_type"] == "summary")
+            .unwrap()["snapshot_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut cairn_args = vec!["backup", "--json", "--host", "h"];
+        cairn_args.extend(args);
+        let out = env
+            .cairn_cmd(&env.repo(), &cairn_args)
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        let cairn_snap = json(&ok(out))["snapshot_id"].as_str().unwrap().to_string();
+        let tree = |snap: &str| json(&ok(env.cairn(&["cat", "snapshot", snap])))["tree"].clone();
+        assert_eq!(
+            tree(&restic_snap),
+            tree(&cairn_snap),
+            "root trees for {args:?}"
+        );
+        let paths = |snap: &str| json(&ok(env.cairn(&["cat", "snapshot", snap])))["paths"].clone();
+        assert_eq!(
+            paths(&restic_snap),
+            paths(&cairn_snap),
+            "paths for {args:?}"
+        );
+    }
+    let t = env.path("t");
+    ok(env.cairn(&["restore", "latest", "--target", t.to_str().unwrap()]));
+    assert_same_tree(&src, &t.join("src"));
+}

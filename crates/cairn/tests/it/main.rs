@@ -48,30 +48,38 @@ impl Env {
     }
 
     pub fn cairn_repo(&self, repo: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .arg("-r")
+        self.cairn_cmd(repo, args).output().expect("run cairn")
+    }
+
+    /// The cairn command line for `repo`, to adjust (working directory, environment).
+    pub fn cairn_cmd(&self, repo: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.arg("-r")
             .arg(repo)
             .arg("--password-file")
             .arg(self.path("pw"))
             .args(args)
             .env_remove("RESTIC_REPOSITORY")
             .env_remove("RESTIC_PASSWORD")
-            .env_remove("RESTIC_PASSWORD_FILE")
-            .output()
-            .expect("run cairn")
+            .env_remove("RESTIC_PASSWORD_FILE");
+        c
     }
 
     /// Runs the real restic against this env's repository.
     pub fn restic(&self, args: &[&str]) -> Output {
-        Command::new(restic_bin())
-            .arg("-r")
+        self.restic_cmd(args).output().expect("run restic")
+    }
+
+    /// The restic command line for this env's repository, to adjust.
+    pub fn restic_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(restic_bin());
+        c.arg("-r")
             .arg(self.repo())
             .arg("--password-file")
             .arg(self.path("pw"))
             .arg("--no-cache")
-            .args(args)
-            .output()
-            .expect("run restic")
+            .args(args);
+        c
     }
 }
 

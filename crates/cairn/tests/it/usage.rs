@@ -433,6 +433,10 @@ fn one_file_system_skips_other_mounts_and_parent_is_honoured() {
         !r.join("mnt/elsewhere").exists(),
         "other file system left out"
     );
+    assert!(
+        r.join("mnt").is_dir(),
+        "the mount point is kept, empty, like restic"
+    );
     let t2 = env.path("t2");
     ok(env.restic(&[
         "restore",

@@ -126,12 +126,26 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_range_into(t, name, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let p = self.path(t, name);
         let mut f = fs::File::open(&p).map_err(|e| Error::io(p.display(), e))?;
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::io(p.display(), e))?;
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(|e| {
+        buf.clear();
+        buf.resize(len as usize, 0);
+        f.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 Error::corrupt(format!(
                     "{}: file is shorter than expected (wanted {len} bytes at offset {offset})",
@@ -140,8 +154,7 @@ impl Backend for LocalBackend {
             } else {
                 Error::io(p.display(), e)
             }
-        })?;
-        Ok(buf)
+        })
     }
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {

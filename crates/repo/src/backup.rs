@@ -55,6 +55,8 @@ pub struct BackupOptions {
     pub exclude_strings: Vec<String>,
     pub exclude_if_present: Vec<ExcludeIfPresent>,
     pub one_file_system: bool,
+    /// `--exclude-larger-than`: files (never directories) above this size are left out.
+    pub exclude_larger_than: Option<u64>,
     pub tags: Vec<String>,
     pub host: Option<String>,
     pub time: Option<DateTime<FixedOffset>>,
@@ -73,6 +75,7 @@ impl Default for BackupOptions {
             exclude_strings: Vec::new(),
             exclude_if_present: Vec::new(),
             one_file_system: false,
+            exclude_larger_than: None,
             tags: Vec::new(),
             host: None,
             time: None,
@@ -355,6 +358,11 @@ impl Walker<'_> {
             return Ok(None);
         }
         let ft = meta.file_type();
+        if let Some(max) = self.opts.exclude_larger_than {
+            if crate::exclude::exceeds_size(meta.size(), ft.is_dir(), max) {
+                return Ok(None);
+            }
+        }
         let foreign = self.opts.one_file_system && dev.is_some_and(|d| d != meta.dev());
         if foreign && !ft.is_dir() {
             return Ok(None);

@@ -47,3 +47,24 @@ pub fn map<T: Send, R: Send>(
         .flatten()
         .collect())
 }
+
+/// Calls `f` on every item of `items` on up to `threads` threads, handing out batches
+/// of `batch` consecutive items (per-item work like creating a file is too small to
+/// hand out one by one).
+pub fn for_each<T: Sync>(items: &[T], threads: usize, batch: usize, f: impl Fn(&T) + Sync) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let batch = batch.max(1);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1).min(items.len().div_ceil(batch).max(1)) {
+            s.spawn(|| loop {
+                let start = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                if start >= items.len() {
+                    return;
+                }
+                for item in &items[start..(start + batch).min(items.len())] {
+                    f(item);
+                }
+            });
+        }
+    });
+}

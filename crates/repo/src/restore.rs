@@ -285,9 +285,10 @@ pub fn restore(
     progress.total_bytes.store(total, Ordering::Relaxed);
     let mut by_pack: HashMap<Id, PackWork> = HashMap::new();
     let mut blob_slot: HashMap<Id, (Id, usize)> = HashMap::new();
-    for (fi, f) in plan.files.iter().enumerate() {
+    let threads = opts.threads.max(1);
+    crate::parallel::for_each(&plan.files, threads, 256, |f| {
         if f.failed.lock().map(|g| g.is_some()).unwrap_or(false) {
-            continue;
+            return;
         }
         let created = std::fs::OpenOptions::new()
             .write(true)
@@ -299,6 +300,10 @@ pub fn restore(
             if let Ok(mut g) = f.failed.lock() {
                 *g = Some(format!("cannot create: {e}"));
             }
+        }
+    });
+    for (fi, f) in plan.files.iter().enumerate() {
+        if f.failed.lock().map(|g| g.is_some()).unwrap_or(false) {
             continue;
         }
         let mut off = 0u64;
@@ -319,7 +324,6 @@ pub fn restore(
     let bytes_written = AtomicU64::new(0);
     let mut packs: Vec<(Id, PackWork)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
-    let threads = opts.threads.max(1);
     let queue = Mutex::new(packs.into_iter());
     let files = &plan.files;
     std::thread::scope(|s| {
@@ -347,20 +351,28 @@ pub fn restore(
     });
 
     // Files whose blobs all arrived get their metadata now.
-    for f in &plan.files {
+    let file_errors = Mutex::new(Vec::new());
+    let restored = AtomicU64::new(0);
+    crate::parallel::for_each(&plan.files, threads, 256, |f| {
         let failed = f.failed.lock().ok().and_then(|g| g.clone());
-        match failed {
-            Some(e) => summary.errors.push(err_entry(&f.path, e)),
+        let err = match failed {
+            Some(e) => Some(err_entry(&f.path, e)),
             None => {
-                summary.files_restored += 1;
-                if let Err(e) = f.node.restore_metadata(&f.path) {
-                    summary
-                        .errors
-                        .push(err_entry(&f.path, format!("metadata: {e}")));
-                }
+                restored.fetch_add(1, Ordering::Relaxed);
+                f.node
+                    .restore_metadata(&f.path)
+                    .err()
+                    .map(|e| err_entry(&f.path, format!("metadata: {e}")))
             }
+        };
+        if let (Some(e), Ok(mut all)) = (err, file_errors.lock()) {
+            all.push(e);
         }
-    }
+    });
+    summary.files_restored += restored.load(Ordering::Relaxed);
+    let mut file_errors = file_errors.into_inner().unwrap_or_default();
+    file_errors.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.errors.extend(file_errors);
     for (path, n) in &plan.specials {
         if opts.overwrite {
             let _ = std::fs::remove_file(path);

@@ -32,6 +32,9 @@ pub struct Args {
     /// Exclude directories with a CACHEDIR.TAG
     #[arg(long)]
     pub exclude_caches: bool,
+    /// Leave out files larger than SIZE (e.g. 500M, 2G; restic's units)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
     /// Stay on the file system of each path
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
@@ -162,6 +165,12 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         exclude_strings,
         exclude_if_present: eip,
         one_file_system: a.one_file_system,
+        exclude_larger_than: match &a.exclude_larger_than {
+            Some(v) => Some(cairn_repo::exclude::parse_size(v).map_err(|e| {
+                anyhow::anyhow!("--exclude-larger-than {v:?}: {e} (examples: 500K, 20M, 2G)")
+            })?),
+            None => None,
+        },
         tags,
         host: a.host.clone(),
         time: a.time.as_deref().map(parse_time).transpose()?,

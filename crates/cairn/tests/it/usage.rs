@@ -38,6 +38,7 @@ fn excludes_follow_restic_patterns() {
     std::fs::write(src.join("keep/c.db-wal"), b"x").unwrap();
     std::fs::write(src.join("cache/.nobackup"), b"").unwrap();
     std::fs::write(src.join("cache/big"), b"x").unwrap();
+    std::fs::write(src.join("keep/huge.iso"), vec![7u8; 3000]).unwrap();
     std::fs::write(env.path("excludes"), "# comment\n\n*.db-wal\n").unwrap();
     ok(env.cairn(&["init"]));
     ok(env.cairn(&[
@@ -51,6 +52,8 @@ fn excludes_follow_restic_patterns() {
         env.path("excludes").to_str().unwrap(),
         "--exclude-if-present",
         ".nobackup",
+        "--exclude-larger-than",
+        "2K",
     ]));
     let target = env.path("t");
     ok(env.restic(&["restore", "latest", "--target", target.to_str().unwrap()]));
@@ -58,6 +61,10 @@ fn excludes_follow_restic_patterns() {
     assert!(r.join("keep/a.txt").exists());
     assert!(!r.join("keep/b.LOG").exists());
     assert!(!r.join("keep/c.db-wal").exists());
+    assert!(
+        !r.join("keep/huge.iso").exists(),
+        "--exclude-larger-than 2K"
+    );
     assert!(!r.join("logs").exists());
     assert!(
         r.join("cache/.nobackup").exists(),

@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod init;
 mod progress;
+mod prune;
 mod restore;
 mod snapshots;
 mod unlock;
@@ -74,6 +75,40 @@ pub struct GlobalOpts {
     /// Don't lock the repository (only for read-only access to read-only storage)
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// If the repository is locked, retry for up to this long (e.g. 30s, 5m, 1h)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_lock: Option<std::time::Duration>,
+}
+
+/// Parses durations like restic's `--retry-lock`: `90s`, `5m`, `1h30m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown unit {c:?} (use s, m or h, e.g. 5m)"
+                ))
+            }
+        };
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a number before {c:?} (e.g. 5m)"))?;
+        total += n * unit;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("{s:?}: missing unit after {num} (e.g. {num}s)"));
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +127,8 @@ pub enum Command {
     Cat(cat::Args),
     /// Remove stale locks (or all with --remove-all)
     Unlock(unlock::Args),
+    /// Remove data no snapshot references
+    Prune(prune::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -115,6 +152,7 @@ pub fn run() -> ExitCode {
         Command::Check(a) => check::run(&cli.global, a),
         Command::Cat(a) => cat::run(&cli.global, a),
         Command::Unlock(a) => unlock::run(&cli.global, a),
+        Command::Prune(a) => prune::run(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -220,7 +258,27 @@ impl GlobalOpts {
         if self.no_lock {
             return Ok(None);
         }
-        Ok(Some(cairn_repo::lock::lock(repo, exclusive)?))
+        let deadline = self.retry_lock.map(|d| std::time::Instant::now() + d);
+        let mut wait = std::time::Duration::from_secs(1);
+        loop {
+            match cairn_repo::lock::lock(repo, exclusive) {
+                Ok(g) => return Ok(Some(g)),
+                Err(e) if e.kind() == Kind::Locked => {
+                    let now = std::time::Instant::now();
+                    match deadline {
+                        Some(d) if now < d => {
+                            if !self.quiet && !self.json {
+                                eprintln!("{e}; retrying (--retry-lock)");
+                            }
+                            std::thread::sleep(wait.min(d - now));
+                            wait = (wait * 2).min(std::time::Duration::from_secs(20));
+                        }
+                        _ => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Prints a line unless quiet or in JSON mode.
@@ -248,7 +306,17 @@ pub fn open_backend(loc: &str) -> Result<Arc<dyn Backend>> {
         }
     }
     let path = loc.strip_prefix("local:").unwrap_or(loc);
-    Ok(Arc::new(LocalBackend::new(path)))
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+    // For crash-safety tests only: die by SIGKILL before the N+1-th repository change.
+    if let Ok(n) = std::env::var("CAIRN_TEST_KILL_AFTER_MUTATIONS") {
+        let n = n
+            .parse()
+            .context("CAIRN_TEST_KILL_AFTER_MUTATIONS must be a number")?;
+        return Ok(Arc::new(cairn_repo::backend::killswitch::KillSwitch::new(
+            backend, n,
+        )));
+    }
+    Ok(backend)
 }
 
 /// Human-readable byte sizes like restic's (KiB, MiB, ...).

@@ -5,6 +5,7 @@
 //! Every backend passes the one conformance suite in [`conformance`]. `write` must be atomic
 //! and durable when it returns: the write order packs -> index -> snapshot relies on it.
 
+pub mod killswitch;
 pub mod local;
 
 use crate::error::Result;

@@ -2,7 +2,7 @@
 //!
 //! Layers, bottom up: `crypto`, `id` -> `backend` (where files live) -> `repository`
 //! (keys, config, encrypted files), `pack`, `index`, `writer` -> `node`/`snapshot`,
-//! `chunker`, `exclude` -> operations: `backup`, `restore`, `check`, `lock`.
+//! `chunker`, `exclude` -> operations: `backup`, `restore`, `check`, `lock`, `prune`.
 
 pub mod backend;
 pub mod backup;
@@ -18,6 +18,7 @@ pub mod lock;
 pub mod node;
 pub mod pack;
 pub mod parallel;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod snapshot;

@@ -89,6 +89,11 @@ impl PackBuilder {
         self.bytes.extend_from_slice(encrypted);
     }
 
+    /// Reserves room for `bytes` more bytes.
+    pub fn reserve(&mut self, bytes: usize) {
+        self.bytes.reserve(bytes);
+    }
+
     /// Encrypts `payload` straight into the pack (no intermediate copy) and records it.
     /// The first blob reserves room for a whole pack so the buffer never reallocates.
     pub fn seal_and_add(

@@ -130,6 +130,36 @@ impl<'r> PackWriter<'r> {
             Ok(true)
         })
     }
+    /// Stores a blob that is already encrypted (and maybe compressed) as it was in another
+    /// pack of this repository: prune's repacking copies blobs without re-encoding them.
+    /// The caller has verified it. Returns false if the blob was already added.
+    pub fn save_sealed(
+        &self,
+        t: BlobType,
+        id: Id,
+        sealed: &[u8],
+        uncompressed_len: u32,
+    ) -> Result<bool> {
+        if self.index.has(t, &id) || !self.known.lock().map_err(|_| poisoned())?.insert((t, id)) {
+            return Ok(false);
+        }
+        let full = {
+            let mut b = self.open[t as usize].lock().map_err(|_| poisoned())?;
+            if b.is_empty() {
+                b.reserve(self.pack_size + MAX_BLOB_RESERVE);
+            }
+            b.add(t, id, sealed, uncompressed_len);
+            (b.len() >= self.pack_size).then(|| std::mem::take(&mut *b))
+        };
+        self.stats
+            .data_added_packed
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if let Some(b) = full {
+            self.upload(b)?;
+        }
+        Ok(true)
+    }
+
     fn upload(&self, b: PackBuilder) -> Result<()> {
         let (bytes, id, blobs) = b.finish(self.repo.key());
         self.repo
@@ -145,14 +175,22 @@ impl<'r> PackWriter<'r> {
     /// Uploads partly filled packs, then writes index files for everything uploaded.
     /// Returns the ids of the new index files.
     pub fn finish(&self) -> Result<Vec<Id>> {
+        let packs = self.finish_packs()?;
+        write_index_files(self.repo, packs, Vec::new())
+    }
+
+    /// Uploads partly filled packs and returns every pack written, for a caller that
+    /// writes the index itself.
+    pub fn finish_packs(&self) -> Result<Vec<IndexPack>> {
         for slot in &self.open {
             let b = std::mem::take(&mut *slot.lock().map_err(|_| poisoned())?);
             if !b.is_empty() {
                 self.upload(b)?;
             }
         }
-        let packs = std::mem::take(&mut *self.written.lock().map_err(|_| poisoned())?);
-        write_index_files(self.repo, packs, Vec::new())
+        Ok(std::mem::take(
+            &mut *self.written.lock().map_err(|_| poisoned())?,
+        ))
     }
 }
 

@@ -2,28 +2,6 @@
 //! stays valid for restic.
 
 use crate::*;
-use cairn_repo_paths::*;
-
-mod cairn_repo_paths {
-    use std::path::{Path, PathBuf};
-
-    /// All files under `dir` (recursively).
-    pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    out.extend(files_under(&p));
-                } else {
-                    out.push(p);
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-}
 
 fn assert_no_panic(out: &std::process::Output) {
     let err = stderr(out);

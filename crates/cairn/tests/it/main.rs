@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod interop;
+mod lifecycle;
 mod usage;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -292,4 +293,21 @@ pub fn json(out: &str) -> serde_json::Value {
         .find(|l| l.starts_with('{') || l.starts_with('['))
         .unwrap_or("null");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"))
+}
+
+/// All files under `dir` (recursively), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -7,6 +7,7 @@ mod init;
 mod progress;
 mod prune;
 mod restore;
+mod rewrite;
 mod snapshots;
 mod unlock;
 
@@ -129,6 +130,8 @@ pub enum Command {
     Unlock(unlock::Args),
     /// Remove data no snapshot references
     Prune(prune::Args),
+    /// Store snapshots again without excluded paths
+    Rewrite(rewrite::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -153,6 +156,7 @@ pub fn run() -> ExitCode {
         Command::Cat(a) => cat::run(&cli.global, a),
         Command::Unlock(a) => unlock::run(&cli.global, a),
         Command::Prune(a) => prune::run(&cli.global, a),
+        Command::Rewrite(a) => rewrite::run(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

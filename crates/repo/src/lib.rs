@@ -21,6 +21,7 @@ pub mod parallel;
 pub mod prune;
 pub mod repository;
 pub mod restore;
+pub mod rewrite;
 pub mod snapshot;
 pub mod writer;
 

@@ -229,3 +229,181 @@ fn cairn_and_restic_respect_each_others_locks_and_retry_lock_waits() {
     ok(env.restic(&["prune"]));
     ok(env.restic(&["check", "--read-data"]));
 }
+
+/// A source with a directory that should never have been backed up.
+fn source_with_secret(env: &Env) -> std::path::PathBuf {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("secret/deeper")).unwrap();
+    std::fs::create_dir_all(src.join("keep")).unwrap();
+    std::fs::write(src.join("secret/key.pem"), random_bytes(1, 300_000)).unwrap();
+    std::fs::write(
+        src.join("secret/deeper/dump.sql"),
+        random_bytes(2, 2_000_000),
+    )
+    .unwrap();
+    std::fs::write(src.join("keep/a"), random_bytes(3, 100_000)).unwrap();
+    std::fs::write(src.join("keep/b.log"), random_bytes(4, 50_000)).unwrap();
+    src
+}
+
+#[test]
+fn rewrite_removes_paths_and_prune_reclaims_their_space() {
+    let env = Env::new();
+    let src = source_with_secret(&env);
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", "--tag", "nightly", src.to_str().unwrap()]));
+    std::fs::write(src.join("keep/c"), random_bytes(5, 10_000)).unwrap();
+    ok(env.cairn(&["backup", "--tag", "nightly", src.to_str().unwrap()]));
+    let secret = format!("{}/secret", src.display());
+    let log = "*.log".to_string();
+    let data_before = files_under(&env.repo().join("data"));
+
+    // A dry run reports and changes nothing.
+    let dry = json(&ok(env.cairn(&[
+        "rewrite",
+        "--dry-run",
+        "--json",
+        "--exclude",
+        &secret,
+        "--exclude",
+        &log,
+    ])));
+    let r = dry["rewritten"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "{dry}");
+    assert_eq!(r[0]["removed_files"], 3, "{dry}");
+    assert_eq!(r[0]["removed_bytes"], 2_350_000, "{dry}");
+    assert_eq!(files_under(&env.repo().join("data")), data_before);
+    assert_eq!(
+        json(&ok(env.restic(&["snapshots", "--json"])))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let out = json(&ok(env.cairn(&[
+        "rewrite",
+        "--json",
+        "--forget",
+        "--exclude",
+        &secret,
+        "--exclude",
+        &log,
+    ])));
+    assert_eq!(out["forgotten"], 2, "{out}");
+    let would_free = out["prune_would_free"].as_u64().unwrap();
+    assert!(would_free >= 2_300_000, "{out}");
+    let snaps = json(&ok(env.restic(&["snapshots", "--json"])));
+    let snaps = snaps.as_array().unwrap();
+    assert_eq!(snaps.len(), 2, "originals forgotten");
+    for s in snaps {
+        let tags: Vec<&str> = s["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert!(
+            tags.contains(&"rewrite") && tags.contains(&"nightly"),
+            "{s}"
+        );
+        assert!(s["original"].is_string(), "{s}");
+    }
+    ok(env.restic(&["check", "--read-data"]));
+    let t = env.path("t");
+    ok(env.restic(&["restore", "latest", "--target", t.to_str().unwrap()]));
+    let r = t.join(src.strip_prefix("/").unwrap());
+    assert!(!r.join("secret").exists());
+    assert!(!r.join("keep/b.log").exists());
+    assert_eq!(
+        std::fs::read(r.join("keep/a")).unwrap(),
+        std::fs::read(src.join("keep/a")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(r.join("keep/c")).unwrap(),
+        std::fs::read(src.join("keep/c")).unwrap()
+    );
+    // prune frees what the report promised.
+    let pruned = json(&ok(env.cairn(&["prune", "--json", "--max-unused", "0"])));
+    assert_eq!(
+        pruned["result"]["freed_size"].as_u64().unwrap(),
+        would_free,
+        "{pruned}"
+    );
+    ok(env.restic(&["check", "--read-data"]));
+    // Rewriting again changes nothing.
+    let again = json(&ok(env.cairn(&["rewrite", "--json", "--exclude", &secret])));
+    assert_eq!(again["unchanged"], 2, "{again}");
+    // Without patterns there is nothing to do: a clear error.
+    let out = env.cairn(&["rewrite"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--exclude"), "{}", stderr(&out));
+}
+
+#[test]
+fn rewrite_killed_at_every_step_keeps_every_snapshot_whole() {
+    let env = Env::new();
+    let src = source_with_secret(&env);
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    std::fs::write(src.join("keep/c"), random_bytes(5, 10_000)).unwrap();
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    let template = env.path("template");
+    let cp = |from: &std::path::Path, to: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(to);
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap()
+            .success());
+    };
+    cp(&env.repo(), &template);
+    let secret = format!("{}/secret", src.display());
+    for forget in [false, true] {
+        let mut finished = false;
+        for n in 0..20u32 {
+            cp(&template, &env.repo());
+            let mut args = vec!["rewrite", "--exclude", secret.as_str()];
+            if forget {
+                args.push("--forget");
+            }
+            let out = env
+                .cairn_cmd(&env.repo(), &args)
+                .env("CAIRN_TEST_KILL_AFTER_MUTATIONS", n.to_string())
+                .output()
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            let killed = out.status.signal() == Some(9);
+            assert!(
+                killed || out.status.success(),
+                "kill point {n}: {}",
+                stderr(&out)
+            );
+            ok(env.restic(&["unlock"]));
+            ok(env.restic(&["check", "--read-data"]));
+            // Every snapshot present restores completely.
+            let snaps = json(&ok(env.restic(&["snapshots", "--json"])));
+            assert!(snaps.as_array().unwrap().len() >= 2, "kill point {n}");
+            for s in snaps.as_array().unwrap() {
+                let t = env.path("t");
+                let _ = std::fs::remove_dir_all(&t);
+                ok(env.restic(&[
+                    "restore",
+                    s["id"].as_str().unwrap(),
+                    "--target",
+                    t.to_str().unwrap(),
+                ]));
+                let r = t.join(src.strip_prefix("/").unwrap());
+                assert!(r.join("keep/a").exists(), "kill point {n}");
+            }
+            if !killed {
+                finished = true;
+                assert!(n >= 3, "a rewrite writes packs, index and snapshots: {n}");
+                break;
+            }
+        }
+        assert!(finished);
+    }
+}

@@ -3,6 +3,7 @@
 mod backup;
 mod cat;
 mod check;
+mod copy;
 mod init;
 mod progress;
 mod prune;
@@ -130,6 +131,8 @@ pub enum Command {
     Unlock(unlock::Args),
     /// Remove data no snapshot references
     Prune(prune::Args),
+    /// Copy snapshots from another repository
+    Copy(copy::Args),
     /// Store snapshots again without excluded paths
     Rewrite(rewrite::Args),
 }
@@ -156,6 +159,7 @@ pub fn run() -> ExitCode {
         Command::Cat(a) => cat::run(&cli.global, a),
         Command::Unlock(a) => unlock::run(&cli.global, a),
         Command::Prune(a) => prune::run(&cli.global, a),
+        Command::Copy(a) => copy::run(&cli.global, a),
         Command::Rewrite(a) => rewrite::run(&cli.global, a),
     };
     match result {
@@ -290,6 +294,70 @@ impl GlobalOpts {
         if !self.quiet && !self.json {
             println!("{msg}");
         }
+    }
+}
+
+/// A second repository, for `copy` and `init --copy-chunker-params` (restic's --from-*
+/// options and RESTIC_FROM_* variables; CAIRN_FROM_* also work).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FromRepo {
+    /// The other repository
+    #[arg(long, env = "RESTIC_FROM_REPOSITORY")]
+    pub from_repo: Option<String>,
+    /// File holding the other repository's password
+    #[arg(long, env = "RESTIC_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<String>,
+    /// Command printing the other repository's password
+    #[arg(long, env = "RESTIC_FROM_PASSWORD_COMMAND")]
+    pub from_password_command: Option<String>,
+}
+
+impl FromRepo {
+    pub fn open(&self) -> Result<Repository> {
+        let loc = self
+            .from_repo
+            .clone()
+            .or_else(|| std::env::var("CAIRN_FROM_REPOSITORY").ok())
+            .filter(|r| !r.is_empty())
+            .context("no source repository: use --from-repo or set RESTIC_FROM_REPOSITORY")?;
+        let password = if let Some(f) = self
+            .from_password_file
+            .clone()
+            .or_else(|| std::env::var("CAIRN_FROM_PASSWORD_FILE").ok())
+        {
+            first_line(
+                &std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading password file {f}"))?,
+            )
+        } else if let Some(c) = self
+            .from_password_command
+            .clone()
+            .or_else(|| std::env::var("CAIRN_FROM_PASSWORD_COMMAND").ok())
+        {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&c)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("running password command {c:?}"))?;
+            anyhow::ensure!(
+                out.status.success(),
+                "password command {c:?} failed ({})",
+                out.status
+            );
+            first_line(&String::from_utf8_lossy(&out.stdout))
+        } else if let Some(p) = ["RESTIC_FROM_PASSWORD", "CAIRN_FROM_PASSWORD"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok())
+        {
+            p
+        } else {
+            anyhow::bail!(
+                "no password for {loc}: use --from-password-file, --from-password-command or RESTIC_FROM_PASSWORD"
+            )
+        };
+        Repository::open(open_backend(&loc)?, &password)
+            .with_context(|| format!("source repository {loc}"))
     }
 }
 

@@ -57,6 +57,11 @@ impl<'r> PackWriter<'r> {
         }
     }
 
+    /// The repository being written.
+    pub fn repo(&self) -> &Repository {
+        self.repo
+    }
+
     pub fn with_pack_size(mut self, bytes: usize) -> Self {
         self.pack_size = bytes.max(1024);
         self

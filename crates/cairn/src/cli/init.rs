@@ -14,11 +14,8 @@ pub struct Args {
     #[arg(long)]
     pub copy_chunker_params: bool,
     /// The repository whose chunker parameters to copy
-    #[arg(long)]
-    pub from_repo: Option<String>,
-    /// File with the password of --from-repo
-    #[arg(long)]
-    pub from_password_file: Option<String>,
+    #[command(flatten)]
+    pub from: super::FromRepo,
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
@@ -29,16 +26,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     };
     let mut pol = None;
     if a.copy_chunker_params {
-        let from = a
-            .from_repo
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("--copy-chunker-params needs --from-repo"))?;
-        let pw_file = a
-            .from_password_file
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("--copy-chunker-params needs --from-password-file"))?;
-        let pw = std::fs::read_to_string(pw_file)?;
-        let src = Repository::open(super::open_backend(from)?, pw.lines().next().unwrap_or(""))?;
+        let src = a.from.open()?;
         pol = Some(src.polynomial());
     }
     let backend = g.backend()?;

@@ -407,3 +407,185 @@ fn rewrite_killed_at_every_step_keeps_every_snapshot_whole() {
         assert!(finished);
     }
 }
+
+fn restic_at(env: &Env, repo: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(restic_bin())
+        .arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(env.path("pw"))
+        .arg("--no-cache")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn copy_into_a_repository_restic_created_and_restic_restores_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_source(&src);
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", "--tag", "a", src.to_str().unwrap()]));
+    std::fs::write(src.join("later"), random_bytes(11, 700_000)).unwrap();
+    ok(env.cairn(&["backup", "--tag", "b", src.to_str().unwrap()]));
+    let dst = env.path("dst");
+    ok(restic_at(&env, &dst, &["init"]));
+    let (repo, pw) = (env.repo(), env.path("pw"));
+    let from = [
+        "--from-repo",
+        repo.to_str().unwrap(),
+        "--from-password-file",
+        pw.to_str().unwrap(),
+    ];
+    let mut args = vec!["copy", "--json"];
+    args.extend(from);
+    let report = json(&ok(env.cairn_repo(&dst, &args)));
+    assert_eq!(report["copied"].as_array().unwrap().len(), 2, "{report}");
+    ok(restic_at(&env, &dst, &["check", "--read-data"]));
+    let t = env.path("t");
+    ok(restic_at(
+        &env,
+        &dst,
+        &["restore", "latest", "--target", t.to_str().unwrap()],
+    ));
+    assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
+    let snaps = json(&ok(restic_at(&env, &dst, &["snapshots", "--json"])));
+    assert!(snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["original"].is_string() && s["parent"].is_null()));
+    // Only what the destination lacks is copied.
+    let again = json(&ok(env.cairn_repo(&dst, &args)));
+    assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 2, "{again}");
+    assert_eq!(again["bytes_added"], 0, "{again}");
+    // restic also sees them as present.
+    let out = ok(restic_at(
+        &env,
+        &dst,
+        &[
+            "copy",
+            "--from-repo",
+            env.repo().to_str().unwrap(),
+            "--from-password-file",
+            env.path("pw").to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains("already copied"), "{out}");
+    let n = json(&ok(restic_at(&env, &dst, &["snapshots", "--json"])))
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(n, 2, "restic copied nothing more: {out}");
+}
+
+#[test]
+fn copy_rechunks_for_dedup_and_copy_chunker_params_keeps_blob_ids() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), random_bytes(21, 6 << 20)).unwrap();
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    let (repo, pw) = (env.repo(), env.path("pw"));
+    let from = [
+        "--from-repo",
+        repo.to_str().unwrap(),
+        "--from-password-file",
+        pw.to_str().unwrap(),
+    ];
+
+    // A repository with its own polynomial: --rechunk makes the copy dedup with restic's
+    // own backup of the same file there.
+    let dst = env.path("dst");
+    ok(restic_at(&env, &dst, &["init"]));
+    let mut args = vec!["copy", "--json", "--rechunk"];
+    args.extend(from);
+    let report = json(&ok(env.cairn_repo(&dst, &args)));
+    assert_eq!(report["rechunked"], true, "{report}");
+    ok(restic_at(&env, &dst, &["check", "--read-data"]));
+    let out = ok(restic_at(
+        &env,
+        &dst,
+        &["backup", "--json", "--force", src.to_str().unwrap()],
+    ));
+    let summary = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message_type"] == "summary")
+        .unwrap();
+    assert_eq!(
+        summary["data_blobs"], 0,
+        "restic found every chunk already there: {summary}"
+    );
+
+    // init --copy-chunker-params: same polynomial, so blobs keep their ids, no re-chunking.
+    let same = env.path("same");
+    let mut init = vec!["init", "--copy-chunker-params"];
+    init.extend(from);
+    ok(env.cairn_repo(&same, &init));
+    let pol = |r: &std::path::Path| {
+        json(&ok(env.cairn_repo(r, &["cat", "config"])))["chunker_polynomial"].clone()
+    };
+    assert_eq!(pol(&same), pol(&env.repo()));
+    let mut args = vec!["copy", "--json", "--rechunk"];
+    args.extend(from);
+    let report = json(&ok(env.cairn_repo(&same, &args)));
+    assert_eq!(
+        report["rechunked"], false,
+        "same polynomial: nothing to re-chunk"
+    );
+    let blobs = |r: &std::path::Path| {
+        let mut v: Vec<String> = ok(restic_at(&env, r, &["list", "blobs"]))
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(blobs(&same), blobs(&env.repo()));
+}
+
+#[test]
+fn copy_refuses_a_destination_of_an_older_format() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    let dst = env.path("v1");
+    ok(restic_at(
+        &env,
+        &dst,
+        &["init", "--repository-version", "1"],
+    ));
+    let out = env.cairn_repo(
+        &dst,
+        &[
+            "copy",
+            "--from-repo",
+            env.repo().to_str().unwrap(),
+            "--from-password-file",
+            env.path("pw").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("upgrade"), "{}", stderr(&out));
+    // A wrong source password is the wrong-password exit code.
+    std::fs::write(env.path("bad"), "nope\n").unwrap();
+    let out = env.cairn_repo(
+        &dst,
+        &[
+            "copy",
+            "--from-repo",
+            env.repo().to_str().unwrap(),
+            "--from-password-file",
+            env.path("bad").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    ok(restic_at(&env, &dst, &["check"]));
+}

@@ -7,7 +7,8 @@
 #   BENCH_GIB=0.2 SMALL_FILES=20000 RUNS=1 scripts/bench.sh   # a quick look
 #
 # Steps measured: initial backup of the mixed data, no-change re-run over the small files,
-# restore of the mixed snapshot, check --read-data.
+# restore of the mixed snapshot, check --read-data, prune of half-garbage packs; cairn
+# only (restic 0.14 has no rewrite): rewrite --forget and the prune after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR=${BENCH_DIR:-/tmp/cairn-bench}
@@ -61,6 +62,17 @@ run_tool() {
   measure "$tool" restore "${bin[@]}" -r "$repo" restore "$snap" --target "$target"
   measure "$tool" check "${bin[@]}" -r "$repo" check --read-data
   rm -rf "$target"
+  # Prune: a second snapshot of the mixed data without half of its files, the first one
+  # forgotten (by restic for both, untimed), so every data pack is about half garbage.
+  "${bin[@]}" -r "$repo" backup --exclude '*[02468].bin' "$BENCH_DIR/mixed" >/dev/null
+  restic --no-cache -q -r "$repo" forget "$snap" >/dev/null
+  measure "$tool" prune "${bin[@]}" -r "$repo" prune
+  # restic 0.14 has no rewrite (it came in 0.15): cairn's rewrite and the prune after it
+  # are measured alone.
+  if [ "$tool" = cairn ]; then
+    measure "$tool" rewrite "${bin[@]}" -r "$repo" rewrite --exclude '*1.bin' --forget
+    measure "$tool" prune2 "${bin[@]}" -r "$repo" prune
+  fi
 }
 
 for i in $(seq 1 "$RUNS"); do
@@ -76,8 +88,12 @@ for tool, step, wall, cpu, rss in rows:
     d[(tool, step)].append((float(wall), float(cpu), int(rss)))
 print(f"\nmedians over runs; data: {sys.argv[2]} GiB mixed, {sys.argv[3]} small files")
 print(f"{'step':10} {'cairn wall':>11} {'restic wall':>12} {'speed x':>8} {'cairn cpu':>10} {'restic cpu':>11} {'cairn MiB':>10} {'restic MiB':>11} {'rss ratio':>9}")
-for step in ["backup", "nochange", "restore", "check"]:
+for step in ["backup", "nochange", "restore", "check", "prune", "rewrite", "prune2"]:
     c, r = d[("cairn", step)], d[("restic", step)]
+    if c and not r:
+        med = lambda v, i: statistics.median(x[i] for x in v)
+        print(f"{step:10} {med(c,0):10.2f}s {'-':>12} {'-':>8} {med(c,1):9.2f}s {'-':>11} {med(c,2)/1024:10.1f} {'-':>11} {'-':>9}")
+        continue
     if not c or not r: continue
     med = lambda v, i: statistics.median(x[i] for x in v)
     cw, rw, cc, rc, cm, rm = med(c,0), med(r,0), med(c,1), med(r,1), med(c,2)/1024, med(r,2)/1024

@@ -4,6 +4,7 @@ mod backup;
 mod cat;
 mod check;
 mod copy;
+mod forget;
 mod init;
 mod progress;
 mod prune;
@@ -133,6 +134,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Copy snapshots from another repository
     Copy(copy::Args),
+    /// Remove snapshots by a retention policy or by id
+    Forget(forget::Args),
     /// Store snapshots again without excluded paths
     Rewrite(rewrite::Args),
 }
@@ -160,6 +163,7 @@ pub fn run() -> ExitCode {
         Command::Unlock(a) => unlock::run(&cli.global, a),
         Command::Prune(a) => prune::run(&cli.global, a),
         Command::Copy(a) => copy::run(&cli.global, a),
+        Command::Forget(a) => forget::run(&cli.global, a),
         Command::Rewrite(a) => rewrite::run(&cli.global, a),
     };
     match result {

@@ -12,6 +12,7 @@ pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod exclude;
+pub mod forget;
 pub mod gotime;
 pub mod id;
 pub mod index;

@@ -151,7 +151,7 @@ fn value_text(v: &serde_json::Value) -> String {
     }
 }
 
-fn print_table(v: &[Snapshot]) {
+pub fn print_table(v: &[Snapshot]) {
     let host_w = v.iter().map(|s| s.hostname.len()).max().unwrap_or(4).max(4);
     let tags_w = v
         .iter()

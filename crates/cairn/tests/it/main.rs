@@ -4,6 +4,7 @@
 //! skip, when it is missing.
 
 mod bad_input;
+mod forget;
 mod interop;
 mod lifecycle;
 mod usage;

@@ -4,13 +4,19 @@ mod backup;
 mod cat;
 mod check;
 mod copy;
+mod diff;
+mod dump;
+mod find;
 mod forget;
 mod init;
+mod ls;
 mod progress;
 mod prune;
 mod restore;
 mod rewrite;
 mod snapshots;
+mod stats;
+mod tag;
 mod unlock;
 
 use anyhow::{Context, Result};
@@ -136,6 +142,18 @@ pub enum Command {
     Copy(copy::Args),
     /// Remove snapshots by a retention policy or by id
     Forget(forget::Args),
+    /// List files in a snapshot
+    Ls(ls::Args),
+    /// Find files across snapshots
+    Find(find::Args),
+    /// Print a file, or a directory as tar, from a snapshot
+    Dump(dump::Args),
+    /// Show what changed between two snapshots
+    Diff(diff::Args),
+    /// Sizes and counts of snapshots
+    Stats(stats::Args),
+    /// Add, remove or set snapshot tags
+    Tag(tag::Args),
     /// Store snapshots again without excluded paths
     Rewrite(rewrite::Args),
 }
@@ -164,6 +182,12 @@ pub fn run() -> ExitCode {
         Command::Prune(a) => prune::run(&cli.global, a),
         Command::Copy(a) => copy::run(&cli.global, a),
         Command::Forget(a) => forget::run(&cli.global, a),
+        Command::Ls(a) => ls::run(&cli.global, a),
+        Command::Find(a) => find::run(&cli.global, a),
+        Command::Dump(a) => dump::run(&cli.global, a),
+        Command::Diff(a) => diff::run(&cli.global, a),
+        Command::Stats(a) => stats::run(&cli.global, a),
+        Command::Tag(a) => tag::run(&cli.global, a),
         Command::Rewrite(a) => rewrite::run(&cli.global, a),
     };
     match result {
@@ -393,6 +417,20 @@ pub fn open_backend(loc: &str) -> Result<Arc<dyn Backend>> {
         )));
     }
     Ok(backend)
+}
+
+/// JSON text as Go's encoding/json writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped
+/// (they can only occur inside strings, so replacing them in the text is exact).
+pub fn go_json(v: &impl serde::Serialize) -> String {
+    let s = serde_json::to_string(v).unwrap_or_default();
+    if !s.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return s;
+    }
+    s.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 /// Human-readable byte sizes like restic's (KiB, MiB, ...).

@@ -4,6 +4,7 @@
 //! skip, when it is missing.
 
 mod bad_input;
+mod browse;
 mod forget;
 mod interop;
 mod lifecycle;

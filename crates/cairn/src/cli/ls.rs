@@ -1,0 +1,160 @@
+//! `cairn ls SNAP [DIR...]`: list a snapshot (restic's output, `--long`, `--json`).
+//! Only the trees on the way to the listed directories are loaded.
+
+use super::GlobalOpts;
+use anyhow::Result;
+use cairn_repo::browse::{self, Located, Trees};
+use cairn_repo::node::{Node, NodeType};
+use cairn_repo::snapshot::{Filter, Snapshot};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Snapshot id (prefix) or `latest`
+    pub snapshot: String,
+    /// Directories to list (default: everything)
+    pub dirs: Vec<String>,
+    /// Show permissions, owner, size and time
+    #[arg(short, long)]
+    pub long: bool,
+    /// List everything below the given directories
+    #[arg(long)]
+    pub recursive: bool,
+    /// With `latest`: only snapshots of this host
+    #[arg(short = 'H', long)]
+    pub host: Vec<String>,
+    /// With `latest`: only snapshots with these tags
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// With `latest`: only snapshots with exactly these paths
+    #[arg(long)]
+    pub path: Vec<String>,
+}
+
+/// restic's JSON for one node (`ls --json`), fields in restic's order.
+#[derive(serde::Serialize)]
+pub struct NodeJson<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    node_type: &'static str,
+    path: &'a str,
+    uid: u32,
+    gid: u32,
+    /// Files only (an empty file shows 0), like restic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    mode: u32,
+    permissions: String,
+    mtime: String,
+    atime: String,
+    ctime: String,
+    struct_type: &'static str,
+}
+
+pub fn node_json<'a>(path: &'a str, n: &'a Node) -> NodeJson<'a> {
+    NodeJson {
+        name: &n.name,
+        node_type: n.node_type.as_str(),
+        path,
+        uid: n.uid,
+        gid: n.gid,
+        size: (n.node_type == NodeType::File).then_some(n.size),
+        mode: n.mode,
+        permissions: browse::mode_string(n.mode),
+        mtime: cairn_repo::gotime::format(&n.mtime),
+        atime: cairn_repo::gotime::format(&n.atime),
+        ctime: cairn_repo::gotime::format(&n.ctime),
+        struct_type: "node",
+    }
+}
+
+#[derive(serde::Serialize)]
+struct SnapshotJson<'a> {
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+    id: String,
+    short_id: String,
+    struct_type: &'static str,
+}
+
+/// restic's `ls -l` line.
+pub fn long_line(path: &str, n: &Node) -> String {
+    let mut s = format!(
+        "{} {:>5} {:>5} {:>6} {} {path}",
+        browse::mode_string(n.mode),
+        n.uid,
+        n.gid,
+        n.size,
+        n.mtime.format("%Y-%m-%d %H:%M:%S"),
+    );
+    if n.node_type == NodeType::Symlink {
+        s.push_str(&format!(" -> {}", n.linktarget));
+    }
+    s
+}
+
+pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let repo = g.open()?;
+    let _lock = g.lock(&repo, false)?;
+    let filter = Filter {
+        hosts: a.host.clone(),
+        paths: a.path.clone(),
+        tags: a.tag.clone(),
+    };
+    let snap = Snapshot::find(&repo, &a.snapshot, &filter)?;
+    let index = repo.load_index()?;
+    let trees = Trees::new(&repo, &index);
+    let dirs: Vec<String> = a
+        .dirs
+        .iter()
+        .map(|d| format!("/{}", d.trim_matches('/')))
+        .collect();
+    let print = |path: &str, n: &Node| {
+        if g.json {
+            println!("{}", super::go_json(&node_json(path, n)));
+        } else if a.long {
+            println!("{}", long_line(path, n));
+        } else {
+            println!("{path}");
+        }
+    };
+    if g.json {
+        let v = SnapshotJson {
+            snapshot: &snap,
+            id: snap.id.to_hex(),
+            short_id: snap.id.short(),
+            struct_type: "snapshot",
+        };
+        println!("{}", super::go_json(&v));
+    } else if !g.quiet {
+        println!(
+            "snapshot {} of [{}] filtered by [{}] at {}):",
+            snap.id.short(),
+            snap.paths.join(" "),
+            dirs.join(" "),
+            snap.time.format("%Y-%m-%d %H:%M:%S%.f %z")
+        );
+    }
+    if dirs.is_empty() {
+        browse::walk(&trees, &snap.tree, "", &mut |p, n| {
+            print(p, n);
+            Ok(true)
+        })?;
+        return Ok(super::exit::OK);
+    }
+    for dir in &dirs {
+        let (tree, path) = match browse::lookup(&trees, snap.tree, dir)? {
+            Located::Root(t) => (Some(t), String::new()),
+            Located::Node(n) => {
+                print(dir, &n);
+                (n.subtree, dir.clone())
+            }
+        };
+        if let Some(t) = tree {
+            browse::walk(&trees, &t, &path, &mut |p, n| {
+                print(p, n);
+                Ok(a.recursive)
+            })?;
+        }
+    }
+    Ok(super::exit::OK)
+}

@@ -1,0 +1,597 @@
+//! Reading snapshots as file trees: lookup of one path (loading only the trees on the
+//! way), walks, `find` matching, `diff` of two trees, file and tar dumps, and statistics.
+
+use crate::error::{Error, Result};
+use crate::exclude::Pattern;
+use crate::id::Id;
+use crate::index::Index;
+use crate::node::{self, Node, NodeType};
+use crate::pack::BlobType;
+use crate::repository::Repository;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Decoded trees, cached: a walk that meets the same subtree twice decodes it once.
+pub struct Trees<'a> {
+    pub repo: &'a Repository,
+    pub index: &'a Index,
+    cache: Mutex<HashMap<Id, Arc<Vec<Node>>>>,
+}
+
+impl<'a> Trees<'a> {
+    pub fn new(repo: &'a Repository, index: &'a Index) -> Trees<'a> {
+        Trees {
+            repo,
+            index,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn load(&self, id: &Id) -> Result<Arc<Vec<Node>>> {
+        if let Some(t) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
+            return Ok(t);
+        }
+        let bytes = self.repo.load_blob(self.index, BlobType::Tree, id)?;
+        let nodes = Arc::new(
+            node::decode_tree(&bytes).map_err(|e| Error::corrupt(format!("tree {id}: {e}")))?,
+        );
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(*id, nodes.clone());
+        }
+        Ok(nodes)
+    }
+}
+
+/// What a snapshot path names.
+pub enum Located {
+    /// The snapshot's root directory.
+    Root(Id),
+    Node(Box<Node>),
+}
+
+/// Finds `path` ("/" or "" for the root) below `root`, loading only the trees on the way.
+pub fn lookup(trees: &Trees, root: Id, path: &str) -> Result<Located> {
+    let mut tree = root;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return Ok(Located::Root(root));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let nodes = trees.load(&tree)?;
+        let node = nodes
+            .iter()
+            .find(|n| n.name == *part)
+            .ok_or_else(|| Error::not_found(format!("{path}: not in this snapshot")))?;
+        if i == parts.len() - 1 {
+            return Ok(Located::Node(Box::new(node.clone())));
+        }
+        tree = match (node.node_type, node.subtree) {
+            (NodeType::Dir, Some(sub)) => sub,
+            _ => {
+                return Err(Error::not_found(format!(
+                    "{path}: /{} is not a directory",
+                    parts[..=i].join("/")
+                )))
+            }
+        };
+    }
+    Ok(Located::Root(tree))
+}
+
+/// Joins a directory's snapshot path and a name.
+pub fn join(dir: &str, name: &str) -> String {
+    format!("{}/{}", dir.trim_end_matches('/'), name)
+}
+
+/// Visits every node below `tree` (whose path is `dir`) depth-first in name order;
+/// `f` returns whether to descend into a directory.
+pub fn walk(
+    trees: &Trees,
+    tree: &Id,
+    dir: &str,
+    f: &mut dyn FnMut(&str, &Node) -> Result<bool>,
+) -> Result<()> {
+    let nodes = trees.load(tree)?;
+    for n in nodes.iter() {
+        let path = join(dir, &n.name);
+        let descend = f(&path, n)?;
+        if descend {
+            if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
+                walk(trees, &sub, &path, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Go's `os.FileMode.String()` ("drwxr-xr-x", "Lrwxrwxrwx", "-rw-r--r--").
+pub fn mode_string(mode: u32) -> String {
+    const TYPES: &str = "dalTLDpSugct?";
+    let mut s = String::new();
+    for (i, c) in TYPES.chars().enumerate() {
+        if mode & (1 << (31 - i)) != 0 {
+            s.push(c);
+        }
+    }
+    if s.is_empty() {
+        s.push('-');
+    }
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    s
+}
+
+/// Nodes matching any pattern (restic's `find`: matched against the whole path, so
+/// everything below a matching directory matches too).
+pub fn find(
+    trees: &Trees,
+    root: &Id,
+    patterns: &[Pattern],
+    ignore_case: bool,
+) -> Result<Vec<(String, Node)>> {
+    let mut hits = Vec::new();
+    walk(trees, root, "", &mut |path, n| {
+        let p = if ignore_case {
+            path.to_lowercase()
+        } else {
+            path.to_string()
+        };
+        if patterns.iter().any(|pat| pat.matches(&p)) {
+            hits.push((path.to_string(), n.clone()));
+        }
+        Ok(true)
+    })?;
+    Ok(hits)
+}
+
+/// Writes a file's content to `out`.
+pub fn dump_file(trees: &Trees, node: &Node, out: &mut dyn Write) -> Result<()> {
+    for id in node.content.iter().flatten() {
+        let data = trees.repo.load_blob(trees.index, BlobType::Data, id)?;
+        out.write_all(&data)
+            .map_err(|e| Error::io("writing the output", e))?;
+    }
+    Ok(())
+}
+
+/// Streams the directory `tree` (named `name` inside the archive) as a tar archive.
+pub fn dump_tar(trees: &Trees, tree: &Id, name: &str, out: &mut dyn Write) -> Result<()> {
+    let mut ar = tar::Builder::new(out);
+    ar.mode(tar::HeaderMode::Complete);
+    let mut err = None;
+    walk(trees, tree, name, &mut |path, n| {
+        let rel = path.trim_start_matches('/');
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(n.unix_mode() & 0o7777);
+        h.set_uid(n.uid as u64);
+        h.set_gid(n.gid as u64);
+        let _ = h.set_username(&n.user);
+        let _ = h.set_groupname(&n.group);
+        h.set_mtime(n.mtime.timestamp().max(0) as u64);
+        let r = match n.node_type {
+            NodeType::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                ar.append_data(&mut h, format!("{rel}/"), std::io::empty())
+            }
+            NodeType::File => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(n.size);
+                let reader = BlobStream::new(trees, n.content.clone().unwrap_or_default());
+                ar.append_data(&mut h, rel, reader)
+            }
+            NodeType::Symlink => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                ar.append_link(&mut h, rel, &n.linktarget)
+            }
+            _ => return Ok(false),
+        };
+        if let Err(e) = r {
+            err = Some(Error::io(format!("tar entry {rel}"), e));
+        }
+        Ok(err.is_none())
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    ar.finish()
+        .map_err(|e| Error::io("finishing the tar archive", e))
+}
+
+/// A file's content as a reader, one blob in memory at a time.
+struct BlobStream<'a, 'b> {
+    trees: &'b Trees<'a>,
+    ids: std::vec::IntoIter<Id>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<'a, 'b> BlobStream<'a, 'b> {
+    fn new(trees: &'b Trees<'a>, ids: Vec<Id>) -> Self {
+        BlobStream {
+            trees,
+            ids: ids.into_iter(),
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for BlobStream<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            let Some(id) = self.ids.next() else {
+                return Ok(0);
+            };
+            self.buf = self
+                .trees
+                .repo
+                .load_blob(self.trees.index, BlobType::Data, &id)
+                .map_err(std::io::Error::other)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// One difference between two snapshots.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// `+` added, `-` removed, `M` content changed, `T` type changed, `U` metadata only.
+    pub modifier: char,
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct DiffSide {
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    /// Plaintext bytes of the blobs only on this side.
+    pub bytes: u64,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Diff {
+    pub changes: Vec<Change>,
+    pub changed_files: u64,
+    pub added: DiffSide,
+    pub removed: DiffSide,
+}
+
+/// Compares two trees like restic's `diff`: identical subtrees are skipped without
+/// loading them; blob counts and sizes cover blobs referenced on one side only.
+pub fn diff(trees: &Trees, a: &Id, b: &Id, metadata: bool) -> Result<Diff> {
+    let mut d = Diff::default();
+    let mut blobs_a: HashSet<(BlobType, Id)> = HashSet::new();
+    let mut blobs_b: HashSet<(BlobType, Id)> = HashSet::new();
+    diff_dir(
+        trees,
+        Some(*a),
+        Some(*b),
+        "/",
+        metadata,
+        &mut d,
+        &mut blobs_a,
+        &mut blobs_b,
+    )?;
+    for (set, other, side) in [
+        (&blobs_a, &blobs_b, &mut d.removed),
+        (&blobs_b, &blobs_a, &mut d.added),
+    ] {
+        for key in set.difference(other) {
+            match key.0 {
+                BlobType::Data => side.data_blobs += 1,
+                BlobType::Tree => side.tree_blobs += 1,
+            }
+            if let Some(loc) = trees.index.get(key.0, &key.1) {
+                side.bytes += if loc.blob.uncompressed_length != 0 {
+                    loc.blob.uncompressed_length as u64
+                } else {
+                    (loc.blob.length as u64).saturating_sub(crate::crypto::OVERHEAD as u64)
+                };
+            }
+        }
+    }
+    Ok(d)
+}
+
+fn collect_blobs(trees: &Trees, tree: &Id, set: &mut HashSet<(BlobType, Id)>) -> Result<()> {
+    if !set.insert((BlobType::Tree, *tree)) {
+        return Ok(());
+    }
+    for n in trees.load(tree)?.iter() {
+        for id in n.content.iter().flatten() {
+            set.insert((BlobType::Data, *id));
+        }
+        if let Some(sub) = n.subtree {
+            collect_blobs(trees, &sub, set)?;
+        }
+    }
+    Ok(())
+}
+
+fn count_side(side: &mut DiffSide, n: &Node) {
+    match n.node_type {
+        NodeType::File => side.files += 1,
+        NodeType::Dir => side.dirs += 1,
+        _ => side.others += 1,
+    }
+}
+
+fn display(path: &str, n: &Node) -> String {
+    if n.node_type == NodeType::Dir {
+        format!("{path}/")
+    } else {
+        path.to_string()
+    }
+}
+
+/// Adds everything below `n` (at `path`) as added or removed.
+fn one_sided(
+    trees: &Trees,
+    path: &str,
+    n: &Node,
+    modifier: char,
+    d: &mut Diff,
+    blobs: &mut HashSet<(BlobType, Id)>,
+) -> Result<()> {
+    d.changes.push(Change {
+        path: display(path, n),
+        modifier,
+    });
+    let side = if modifier == '+' {
+        &mut d.added
+    } else {
+        &mut d.removed
+    };
+    count_side(side, n);
+    for id in n.content.iter().flatten() {
+        blobs.insert((BlobType::Data, *id));
+    }
+    if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
+        blobs.insert((BlobType::Tree, sub));
+        for c in trees.load(&sub)?.iter() {
+            one_sided(trees, &join(path, &c.name), c, modifier, d, blobs)?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn diff_dir(
+    trees: &Trees,
+    a: Option<Id>,
+    b: Option<Id>,
+    dir: &str,
+    metadata: bool,
+    d: &mut Diff,
+    blobs_a: &mut HashSet<(BlobType, Id)>,
+    blobs_b: &mut HashSet<(BlobType, Id)>,
+) -> Result<()> {
+    if a == b {
+        // Same subtree: no change below, and its blobs are on both sides.
+        if let Some(t) = a {
+            let mut shared = HashSet::new();
+            collect_blobs(trees, &t, &mut shared)?;
+            blobs_a.extend(shared.iter().copied());
+            blobs_b.extend(shared);
+        }
+        return Ok(());
+    }
+    let empty = Arc::new(Vec::new());
+    let na = match a {
+        Some(t) => {
+            blobs_a.insert((BlobType::Tree, t));
+            trees.load(&t)?
+        }
+        None => empty.clone(),
+    };
+    let nb = match b {
+        Some(t) => {
+            blobs_b.insert((BlobType::Tree, t));
+            trees.load(&t)?
+        }
+        None => empty,
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < na.len() || j < nb.len() {
+        let order = match (na.get(i), nb.get(j)) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let n = &na[i];
+                one_sided(trees, &join(dir, &n.name), n, '-', d, blobs_a)?;
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                let n = &nb[j];
+                one_sided(trees, &join(dir, &n.name), n, '+', d, blobs_b)?;
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (&na[i], &nb[j]);
+                let path = join(dir, &x.name);
+                for id in x.content.iter().flatten() {
+                    blobs_a.insert((BlobType::Data, *id));
+                }
+                for id in y.content.iter().flatten() {
+                    blobs_b.insert((BlobType::Data, *id));
+                }
+                if x.node_type != y.node_type {
+                    d.changes.push(Change {
+                        path: display(&path, y),
+                        modifier: 'T',
+                    });
+                    count_side(&mut d.removed, x);
+                    count_side(&mut d.added, y);
+                } else if x.node_type == NodeType::Dir {
+                    if metadata && !same_metadata(x, y) {
+                        d.changes.push(Change {
+                            path: display(&path, y),
+                            modifier: 'U',
+                        });
+                    }
+                    diff_dir(
+                        trees, x.subtree, y.subtree, &path, metadata, d, blobs_a, blobs_b,
+                    )?;
+                } else if x.content != y.content || x.linktarget != y.linktarget {
+                    d.changes.push(Change {
+                        path,
+                        modifier: 'M',
+                    });
+                    if x.node_type == NodeType::File {
+                        d.changed_files += 1;
+                    }
+                } else if metadata && !same_metadata(x, y) {
+                    d.changes.push(Change {
+                        path,
+                        modifier: 'U',
+                    });
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_metadata(a: &Node, b: &Node) -> bool {
+    a.mode == b.mode
+        && a.mtime == b.mtime
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.user == b.user
+        && a.group == b.group
+        && a.extended_attributes == b.extended_attributes
+}
+
+/// restic's `stats` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsMode {
+    RestoreSize,
+    FilesByContents,
+    RawData,
+    BlobsPerFile,
+}
+
+impl StatsMode {
+    pub fn parse(s: &str) -> Result<StatsMode> {
+        match s {
+            "restore-size" => Ok(StatsMode::RestoreSize),
+            "files-by-contents" => Ok(StatsMode::FilesByContents),
+            "raw-data" => Ok(StatsMode::RawData),
+            "blobs-per-file" => Ok(StatsMode::BlobsPerFile),
+            _ => Err(Error::invalid(format!(
+                "unknown --mode {s:?}: use restore-size, files-by-contents, raw-data or blobs-per-file"
+            ))),
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Stats {
+    pub total_size: u64,
+    pub total_file_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_blob_count: Option<u64>,
+    pub snapshots_count: u64,
+}
+
+/// Statistics over the trees of `roots`, computed like restic 0.14's `stats`.
+pub fn stats(trees: &Trees, roots: &[Id], mode: StatsMode) -> Result<Stats> {
+    let mut st = Stats {
+        snapshots_count: roots.len() as u64,
+        ..Default::default()
+    };
+    let mut blobs: HashSet<(BlobType, Id)> = HashSet::new();
+    let mut unique_files: HashSet<Vec<Id>> = HashSet::new();
+    let mut file_blobs: HashSet<(String, Id)> = HashSet::new();
+    let mut counted_paths: HashSet<String> = HashSet::new();
+    // restore-size counts a hard-linked file once (by inode and device).
+    let mut hard_links: HashSet<(u64, u64)> = HashSet::new();
+    let plain_size = |id: &Id| {
+        trees.index.get(BlobType::Data, id).map_or(0, |loc| {
+            if loc.blob.uncompressed_length != 0 {
+                loc.blob.uncompressed_length as u64
+            } else {
+                (loc.blob.length as u64).saturating_sub(crate::crypto::OVERHEAD as u64)
+            }
+        })
+    };
+    for root in roots {
+        if mode == StatsMode::RawData {
+            collect_blobs(trees, root, &mut blobs)?;
+            continue;
+        }
+        // Like restic, hard links are recognised within one snapshot.
+        hard_links.clear();
+        walk(trees, root, "", &mut |path, n| {
+            if mode == StatsMode::RestoreSize {
+                // Every entry counts; a hard-linked file's size counts once.
+                st.total_file_count += 1;
+                if n.node_type == NodeType::Dir
+                    || n.links <= 1
+                    || hard_links.insert((n.inode, n.device_id))
+                {
+                    st.total_size += n.size;
+                }
+                return Ok(true);
+            }
+            if n.node_type == NodeType::Dir {
+                return Ok(true);
+            }
+            let content = n.content.clone().unwrap_or_default();
+            if !unique_files.insert(content.clone()) {
+                return Ok(true);
+            }
+            if mode == StatsMode::FilesByContents {
+                st.total_file_count += 1;
+                st.total_size += n.size;
+                return Ok(true);
+            }
+            for id in &content {
+                if counted_paths.insert(path.to_string()) {
+                    st.total_file_count += 1;
+                }
+                if file_blobs.insert((path.to_string(), *id)) {
+                    st.total_size += plain_size(id);
+                    blobs.insert((BlobType::Data, *id));
+                    st.total_blob_count = Some(st.total_blob_count.unwrap_or(0) + 1);
+                }
+            }
+            Ok(true)
+        })?;
+    }
+    match mode {
+        StatsMode::RawData => {
+            st.total_blob_count = Some(blobs.len() as u64);
+            for (t, id) in &blobs {
+                if let Some(loc) = trees.index.get(*t, id) {
+                    st.total_size += loc.blob.length as u64;
+                }
+            }
+        }
+        StatsMode::BlobsPerFile => {
+            st.total_blob_count = Some(st.total_blob_count.unwrap_or(0));
+        }
+        _ => {}
+    }
+    Ok(st)
+}

@@ -9,9 +9,11 @@ mod dump;
 mod find;
 mod forget;
 mod init;
+mod key;
 mod ls;
 mod progress;
 mod prune;
+mod repair;
 mod restore;
 mod rewrite;
 mod snapshots;
@@ -154,6 +156,10 @@ pub enum Command {
     Stats(stats::Args),
     /// Add, remove or set snapshot tags
     Tag(tag::Args),
+    /// Manage keys (passwords)
+    Key(key::Args),
+    /// Repair a damaged index or damaged snapshots
+    Repair(repair::Args),
     /// Store snapshots again without excluded paths
     Rewrite(rewrite::Args),
 }
@@ -188,6 +194,8 @@ pub fn run() -> ExitCode {
         Command::Diff(a) => diff::run(&cli.global, a),
         Command::Stats(a) => stats::run(&cli.global, a),
         Command::Tag(a) => tag::run(&cli.global, a),
+        Command::Key(a) => key::run(&cli.global, a),
+        Command::Repair(a) => repair::run(&cli.global, a),
         Command::Rewrite(a) => rewrite::run(&cli.global, a),
     };
     match result {

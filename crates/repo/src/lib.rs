@@ -22,6 +22,7 @@ pub mod node;
 pub mod pack;
 pub mod parallel;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod rewrite;

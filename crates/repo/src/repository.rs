@@ -399,6 +399,19 @@ impl Repository {
         pack::parse_header(&self.key, &header, size)
     }
 
+    /// Every key file: its id (file name) and contents.
+    pub fn list_keys(&self) -> Result<Vec<(String, KeyFile)>> {
+        let mut out = Vec::new();
+        for f in self.backend.list(FileType::Key)? {
+            let bytes = self.backend.read(FileType::Key, &f.name)?;
+            let kf: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::corrupt(format!("key file {}: {e}", f.name)))?;
+            out.push((f.name, kf));
+        }
+        out.sort_by(|a, b| a.1.created.cmp(&b.1.created).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
     /// Adds a key file for `password` to this repository; returns its id.
     pub fn add_key(&self, password: &str) -> Result<String> {
         write_key_file(self.backend.as_ref(), &self.key, password)

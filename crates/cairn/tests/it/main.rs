@@ -8,6 +8,7 @@ mod browse;
 mod forget;
 mod interop;
 mod lifecycle;
+mod repair;
 mod usage;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

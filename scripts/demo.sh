@@ -21,10 +21,15 @@ head -c 20000000 /dev/urandom > "$demo/data/db/blob.bin"
 set -x
 "$cairn" init
 "$cairn" backup "$demo/data" --tag demo
-"$cairn" backup "$demo/data" --tag demo
+first=$("$cairn" backup "$demo/data" --tag demo --json | sed -n 's/.*"snapshot_id": *"\([0-9a-f]*\)".*/\1/p')
 "$cairn" snapshots
 "$cairn" restore latest --target "$demo/restore" --verify
 diff -r "$demo/data" "$demo/restore$demo/data"
+"$cairn" ls latest "$demo/data/db" --long
+echo "setting 1 = changed" > "$demo/data/etc/conf1.ini"
+"$cairn" backup "$demo/data" --tag demo
+"$cairn" diff "$first" latest
+"$cairn" forget --keep-last 2 --prune
 "$cairn" check --read-data
 set +x
 echo "demo OK: repository at $demo/repo (readable by restic with the same password)"

@@ -22,7 +22,7 @@ mod tag;
 mod unlock;
 
 use anyhow::{Context, Result};
-use cairn_repo::backend::local::LocalBackend;
+use cairn_repo::backend;
 use cairn_repo::backend::Backend;
 use cairn_repo::repository::{Compression, Repository};
 use cairn_repo::Kind;
@@ -89,6 +89,23 @@ pub struct GlobalOpts {
     /// If the repository is locked, retry for up to this long (e.g. 30s, 5m, 1h)
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub retry_lock: Option<std::time::Duration>,
+    /// Backend option KEY=VALUE, repeatable (s3.region, s3.endpoints, s3.bucket-lookup,
+    /// sftp.command, sftp.args, rclone.program, rclone.args, TYPE.connections,
+    /// retry.max-time, timeout.io, timeout.connect)
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Limit uploads to this many KiB/s
+    #[arg(long, global = true, value_name = "KiB/s")]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s
+    #[arg(long, global = true, value_name = "KiB/s")]
+    pub limit_download: Option<u64>,
+    /// Directory of the local cache of remote repositories (default ~/.cache/cairn)
+    #[arg(long, global = true, env = "RESTIC_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Don't use a local cache for remote repositories
+    #[arg(long, global = true)]
+    pub no_cache: bool,
 }
 
 /// Parses durations like restic's `--retry-lock`: `90s`, `5m`, `1h30m`, `2h`.
@@ -237,7 +254,42 @@ impl GlobalOpts {
 
     pub fn backend(&self) -> Result<Arc<dyn Backend>> {
         let loc = self.repo_location()?;
-        open_backend(&loc)
+        open_backend(&loc, self)
+    }
+
+    /// Backend options from `-o`, the rate limits and the timeouts.
+    pub fn backend_options(&self) -> Result<backend::Options> {
+        let mut extended = std::collections::BTreeMap::new();
+        for o in &self.options {
+            let (k, v) = o.split_once('=').with_context(|| {
+                format!("-o {o}: expected KEY=VALUE, e.g. -o s3.region=eu-west-1")
+            })?;
+            extended.insert(k.trim().to_string(), v.to_string());
+        }
+        let mut opts = backend::Options {
+            limits: Arc::new(backend::limit::Limits::new(
+                self.limit_upload,
+                self.limit_download,
+            )),
+            ..Default::default()
+        };
+        let dur = |k: &str| -> Result<Option<std::time::Duration>> {
+            extended
+                .get(k)
+                .map(|v: &String| parse_duration(v).map_err(|e| anyhow::anyhow!("-o {k}: {e}")))
+                .transpose()
+        };
+        if let Some(d) = dur("retry.max-time")? {
+            opts.retry.max_time = d;
+        }
+        if let Some(d) = dur("timeout.io")? {
+            opts.timeouts.io = d;
+        }
+        if let Some(d) = dur("timeout.connect")? {
+            opts.timeouts.connect = d;
+        }
+        opts.extended = extended;
+        Ok(opts)
     }
 
     /// The password from (in order) a file, a command, or the environment; else the terminal.
@@ -349,7 +401,7 @@ pub struct FromRepo {
 }
 
 impl FromRepo {
-    pub fn open(&self) -> Result<Repository> {
+    pub fn open(&self, g: &GlobalOpts) -> Result<Repository> {
         let loc = self
             .from_repo
             .clone()
@@ -392,7 +444,7 @@ impl FromRepo {
                 "no password for {loc}: use --from-password-file, --from-password-command or RESTIC_FROM_PASSWORD"
             )
         };
-        Repository::open(open_backend(&loc)?, &password)
+        Repository::open(open_backend(&loc, g)?, &password)
             .with_context(|| format!("source repository {loc}"))
     }
 }
@@ -401,20 +453,9 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
 
-/// Parses restic's repository syntax. Remote backends come later; they are refused clearly.
-pub fn open_backend(loc: &str) -> Result<Arc<dyn Backend>> {
-    for scheme in [
-        "sftp:", "s3:", "b2:", "rest:", "rclone:", "azure:", "gs:", "swift:",
-    ] {
-        if loc.starts_with(scheme) {
-            anyhow::bail!(
-                "repository {loc:?}: the {} backend is not available in this version of cairn; use a local path",
-                scheme.trim_end_matches(':')
-            );
-        }
-    }
-    let path = loc.strip_prefix("local:").unwrap_or(loc);
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+/// Opens the backend of a repository location (restic's syntax, see `backend::open`).
+pub fn open_backend(loc: &str, g: &GlobalOpts) -> Result<Arc<dyn Backend>> {
+    let backend = backend::open(loc, &g.backend_options()?)?;
     // For crash-safety tests only: die by SIGKILL before the N+1-th repository change.
     if let Ok(n) = std::env::var("CAIRN_TEST_KILL_AFTER_MUTATIONS") {
         let n = n

@@ -5,10 +5,19 @@
 //! Every backend passes the one conformance suite in [`conformance`]. `write` must be atomic
 //! and durable when it returns: the write order packs -> index -> snapshot relies on it.
 
+pub mod b2;
+pub mod http;
 pub mod killswitch;
+pub mod limit;
 pub mod local;
+pub mod rest;
+pub mod retry;
+pub mod s3;
+pub mod sftp;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The kinds of files in a repository.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,5 +94,104 @@ pub trait Backend: Send + Sync {
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
 }
 
-#[cfg(test)]
 pub mod conformance;
+
+/// How to reach a remote repository: restic's `-o key=value` options and the global limits.
+#[derive(Default)]
+pub struct Options {
+    /// `-o` options, e.g. `s3.region`, `s3.bucket-lookup`, `s3.endpoints`,
+    /// `sftp.command`, `sftp.args`, `rclone.program`, `rclone.args`, `*.connections`.
+    pub extended: BTreeMap<String, String>,
+    /// Retry budget and backoff; the default retries for five minutes.
+    pub retry: retry::Retry,
+    pub timeouts: http::Timeouts,
+    pub limits: Arc<limit::Limits>,
+}
+
+impl Options {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.extended.get(key).map(String::as_str)
+    }
+
+    /// Parallel connections for a backend type: `-o TYPE.connections=N`, default 5
+    /// (restic's default for remote backends).
+    pub fn connections(&self, scheme: &str) -> usize {
+        self.get(&format!("{scheme}.connections"))
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(5)
+    }
+
+    fn http(&self, scheme: &str) -> http::Http {
+        http::Http::new(
+            &self.timeouts,
+            self.connections(scheme),
+            self.retry.clone(),
+            self.limits.clone(),
+        )
+    }
+}
+
+/// Opens a backend from restic's repository syntax: a path (or `local:PATH`),
+/// `rest:URL`, `s3:...`, `b2:bucket:path`, `sftp:...`, `rclone:remote:path`.
+pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
+    let (scheme, rest) = match location.split_once(':') {
+        Some((s, r)) if !s.contains('/') && s.len() > 1 => (s, r),
+        _ => ("local", location),
+    };
+    Ok(match scheme {
+        "local" => Arc::new(local::LocalBackend::new(rest)),
+        "rest" => Arc::new(rest::RestBackend::new(rest, opts.http("rest"))?),
+        "s3" => {
+            let mut target = s3::Target::parse(rest)?;
+            if let Some(eps) = opts.get("s3.endpoints") {
+                target.endpoints = eps
+                    .split(',')
+                    .map(|e| e.trim().trim_end_matches('/').to_string())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+            }
+            match opts.get("s3.bucket-lookup") {
+                None | Some("auto") => {}
+                Some("dns") => target.virtual_host = true,
+                Some("path") => target.virtual_host = false,
+                Some(v) => {
+                    return Err(Error::invalid(format!(
+                        "-o s3.bucket-lookup={v}: expected auto, dns or path"
+                    )))
+                }
+            }
+            let region = opts
+                .get("s3.region")
+                .map(str::to_string)
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "us-east-1".to_string());
+            Arc::new(s3::S3Backend::new(
+                target,
+                s3::Credentials::from_env()?,
+                region,
+                opts.http("s3"),
+            ))
+        }
+        "b2" => b2::open(rest, opts)?,
+        "sftp" => Arc::new(sftp::SftpBackend::new(
+            sftp::Spec::parse(rest)?,
+            opts.get("sftp.command"),
+            opts.get("sftp.args"),
+            opts.retry.clone(),
+            opts.limits.clone(),
+            opts.timeouts.io,
+            opts.timeouts.connect,
+        )?),
+        "rclone" | "azure" | "gs" | "swift" => {
+            return Err(Error::new(
+                crate::error::Kind::Unsupported,
+                format!("repository {location:?}: the {scheme} backend is not available in this version of cairn"),
+            ))
+        }
+        // A Windows-like or odd path with a colon ("backup:2024"): treat as local.
+        _ => Arc::new(local::LocalBackend::new(location)),
+    })
+}

@@ -27,6 +27,10 @@ pub enum Kind {
     Unsupported,
     /// A lock held by someone else stops the operation.
     Locked,
+    /// A remote server could not be reached or kept failing (after retries).
+    Network,
+    /// A remote server refused our credentials or permissions.
+    Auth,
 }
 
 /// An engine error: a kind and a message written for a person.

@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
-    let src = a.from.open()?;
+    let src = a.from.open(g)?;
     let dst = g.open()?;
     let _src_lock = g.lock(&src, false)?;
     let _dst_lock = g.lock(&dst, false)?;

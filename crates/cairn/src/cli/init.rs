@@ -26,7 +26,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     };
     let mut pol = None;
     if a.copy_chunker_params {
-        let src = a.from.open()?;
+        let src = a.from.open(g)?;
         pol = Some(src.polynomial());
     }
     let backend = g.backend()?;

@@ -1,0 +1,1168 @@
+//! SFTP through the system's `ssh`, like restic: `sftp:user@host:/path`,
+//! `sftp://user@host:port/path`, or `-o sftp.command="ssh ... -s sftp"`. The user's ssh
+//! config, agent, keys and known_hosts apply unchanged.
+//!
+//! We speak SFTP version 3 (what OpenSSH serves) over the ssh process's stdin/stdout. One
+//! connection carries many requests at once: each request has an id, a reader thread hands
+//! every answer to the thread waiting for that id, so all of the engine's threads share one
+//! ssh session and reads/writes are pipelined (many 64 KiB requests in flight).
+//!
+//! Writes go to a temporary name, are fsynced (OpenSSH's fsync extension) and renamed into
+//! place with `posix-rename`, so a file that exists is complete. A dead connection fails every
+//! request waiting on it; the next attempt (see `retry`) starts a new ssh.
+
+use super::limit::Limits;
+use super::retry::Retry;
+use super::{Backend, FileInfo, FileType};
+use crate::error::{Error, Kind, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+// Packet types (draft-ietf-secsh-filexfer-02, SFTP v3).
+const FXP_INIT: u8 = 1;
+const FXP_VERSION: u8 = 2;
+const FXP_OPEN: u8 = 3;
+const FXP_CLOSE: u8 = 4;
+const FXP_READ: u8 = 5;
+const FXP_WRITE: u8 = 6;
+const FXP_FSTAT: u8 = 8;
+const FXP_OPENDIR: u8 = 11;
+const FXP_READDIR: u8 = 12;
+const FXP_REMOVE: u8 = 13;
+const FXP_MKDIR: u8 = 14;
+const FXP_STAT: u8 = 17;
+const FXP_RENAME: u8 = 18;
+const FXP_STATUS: u8 = 101;
+const FXP_HANDLE: u8 = 102;
+const FXP_DATA: u8 = 103;
+const FXP_NAME: u8 = 104;
+const FXP_ATTRS: u8 = 105;
+const FXP_EXTENDED: u8 = 200;
+
+const FX_OK: u32 = 0;
+const FX_EOF: u32 = 1;
+const FX_NO_SUCH_FILE: u32 = 2;
+const FX_PERMISSION_DENIED: u32 = 3;
+
+const OPEN_READ: u32 = 0x1;
+const OPEN_WRITE: u32 = 0x2;
+const OPEN_CREAT: u32 = 0x8;
+const OPEN_TRUNC: u32 = 0x10;
+
+const ATTR_SIZE: u32 = 0x1;
+const ATTR_UIDGID: u32 = 0x2;
+const ATTR_PERMISSIONS: u32 = 0x4;
+const ATTR_ACMODTIME: u32 = 0x8;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
+
+/// Bytes per READ/WRITE request (every SFTP server accepts 32 KiB; OpenSSH up to 255 KiB).
+const CHUNK: usize = 64 * 1024;
+/// Requests of one transfer in flight at once.
+const WINDOW: usize = 64;
+
+/// Where the repository is and how to reach it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    /// Absolute, or relative to the login directory.
+    pub path: String,
+}
+
+impl Spec {
+    /// restic's forms: `user@host:/path`, `host:relative/path`, `//user@host:port/path`
+    /// (from `sftp://...`).
+    pub fn parse(spec: &str) -> Result<Spec> {
+        let bad = || {
+            Error::invalid(format!(
+                "sftp:{spec}: expected sftp:user@host:/path or sftp://user@host:port/path"
+            ))
+        };
+        let (userhost, port, path) = if let Some(rest) = spec.strip_prefix("//") {
+            let (authority, path) = rest.split_once('/').ok_or_else(bad)?;
+            let (uh, port) = match authority.rsplit_once(':') {
+                Some((uh, p)) => (uh, Some(p.parse::<u16>().map_err(|_| bad())?)),
+                None => (authority, None),
+            };
+            (uh, port, format!("/{path}"))
+        } else {
+            let (uh, path) = spec.split_once(':').ok_or_else(bad)?;
+            (uh, None, path.to_string())
+        };
+        let (user, host) = match userhost.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_string()), h.to_string()),
+            None => (None, userhost.to_string()),
+        };
+        if host.is_empty() || path.is_empty() {
+            return Err(bad());
+        }
+        Ok(Spec {
+            user,
+            host,
+            port,
+            path: path.trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// One reply packet: its type and the bytes after the request id.
+struct Packet {
+    typ: u8,
+    data: Vec<u8>,
+}
+
+/// The state the reader thread shares with requesters.
+struct Shared {
+    pending: Mutex<HashMap<u32, Sender<Packet>>>,
+    dead: AtomicBool,
+    stderr: Mutex<String>,
+}
+
+struct Conn {
+    child: Mutex<Child>,
+    stdin: Mutex<ChildStdin>,
+    next_id: AtomicU32,
+    shared: Arc<Shared>,
+    posix_rename: bool,
+    fsync: bool,
+    timeout: Duration,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A reply being waited for.
+struct Pending {
+    rx: Receiver<Packet>,
+}
+
+impl Conn {
+    fn start(argv: &[String], timeout: Duration) -> Result<Conn> {
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                Error::new(
+                    Kind::Io,
+                    format!(
+                        "starting {:?} for SFTP: {e} (is OpenSSH's ssh installed?)",
+                        argv[0]
+                    ),
+                )
+            })?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            dead: AtomicBool::new(false),
+            stderr: Mutex::new(String::new()),
+        });
+        {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut s) = shared.stderr.lock() {
+                        if s.len() < 16 * 1024 {
+                            s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        }
+                    }
+                }
+            });
+        }
+
+        // Handshake, synchronously, before the reader thread takes stdout.
+        let mut init = Vec::new();
+        put_u32(&mut init, 3);
+        write_packet(&mut stdin, FXP_INIT, &init)
+            .map_err(|_| handshake_error(&shared, &mut child, timeout))?;
+        let (typ, body) = match read_packet_timeout(&mut stdout, timeout) {
+            Ok(p) => p,
+            Err(_) => return Err(handshake_error(&shared, &mut child, timeout)),
+        };
+        if typ != FXP_VERSION {
+            return Err(Error::new(
+                Kind::Io,
+                format!("the SFTP server answered {typ} to INIT (is the command running an SFTP server? `-s sftp`)"),
+            ));
+        }
+        let mut r = Reader::new(&body);
+        let _version = r.u32()?;
+        let (mut posix_rename, mut fsync) = (false, false);
+        while !r.is_empty() {
+            let name = r.string()?;
+            let _data = r.string()?;
+            match name.as_slice() {
+                b"posix-rename@openssh.com" => posix_rename = true,
+                b"fsync@openssh.com" => fsync = true,
+                _ => {}
+            }
+        }
+
+        {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let (typ, body) = match read_packet(&mut stdout) {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    };
+                    if body.len() < 4 {
+                        break;
+                    }
+                    let id = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                    let tx = shared.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                    if let Some(tx) = tx {
+                        let _ = tx.send(Packet {
+                            typ,
+                            data: body[4..].to_vec(),
+                        });
+                    }
+                }
+                shared.dead.store(true, Ordering::SeqCst);
+                // Dropping the senders wakes every waiter with a disconnect.
+                if let Ok(mut p) = shared.pending.lock() {
+                    p.clear();
+                }
+            });
+        }
+        Ok(Conn {
+            child: Mutex::new(child),
+            stdin: Mutex::new(stdin),
+            next_id: AtomicU32::new(1),
+            shared,
+            posix_rename,
+            fsync,
+            timeout,
+        })
+    }
+
+    fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::SeqCst)
+    }
+
+    fn lost(&self) -> Error {
+        let stderr = self
+            .shared
+            .stderr
+            .lock()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let detail = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(" (ssh said: {})", last_lines(&stderr))
+        };
+        Error::new(
+            Kind::Network,
+            format!("the SFTP connection was lost{detail}"),
+        )
+    }
+
+    /// Sends a request; the reply is collected with `wait`.
+    fn send(&self, typ: u8, body: &[u8]) -> Result<Pending> {
+        if self.is_dead() {
+            return Err(self.lost());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = bounded(1);
+        self.shared
+            .pending
+            .lock()
+            .map_err(|_| self.lost())?
+            .insert(id, tx);
+        let mut pkt = Vec::with_capacity(body.len() + 4);
+        put_u32(&mut pkt, id);
+        pkt.extend_from_slice(body);
+        let mut stdin = self.stdin.lock().map_err(|_| self.lost())?;
+        if write_packet(&mut *stdin, typ, &pkt).is_err() {
+            drop(stdin);
+            self.kill();
+            return Err(self.lost());
+        }
+        Ok(Pending { rx })
+    }
+
+    fn wait(&self, p: Pending) -> Result<Packet> {
+        match p.rx.recv_timeout(self.timeout) {
+            Ok(pkt) => Ok(pkt),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                // A server that stops answering is treated as gone: kill ssh so that every
+                // other waiter fails too and the next attempt reconnects.
+                self.kill();
+                Err(Error::new(
+                    Kind::Network,
+                    format!(
+                        "the SFTP server did not answer within {}s",
+                        self.timeout.as_secs()
+                    ),
+                ))
+            }
+            Err(_) => Err(self.lost()),
+        }
+    }
+
+    fn call(&self, typ: u8, body: &[u8]) -> Result<Packet> {
+        let p = self.send(typ, body)?;
+        self.wait(p)
+    }
+
+    fn kill(&self) {
+        self.shared.dead.store(true, Ordering::SeqCst);
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+        }
+    }
+
+    /// Expects STATUS OK.
+    fn ok(&self, pkt: Packet, what: &str) -> Result<()> {
+        match pkt.typ {
+            FXP_STATUS => status_result(&pkt.data, what),
+            t => Err(unexpected(t, what)),
+        }
+    }
+
+    fn handle(&self, pkt: Packet, what: &str) -> Result<Vec<u8>> {
+        match pkt.typ {
+            FXP_HANDLE => Reader::new(&pkt.data).string(),
+            FXP_STATUS => Err(status_result(&pkt.data, what)
+                .err()
+                .unwrap_or_else(|| unexpected(FXP_STATUS, what))),
+            t => Err(unexpected(t, what)),
+        }
+    }
+
+    fn open(&self, path: &str, flags: u32) -> Result<Vec<u8>> {
+        let mut b = Vec::new();
+        put_str(&mut b, path.as_bytes());
+        put_u32(&mut b, flags);
+        if flags & OPEN_CREAT != 0 {
+            put_u32(&mut b, ATTR_PERMISSIONS);
+            put_u32(&mut b, 0o600);
+        } else {
+            put_u32(&mut b, 0);
+        }
+        let pkt = self.call(FXP_OPEN, &b)?;
+        self.handle(pkt, path)
+    }
+
+    fn close(&self, handle: &[u8], what: &str) -> Result<()> {
+        let mut b = Vec::new();
+        put_str(&mut b, handle);
+        let pkt = self.call(FXP_CLOSE, &b)?;
+        self.ok(pkt, what)
+    }
+
+    fn path_op(&self, typ: u8, path: &str) -> Result<Packet> {
+        let mut b = Vec::new();
+        put_str(&mut b, path.as_bytes());
+        if typ == FXP_MKDIR {
+            put_u32(&mut b, ATTR_PERMISSIONS);
+            put_u32(&mut b, 0o700);
+        }
+        self.call(typ, &b)
+    }
+
+    /// The size of a file (STAT), or NotFound.
+    fn stat_size(&self, path: &str) -> Result<u64> {
+        let pkt = self.path_op(FXP_STAT, path)?;
+        match pkt.typ {
+            FXP_ATTRS => Ok(Attrs::parse(&mut Reader::new(&pkt.data))?.size.unwrap_or(0)),
+            FXP_STATUS => Err(status_result(&pkt.data, path)
+                .err()
+                .unwrap_or_else(|| unexpected(FXP_STATUS, path))),
+            t => Err(unexpected(t, path)),
+        }
+    }
+
+    fn mkdir(&self, path: &str) -> Result<()> {
+        let pkt = self.path_op(FXP_MKDIR, path)?;
+        match self.ok(pkt, path) {
+            Ok(()) => Ok(()),
+            // Exists already (servers answer FAILURE): fine if it is there now.
+            Err(e) => match self.stat_size(path) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(e),
+            },
+        }
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: u64, limits: &Limits) -> Result<Vec<u8>> {
+        let h = self.open(path, OPEN_READ)?;
+        let result = self.read_handle(&h, path, offset, len, limits);
+        let closed = self.close(&h, path);
+        let data = result?;
+        closed?;
+        Ok(data)
+    }
+
+    fn read_handle(
+        &self,
+        h: &[u8],
+        path: &str,
+        offset: u64,
+        len: u64,
+        limits: &Limits,
+    ) -> Result<Vec<u8>> {
+        let len = usize::try_from(len).map_err(|_| Error::invalid("read too large"))?;
+        let mut out = vec![0u8; len];
+        let mut filled = 0usize; // bytes of `out` known complete, in order
+        let mut next = 0usize; // next offset to request
+        let mut inflight: std::collections::VecDeque<(usize, usize, Pending)> =
+            std::collections::VecDeque::new();
+        let request = |at: usize, n: usize| -> Result<Pending> {
+            let mut b = Vec::with_capacity(h.len() + 16);
+            put_str(&mut b, h);
+            put_u64(&mut b, offset + at as u64);
+            put_u32(&mut b, n as u32);
+            self.send(FXP_READ, &b)
+        };
+        while filled < len {
+            while inflight.len() < WINDOW && next < len {
+                let n = CHUNK.min(len - next);
+                inflight.push_back((next, n, request(next, n)?));
+                next += n;
+            }
+            let (at, n, p) = inflight.pop_front().expect("a request is in flight");
+            let pkt = self.wait(p)?;
+            let got = match pkt.typ {
+                FXP_DATA => {
+                    let mut r = Reader::new(&pkt.data);
+                    let data = r.bytes_ref()?;
+                    let k = data.len().min(n);
+                    out[at..at + k].copy_from_slice(&data[..k]);
+                    k
+                }
+                FXP_STATUS => {
+                    status_result(&pkt.data, path)?;
+                    0 // EOF
+                }
+                t => return Err(unexpected(t, path)),
+            };
+            limits.down(got);
+            if got == 0 {
+                return Err(Error::corrupt(format!(
+                    "{path}: the file ends at {} bytes, {} were expected (it is shorter than the index says)",
+                    offset + at as u64,
+                    offset + len as u64
+                )));
+            }
+            // A short read (allowed by the protocol): fetch the rest of this chunk now.
+            let mut at2 = at + got;
+            while at2 < at + n {
+                let pkt = self.wait(request(at2, at + n - at2)?)?;
+                let k = match pkt.typ {
+                    FXP_DATA => {
+                        let data = Reader::new(&pkt.data).bytes_ref()?.to_vec();
+                        let k = data.len().min(at + n - at2);
+                        out[at2..at2 + k].copy_from_slice(&data[..k]);
+                        k
+                    }
+                    FXP_STATUS => {
+                        status_result(&pkt.data, path)?;
+                        0
+                    }
+                    t => return Err(unexpected(t, path)),
+                };
+                if k == 0 {
+                    return Err(Error::corrupt(format!(
+                        "{path}: the file is shorter than expected"
+                    )));
+                }
+                limits.down(k);
+                at2 += k;
+            }
+            filled = at + n;
+        }
+        Ok(out)
+    }
+
+    fn write_file(&self, path: &str, data: &[u8], limits: &Limits) -> Result<()> {
+        let tmp = format!("{path}.tmp-{:016x}", rand::random::<u64>());
+        let h = match self.open(&tmp, OPEN_WRITE | OPEN_CREAT | OPEN_TRUNC) {
+            Ok(h) => h,
+            Err(e) if e.kind() == Kind::NotFound => {
+                // A missing directory (a data/xx subdirectory a foreign tool did not make).
+                if let Some((dir, _)) = path.rsplit_once('/') {
+                    self.mkdir(dir)?;
+                }
+                self.open(&tmp, OPEN_WRITE | OPEN_CREAT | OPEN_TRUNC)?
+            }
+            Err(e) => return Err(e),
+        };
+        let written = self.write_handle(&h, &tmp, data, limits).and_then(|()| {
+            if self.fsync {
+                let mut b = Vec::new();
+                put_str(&mut b, b"fsync@openssh.com");
+                put_str(&mut b, &h);
+                let pkt = self.call(FXP_EXTENDED, &b)?;
+                self.ok(pkt, &tmp)?;
+            }
+            Ok(())
+        });
+        let closed = self.close(&h, &tmp);
+        if let Err(e) = written.and(closed) {
+            let _ = self.path_op(FXP_REMOVE, &tmp);
+            return Err(e);
+        }
+        let mut b = Vec::new();
+        let pkt = if self.posix_rename {
+            put_str(&mut b, b"posix-rename@openssh.com");
+            put_str(&mut b, tmp.as_bytes());
+            put_str(&mut b, path.as_bytes());
+            self.call(FXP_EXTENDED, &b)?
+        } else {
+            // Plain RENAME refuses to replace; names are content hashes, so an existing
+            // file already has these bytes.
+            put_str(&mut b, tmp.as_bytes());
+            put_str(&mut b, path.as_bytes());
+            self.call(FXP_RENAME, &b)?
+        };
+        if let Err(e) = self.ok(pkt, path) {
+            let _ = self.path_op(FXP_REMOVE, &tmp);
+            if !self.posix_rename && self.stat_size(path).ok() == Some(data.len() as u64) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn write_handle(&self, h: &[u8], path: &str, data: &[u8], limits: &Limits) -> Result<()> {
+        let mut inflight = std::collections::VecDeque::new();
+        let mut at = 0usize;
+        loop {
+            while inflight.len() < WINDOW && at < data.len() {
+                let n = CHUNK.min(data.len() - at);
+                limits.up(n);
+                let mut b = Vec::with_capacity(h.len() + n + 20);
+                put_str(&mut b, h);
+                put_u64(&mut b, at as u64);
+                put_str(&mut b, &data[at..at + n]);
+                inflight.push_back(self.send(FXP_WRITE, &b)?);
+                at += n;
+            }
+            match inflight.pop_front() {
+                Some(p) => {
+                    let pkt = self.wait(p)?;
+                    self.ok(pkt, path)?;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Regular files in a directory with their sizes; a missing directory lists empty.
+    fn list_dir(&self, dir: &str) -> Result<Vec<(String, Attrs)>> {
+        let pkt = self.path_op(FXP_OPENDIR, dir)?;
+        let h = match self.handle(pkt, dir) {
+            Ok(h) => h,
+            Err(e) if e.kind() == Kind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let result = (|| -> Result<()> {
+            loop {
+                let mut b = Vec::new();
+                put_str(&mut b, &h);
+                let pkt = self.call(FXP_READDIR, &b)?;
+                match pkt.typ {
+                    FXP_NAME => {
+                        let mut r = Reader::new(&pkt.data);
+                        let count = r.u32()?;
+                        for _ in 0..count {
+                            let name = String::from_utf8_lossy(&r.string()?).into_owned();
+                            let _long = r.string()?;
+                            let attrs = Attrs::parse(&mut r)?;
+                            if name != "." && name != ".." {
+                                out.push((name, attrs));
+                            }
+                        }
+                    }
+                    FXP_STATUS => {
+                        let code = status_code(&pkt.data)?;
+                        if code == FX_EOF {
+                            return Ok(());
+                        }
+                        return status_result(&pkt.data, dir);
+                    }
+                    t => return Err(unexpected(t, dir)),
+                }
+            }
+        })();
+        let closed = self.close(&h, dir);
+        result?;
+        closed?;
+        Ok(out)
+    }
+
+    fn fstat_size(&self, h: &[u8], what: &str) -> Result<u64> {
+        let mut b = Vec::new();
+        put_str(&mut b, h);
+        let pkt = self.call(FXP_FSTAT, &b)?;
+        match pkt.typ {
+            FXP_ATTRS => Attrs::parse(&mut Reader::new(&pkt.data))?
+                .size
+                .ok_or_else(|| {
+                    Error::new(
+                        Kind::Io,
+                        format!("{what}: the server did not report a size"),
+                    )
+                }),
+            FXP_STATUS => Err(status_result(&pkt.data, what)
+                .err()
+                .unwrap_or_else(|| unexpected(FXP_STATUS, what))),
+            t => Err(unexpected(t, what)),
+        }
+    }
+}
+
+fn handshake_error(shared: &Shared, child: &mut Child, timeout: Duration) -> Error {
+    // ssh prints its reason (refused, host key, auth) and exits; give it a moment.
+    let deadline = std::time::Instant::now() + timeout.min(Duration::from_secs(5));
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(50)); // let the stderr thread drain
+    let stderr = shared
+        .stderr
+        .lock()
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let said = last_lines(&stderr);
+    let lower = stderr.to_lowercase();
+    if lower.contains("host key verification failed")
+        || lower.contains("remote host identification has changed")
+    {
+        Error::new(
+            Kind::Auth,
+            format!("SFTP: ssh refused the server's host key ({said}); check the host and your known_hosts (ssh-keyscan, or connect once with ssh)"),
+        )
+    } else if lower.contains("permission denied")
+        || lower.contains("too many authentication failures")
+    {
+        Error::new(
+            Kind::Auth,
+            format!("SFTP: the server refused our login ({said}); check the user name and that your key is in the server's authorized_keys"),
+        )
+    } else if lower.contains("could not resolve hostname") {
+        Error::new(
+            Kind::Invalid,
+            format!("SFTP: {said}; check the host name in the repository URL"),
+        )
+    } else {
+        let said = if said.is_empty() {
+            "ssh exited without a message".to_string()
+        } else {
+            said
+        };
+        Error::new(Kind::Network, format!("SFTP: cannot connect: {said}"))
+    }
+}
+
+fn last_lines(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
+}
+
+fn unexpected(typ: u8, what: &str) -> Error {
+    Error::new(
+        Kind::Io,
+        format!("{what}: unexpected SFTP reply type {typ}"),
+    )
+}
+
+fn status_code(data: &[u8]) -> Result<u32> {
+    Reader::new(data).u32()
+}
+
+fn status_result(data: &[u8], what: &str) -> Result<()> {
+    let mut r = Reader::new(data);
+    let code = r.u32()?;
+    let msg = r
+        .string()
+        .map(|m| String::from_utf8_lossy(&m).into_owned())
+        .unwrap_or_default();
+    match code {
+        FX_OK => Ok(()),
+        FX_EOF => Err(Error::new(
+            Kind::Io,
+            format!("{what}: unexpected end of file"),
+        )),
+        FX_NO_SUCH_FILE => Err(Error::not_found(format!("{what}: no such file"))),
+        FX_PERMISSION_DENIED => Err(Error::new(
+            Kind::Auth,
+            format!("{what}: permission denied on the SFTP server"),
+        )),
+        _ => Err(Error::new(
+            Kind::Io,
+            format!("{what}: SFTP error {code}: {msg}"),
+        )),
+    }
+}
+
+#[derive(Default)]
+struct Attrs {
+    size: Option<u64>,
+    perms: Option<u32>,
+}
+
+impl Attrs {
+    fn parse(r: &mut Reader) -> Result<Attrs> {
+        let flags = r.u32()?;
+        let mut a = Attrs::default();
+        if flags & ATTR_SIZE != 0 {
+            a.size = Some(r.u64()?);
+        }
+        if flags & ATTR_UIDGID != 0 {
+            r.u32()?;
+            r.u32()?;
+        }
+        if flags & ATTR_PERMISSIONS != 0 {
+            a.perms = Some(r.u32()?);
+        }
+        if flags & ATTR_ACMODTIME != 0 {
+            r.u32()?;
+            r.u32()?;
+        }
+        if flags & ATTR_EXTENDED != 0 {
+            let n = r.u32()?;
+            for _ in 0..n {
+                r.string()?;
+                r.string()?;
+            }
+        }
+        Ok(a)
+    }
+
+    fn is_file(&self) -> bool {
+        self.perms.is_none_or(|p| p & 0o170000 == 0o100000)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.perms.is_some_and(|p| p & 0o170000 == 0o040000)
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Reader { b }
+    }
+    fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.b.len() < n {
+            return Err(Error::new(Kind::Io, "malformed SFTP packet (truncated)"));
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(((self.u32()? as u64) << 32) | self.u32()? as u64)
+    }
+    fn bytes_ref(&mut self) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Result<Vec<u8>> {
+        Ok(self.bytes_ref()?.to_vec())
+    }
+}
+
+fn put_u32(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+fn put_u64(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+fn put_str(b: &mut Vec<u8>, s: &[u8]) {
+    put_u32(b, s.len() as u32);
+    b.extend_from_slice(s);
+}
+
+fn write_packet(w: &mut impl Write, typ: u8, body: &[u8]) -> std::io::Result<()> {
+    let mut head = [0u8; 5];
+    head[..4].copy_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    head[4] = typ;
+    w.write_all(&head)?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+fn read_packet(r: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > 1 << 24 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bad SFTP packet length",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    let typ = buf[0];
+    buf.remove(0);
+    Ok((typ, buf))
+}
+
+/// The first packet, with a deadline: a login that hangs must not hang us.
+fn read_packet_timeout(
+    r: &mut std::process::ChildStdout,
+    timeout: Duration,
+) -> std::io::Result<(u8, Vec<u8>)> {
+    use std::os::fd::AsFd;
+    let fd = r.as_fd();
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+        Ok(n) if n > 0 => read_packet(r),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the SFTP server",
+        )),
+    }
+}
+
+pub struct SftpBackend {
+    spec: Spec,
+    argv: Vec<String>,
+    conn: Mutex<Option<Arc<Conn>>>,
+    retry: Retry,
+    limits: Arc<Limits>,
+    timeout: Duration,
+}
+
+impl SftpBackend {
+    /// `command`: `-o sftp.command` (whitespace-separated, like restic); `args`: extra ssh
+    /// arguments (`-o sftp.args`).
+    pub fn new(
+        spec: Spec,
+        command: Option<&str>,
+        args: Option<&str>,
+        retry: Retry,
+        limits: Arc<Limits>,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<SftpBackend> {
+        let argv: Vec<String> = match command {
+            Some(c) => shell_words(c),
+            None => {
+                let mut v = vec!["ssh".to_string()];
+                // The user's own arguments first: for -o, ssh keeps the first value given.
+                v.extend(args.map(shell_words).unwrap_or_default());
+                // Bounded failure instead of a hang: connecting, dead peers, and (without a
+                // terminal to ask on) password prompts.
+                v.extend([
+                    format!("-oConnectTimeout={}", connect_timeout.as_secs().max(1)),
+                    "-oServerAliveInterval=15".to_string(),
+                    "-oServerAliveCountMax=4".to_string(),
+                ]);
+                use std::io::IsTerminal;
+                if !std::io::stdin().is_terminal() {
+                    v.push("-oBatchMode=yes".to_string());
+                }
+                if let Some(p) = spec.port {
+                    v.extend(["-p".to_string(), p.to_string()]);
+                }
+                if let Some(u) = &spec.user {
+                    v.extend(["-l".to_string(), u.clone()]);
+                }
+                v.extend([spec.host.clone(), "-s".to_string(), "sftp".to_string()]);
+                v
+            }
+        };
+        if argv.is_empty() {
+            return Err(Error::invalid("-o sftp.command is empty"));
+        }
+        Ok(SftpBackend {
+            spec,
+            argv,
+            conn: Mutex::new(None),
+            retry,
+            limits,
+            timeout,
+        })
+    }
+
+    fn conn(&self) -> Result<Arc<Conn>> {
+        let mut slot = self
+            .conn
+            .lock()
+            .map_err(|_| Error::new(Kind::Io, "SFTP state poisoned"))?;
+        if let Some(c) = slot.as_ref() {
+            if !c.is_dead() {
+                return Ok(c.clone());
+            }
+        }
+        let c = Arc::new(Conn::start(&self.argv, self.timeout)?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `op` on a live connection, reconnecting and retrying on transient failures.
+    fn with<T>(&self, what: &dyn Fn() -> String, op: impl Fn(&Conn) -> Result<T>) -> Result<T> {
+        self.retry.run(what, || {
+            let c = self.conn()?;
+            op(&c).map_err(|e| {
+                if e.kind() == Kind::Network {
+                    c.kill();
+                }
+                e.context(format!("sftp:{}", self.spec.host))
+            })
+        })
+    }
+
+    fn path(&self, t: FileType, name: &str) -> String {
+        let root = &self.spec.path;
+        match t {
+            FileType::Config => format!("{root}/config"),
+            FileType::Pack => format!("{root}/data/{}/{name}", name.get(..2).unwrap_or("00")),
+            _ => format!("{root}/{}/{name}", t.dir()),
+        }
+    }
+}
+
+fn shell_words(s: &str) -> Vec<String> {
+    // Simple POSIX-like splitting: whitespace separates, quotes group.
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+impl Backend for SftpBackend {
+    fn location(&self) -> String {
+        match &self.spec.user {
+            Some(u) => format!("sftp:{u}@{}:{}", self.spec.host, self.spec.path),
+            None => format!("sftp:{}:{}", self.spec.host, self.spec.path),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        if self.has_config()? {
+            return Err(Error::invalid(format!(
+                "{}: a repository already exists here (config file present)",
+                self.location()
+            )));
+        }
+        let root = self.spec.path.clone();
+        self.with(&|| format!("creating {}", self.location()), |c| {
+            // mkdir -p of the root, one component at a time.
+            let mut at = String::new();
+            for part in root.split('/') {
+                if part.is_empty() {
+                    if at.is_empty() {
+                        at.push('/');
+                    }
+                    continue;
+                }
+                if !at.is_empty() && !at.ends_with('/') {
+                    at.push('/');
+                }
+                at.push_str(part);
+                if c.stat_size(&at).is_err() {
+                    c.mkdir(&at)?;
+                }
+            }
+            let mut dirs: Vec<String> = FileType::ALL
+                .iter()
+                .filter(|t| **t != FileType::Config)
+                .map(|t| format!("{root}/{}", t.dir()))
+                .collect();
+            dirs.extend((0..=255u8).map(|i| format!("{root}/data/{i:02x}")));
+            // Pipelined: parents first (the type directories), then data/xx all at once.
+            for chunk in [&dirs[..5], &dirs[5..]] {
+                let pending: Vec<_> = chunk
+                    .iter()
+                    .map(|d| {
+                        let mut b = Vec::new();
+                        put_str(&mut b, d.as_bytes());
+                        put_u32(&mut b, ATTR_PERMISSIONS);
+                        put_u32(&mut b, 0o700);
+                        c.send(FXP_MKDIR, &b)
+                    })
+                    .collect::<Result<_>>()?;
+                for (p, d) in pending.into_iter().zip(chunk) {
+                    let pkt = c.wait(p)?;
+                    if c.ok(pkt, d).is_err() {
+                        c.stat_size(d)?; // exists already is fine
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn has_config(&self) -> Result<bool> {
+        let p = self.path(FileType::Config, "");
+        self.with(&|| format!("checking {p}"), |c| match c.stat_size(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == Kind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<FileInfo>> {
+        if t == FileType::Config {
+            return Ok(Vec::new());
+        }
+        let dir = format!("{}/{}", self.spec.path, t.dir());
+        let files = |entries: Vec<(String, Attrs)>| -> Vec<FileInfo> {
+            entries
+                .into_iter()
+                .filter(|(n, a)| a.is_file() && !n.contains(".tmp-"))
+                .map(|(name, a)| FileInfo {
+                    name,
+                    size: a.size.unwrap_or(0),
+                })
+                .collect()
+        };
+        if t != FileType::Pack {
+            return self.with(&|| format!("listing {dir}"), |c| {
+                Ok(files(c.list_dir(&dir)?))
+            });
+        }
+        let subdirs: Vec<String> = self.with(&|| format!("listing {dir}"), |c| {
+            Ok(c.list_dir(&dir)?
+                .into_iter()
+                .filter(|(_, a)| a.is_dir())
+                .map(|(n, _)| format!("{dir}/{n}"))
+                .collect())
+        })?;
+        // Many directories, listed by several threads over the one connection.
+        let lists = crate::parallel::map(subdirs, 8, |d| {
+            self.with(&|| format!("listing {d}"), |c| Ok(files(c.list_dir(&d)?)))
+        })?;
+        Ok(lists.into_iter().flatten().collect())
+    }
+
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(t, name);
+        self.with(&|| format!("reading {p}"), |c| {
+            let h = c.open(&p, OPEN_READ)?;
+            let result = c
+                .fstat_size(&h, &p)
+                .and_then(|size| c.read_handle(&h, &p, 0, size, &self.limits));
+            let closed = c.close(&h, &p);
+            let data = result?;
+            closed?;
+            Ok(data)
+        })
+    }
+
+    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.path(t, name);
+        self.with(&|| format!("reading {p}"), |c| {
+            c.read_range(&p, offset, len, &self.limits)
+        })
+    }
+
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let p = self.path(t, name);
+        self.with(&|| format!("writing {p}"), |c| {
+            c.write_file(&p, data, &self.limits)
+        })
+    }
+
+    fn remove(&self, t: FileType, name: &str) -> Result<()> {
+        let p = self.path(t, name);
+        self.with(&|| format!("removing {p}"), |c| {
+            let pkt = c.path_op(FXP_REMOVE, &p)?;
+            match c.ok(pkt, &p) {
+                Err(e) if e.kind() != Kind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_sftp_forms_parse() {
+        let s = Spec::parse("user@host:/srv/restic-repo").unwrap();
+        assert_eq!(
+            s,
+            Spec {
+                user: Some("user".into()),
+                host: "host".into(),
+                port: None,
+                path: "/srv/restic-repo".into()
+            }
+        );
+        let s = Spec::parse("nas:backups/repo").unwrap();
+        assert_eq!(
+            (s.user, s.host.as_str(), s.path.as_str()),
+            (None, "nas", "backups/repo")
+        );
+        let s = Spec::parse("//u@h:2222/abs/path").unwrap();
+        assert_eq!((s.port, s.path.as_str()), (Some(2222), "/abs/path"));
+        assert!(Spec::parse("hostonly").is_err());
+    }
+
+    #[test]
+    fn sftp_command_splits_like_a_shell() {
+        assert_eq!(
+            shell_words("ssh -F '/tmp/my dir/cfg' host -s sftp"),
+            ["ssh", "-F", "/tmp/my dir/cfg", "host", "-s", "sftp"]
+        );
+    }
+}

@@ -10,6 +10,7 @@ pub mod http;
 pub mod killswitch;
 pub mod limit;
 pub mod local;
+pub mod rclone;
 pub mod rest;
 pub mod retry;
 pub mod s3;
@@ -185,7 +186,8 @@ pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
             opts.timeouts.io,
             opts.timeouts.connect,
         )?),
-        "rclone" | "azure" | "gs" | "swift" => {
+        "rclone" => Arc::new(rclone::open(rest, opts)?),
+        "azure" | "gs" | "swift" => {
             return Err(Error::new(
                 crate::error::Kind::Unsupported,
                 format!("repository {location:?}: the {scheme} backend is not available in this version of cairn"),

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Runs cairn's whole test suite on a Debian machine, installing what the tests need first:
-# the real restic (our interop oracle) and attr (xattr tools). Called by .ci/run.
+# the real restic (our interop oracle), attr (xattr tools), and the servers the remote
+# backend tests start on loopback: OpenSSH (SFTP), rclone (REST), Garage (S3; built with
+# cargo the first time, about 20 minutes). Called by .ci/run. Each test starts and stops
+# its own servers (crates/cairn/tests/it/peers.rs, scripts/peers/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
+command -v rclone >/dev/null 2>&1 || need+=(rclone)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   echo "installing ${need[*]}"
@@ -16,6 +24,12 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust with https://rustup.rs first" >&2
   exit 1
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! garage --version >/dev/null 2>&1; then
+  echo "building Garage (S3 server for the tests; once, about 20 minutes)"
+  cargo install garage --locked
 fi
 
 cargo fmt --all -- --check

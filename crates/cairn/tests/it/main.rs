@@ -8,6 +8,8 @@ mod browse;
 mod forget;
 mod interop;
 mod lifecycle;
+mod peers;
+mod remote;
 mod repair;
 mod usage;
 

@@ -68,12 +68,13 @@ pub fn open(spec: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
         )
     })?;
     let endpoint = auth.s3_api_url.trim_end_matches('/').to_string();
-    // s3.<region>.backblazeb2.com names the region the signature must use.
+    // s3.<region>.backblazeb2.com names the region the signature must use; elsewhere the
+    // S3 backend learns the region from the server's first error.
     let region = endpoint
         .split("://")
         .nth(1)
+        .filter(|h| h.starts_with("s3.") && h.ends_with(".backblazeb2.com"))
         .and_then(|h| h.split('.').nth(1))
-        .filter(|r| !r.is_empty())
         .unwrap_or("us-east-1")
         .to_string();
     let target = Target {

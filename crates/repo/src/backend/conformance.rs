@@ -5,6 +5,7 @@ use crate::error::Kind;
 
 /// Runs every conformance check against an empty location.
 pub fn run(be: &dyn Backend) {
+    // Public so that integration tests can run it against real servers.
     assert!(!be.has_config().unwrap(), "fresh location has no config");
     be.create().unwrap();
     be.create()
@@ -63,6 +64,44 @@ pub fn run(be: &dyn Backend) {
             Kind::NotFound,
             "missing file is NotFound: {err}"
         );
+    }
+
+    // Many threads at once (remote backends multiplex one connection or a pool):
+    // writes, whole reads and ranges of files of many sizes, each checked.
+    let files: Vec<(String, Vec<u8>)> = (0..48u32)
+        .map(|i| {
+            let len = (i as usize * 7919 * 13) % 400_000 + 1;
+            let data: Vec<u8> = (0..len)
+                .map(|j| (j as u32 ^ i.wrapping_mul(2654435761)) as u8)
+                .collect();
+            (format!("{:02x}{}", i, "c".repeat(62)), data)
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for part in files.chunks(6) {
+            s.spawn(move || {
+                for (name, data) in part {
+                    be.write(FileType::Pack, name, data).unwrap();
+                }
+                for (name, data) in part {
+                    assert_eq!(&be.read(FileType::Pack, name).unwrap(), data, "{name}");
+                    let mid = data.len() / 3;
+                    let n = (data.len() - mid).min(100_000) as u64;
+                    assert_eq!(
+                        be.read_range(FileType::Pack, name, mid as u64, n).unwrap(),
+                        &data[mid..mid + n as usize],
+                        "{name} range"
+                    );
+                }
+            });
+        }
+    });
+    let mut listed = be.list(FileType::Pack).unwrap();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(listed.len(), files.len(), "every concurrent write listed");
+    for ((name, data), info) in files.iter().zip(&listed) {
+        assert_eq!((&info.name, info.size), (name, data.len() as u64));
+        be.remove(FileType::Pack, name).unwrap();
     }
 
     // Many files, listed completely.

@@ -35,9 +35,9 @@ impl Drop for RcloneBackend {
 
 pub fn open(spec: &str, opts: &Options) -> Result<RcloneBackend> {
     if spec.is_empty() {
-        return Err(Error::invalid(format!(
-            "rclone:: expected rclone:remote:path (a remote from `rclone config`) or rclone:/local/path"
-        )));
+        return Err(Error::invalid(
+            "rclone:: expected rclone:remote:path (a remote from `rclone config`) or rclone:/local/path",
+        ));
     }
     let program = opts.get("rclone.program").unwrap_or("rclone");
     let args: Vec<String> = opts
@@ -60,7 +60,9 @@ pub fn open(spec: &str, opts: &Options) -> Result<RcloneBackend> {
         .map_err(|e| {
             Error::new(
                 Kind::Io,
-                format!("starting {program:?}: {e} (install rclone, or point -o rclone.program at it)"),
+                format!(
+                    "starting {program:?}: {e} (install rclone, or point -o rclone.program at it)"
+                ),
             )
         })?;
     let stderr = child.stderr.take().expect("piped");
@@ -95,7 +97,15 @@ pub fn open(spec: &str, opts: &Options) -> Result<RcloneBackend> {
             std::thread::sleep(Duration::from_millis(50));
             let said = log
                 .lock()
-                .map(|l| l.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" / "))
+                .map(|l| {
+                    l.iter()
+                        .rev()
+                        .take(3)
+                        .rev()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
                 .unwrap_or_default();
             return Err(Error::new(
                 Kind::Invalid,
@@ -126,7 +136,15 @@ impl RcloneBackend {
                 let said = self
                     .log
                     .lock()
-                    .map(|l| l.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" / "))
+                    .map(|l| {
+                        l.iter()
+                            .rev()
+                            .take(3)
+                            .rev()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" / ")
+                    })
                     .unwrap_or_default();
                 e.context(format!("rclone exited ({status}): {said}"))
             }

@@ -221,11 +221,7 @@ impl Conn {
         {
             let shared = shared.clone();
             std::thread::spawn(move || {
-                loop {
-                    let (typ, body) = match read_packet(&mut stdout) {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    };
+                while let Ok((typ, body)) = read_packet(&mut stdout) {
                     if body.len() < 4 {
                         break;
                     }

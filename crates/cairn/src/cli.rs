@@ -100,7 +100,8 @@ pub struct GlobalOpts {
     /// Limit downloads to this many KiB/s
     #[arg(long, global = true, value_name = "KiB/s")]
     pub limit_download: Option<u64>,
-    /// Directory of the local cache of remote repositories (default ~/.cache/cairn)
+    /// Directory of the local cache of remote repositories (default ~/.cache/cairn;
+    /// also CAIRN_CACHE_DIR)
     #[arg(long, global = true, env = "RESTIC_CACHE_DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
     /// Don't use a local cache for remote repositories
@@ -271,6 +272,14 @@ impl GlobalOpts {
                 self.limit_upload,
                 self.limit_download,
             )),
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(|| std::env::var_os("CAIRN_CACHE_DIR").map(Into::into))
+                    .or_else(backend::cache::default_dir)
+            },
             ..Default::default()
         };
         let dur = |k: &str| -> Result<Option<std::time::Duration>> {

@@ -6,6 +6,7 @@
 //! and durable when it returns: the write order packs -> index -> snapshot relies on it.
 
 pub mod b2;
+pub mod cache;
 pub mod http;
 pub mod killswitch;
 pub mod limit;
@@ -93,6 +94,15 @@ pub trait Backend: Send + Sync {
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Deletes a file; deleting a missing file is not an error.
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
+    /// Told the repository id once the config is decrypted (a cache keys its files by it).
+    fn set_repository_id(&self, _id: &str) {}
+    /// Told which packs hold tree blobs once the index is loaded (a cache keeps those).
+    fn set_tree_packs(&self, _packs: std::collections::HashSet<String>) {}
+    /// How many uploads may run at once. Local disks take them from the writing threads
+    /// (1: no extra uploader threads); remote backends overlap network time with work.
+    fn connections(&self) -> usize {
+        1
+    }
 }
 
 pub mod conformance;
@@ -107,6 +117,8 @@ pub struct Options {
     pub retry: retry::Retry,
     pub timeouts: http::Timeouts,
     pub limits: Arc<limit::Limits>,
+    /// Where to cache remote repositories' metadata; `None` disables the cache.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -140,8 +152,8 @@ pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
         Some((s, r)) if !s.contains('/') && s.len() > 1 => (s, r),
         _ => ("local", location),
     };
-    Ok(match scheme {
-        "local" => Arc::new(local::LocalBackend::new(rest)),
+    let backend: Arc<dyn Backend> = match scheme {
+        "local" => return Ok(Arc::new(local::LocalBackend::new(rest))),
         "rest" => Arc::new(rest::RestBackend::new(rest, opts.http("rest"))?),
         "s3" => {
             let mut target = s3::Target::parse(rest)?;
@@ -185,7 +197,8 @@ pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
             opts.limits.clone(),
             opts.timeouts.io,
             opts.timeouts.connect,
-        )?),
+        )?
+        .with_connections(opts.connections("sftp"))),
         "rclone" => Arc::new(rclone::open(rest, opts)?),
         "azure" | "gs" | "swift" => {
             return Err(Error::new(
@@ -194,6 +207,11 @@ pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
             ))
         }
         // A Windows-like or odd path with a colon ("backup:2024"): treat as local.
-        _ => Arc::new(local::LocalBackend::new(location)),
+        _ => return Ok(Arc::new(local::LocalBackend::new(location))),
+    };
+    // A local repository is its own cache; remote ones get one unless disabled.
+    Ok(match &opts.cache_dir {
+        Some(dir) => Arc::new(cache::CachedBackend::new(backend, dir.clone())),
+        None => backend,
     })
 }

@@ -152,6 +152,15 @@ impl Index {
         &self.packs
     }
 
+    /// Ids of the packs holding tree blobs (as indexed: first location of each blob).
+    pub fn tree_packs(&self) -> Vec<Id> {
+        let numbers: std::collections::HashSet<u32> = self.trees.values().map(|l| l.pack).collect();
+        numbers
+            .into_iter()
+            .map(|n| self.packs[n as usize])
+            .collect()
+    }
+
     /// Every indexed blob, grouped by pack: (pack id, blobs sorted by offset).
     pub fn by_pack(&self) -> Vec<(Id, Vec<PackedBlob>)> {
         let mut out: Vec<(Id, Vec<PackedBlob>)> =

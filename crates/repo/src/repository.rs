@@ -163,6 +163,7 @@ impl Repository {
             key_id,
             compression: Compression::Auto,
         };
+        repo.backend.set_repository_id(&repo.config.id);
         let cfg = serde_json::to_vec(&repo.config).map_err(|e| Error::invalid(e.to_string()))?;
         repo.backend
             .write(FileType::Config, "", &repo.key.seal(&cfg))?;
@@ -197,6 +198,7 @@ impl Repository {
                         ));
                     }
                     config.polynomial()?;
+                    backend.set_repository_id(&config.id);
                     return Ok(Repository {
                         backend,
                         key: master,
@@ -362,6 +364,8 @@ impl Repository {
         for f in &files {
             index.add_file(f);
         }
+        self.backend
+            .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
         Ok(index)
     }
 

@@ -13,7 +13,8 @@ use crate::pack::{BlobType, PackBuilder};
 use crate::repository::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 /// Target size of a pack file (restic's default is 16 MiB).
 pub const DEFAULT_PACK_SIZE: usize = 16 * 1024 * 1024;
@@ -37,12 +38,108 @@ pub struct PackWriter<'r> {
     pack_size: usize,
     open: [Mutex<PackBuilder>; 2],
     known: Mutex<HashSet<(BlobType, Id)>>,
-    written: Mutex<Vec<IndexPack>>,
+    written: Arc<Mutex<Vec<IndexPack>>>,
+    /// Uploader threads for backends with several connections; `None` uploads from the
+    /// calling thread (local disks).
+    uploads: Option<Uploads>,
     pub stats: WriteStats,
+}
+
+/// A finished pack: its id, its bytes, and its index entry once stored.
+type PackUpload = (Id, Vec<u8>, IndexPack);
+
+/// A pool of uploader threads fed through a short queue: network time overlaps chunking
+/// and encryption, while at most `connections + 1` finished packs wait in memory.
+struct Uploads {
+    queue: Mutex<Option<crossbeam_channel::Sender<PackUpload>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    failed: Arc<Mutex<Option<Error>>>,
+}
+
+impl Uploads {
+    fn start(repo: &Repository, written: Arc<Mutex<Vec<IndexPack>>>) -> Option<Uploads> {
+        let n = repo.backend().connections();
+        if n <= 1 {
+            return None;
+        }
+        let (tx, rx) = crossbeam_channel::bounded::<PackUpload>(1);
+        let failed = Arc::new(Mutex::new(None::<Error>));
+        let threads = (0..n)
+            .map(|_| {
+                let (rx, backend, written, failed) = (
+                    rx.clone(),
+                    repo.backend().clone(),
+                    written.clone(),
+                    failed.clone(),
+                );
+                std::thread::spawn(move || {
+                    for (id, bytes, entry) in rx {
+                        if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                            continue; // drain: the writer reports the first failure
+                        }
+                        match backend.write(FileType::Pack, &id.to_hex(), &bytes) {
+                            Ok(()) => {
+                                if let Ok(mut w) = written.lock() {
+                                    w.push(entry);
+                                }
+                            }
+                            Err(e) => {
+                                if let Ok(mut f) = failed.lock() {
+                                    f.get_or_insert(e);
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Some(Uploads {
+            queue: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+            failed,
+        })
+    }
+
+    /// The first upload failure, as an error for every later caller.
+    fn check(&self) -> Result<()> {
+        match &*self.failed.lock().map_err(|_| poisoned())? {
+            Some(e) => Err(Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, id: Id, bytes: Vec<u8>, entry: IndexPack) -> Result<()> {
+        self.check()?;
+        let tx = self
+            .queue
+            .lock()
+            .map_err(|_| poisoned())?
+            .clone()
+            .ok_or_else(|| Error::invalid("pack written after the writer finished"))?;
+        tx.send((id, bytes, entry))
+            .map_err(|_| Error::invalid("the pack uploaders stopped"))
+    }
+
+    /// Waits for every queued upload; fails if any failed.
+    fn wait(&self) -> Result<()> {
+        drop(self.queue.lock().map_err(|_| poisoned())?.take());
+        for t in std::mem::take(&mut *self.threads.lock().map_err(|_| poisoned())?) {
+            t.join()
+                .map_err(|_| Error::invalid("a pack uploader thread panicked"))?;
+        }
+        self.check()
+    }
+}
+
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        let _ = self.wait();
+    }
 }
 
 impl<'r> PackWriter<'r> {
     pub fn new(repo: &'r Repository, index: &'r Index) -> PackWriter<'r> {
+        let written = Arc::new(Mutex::new(Vec::new()));
         PackWriter {
             repo,
             index,
@@ -52,7 +149,8 @@ impl<'r> PackWriter<'r> {
                 Mutex::new(PackBuilder::new()),
             ],
             known: Mutex::new(HashSet::new()),
-            written: Mutex::new(Vec::new()),
+            uploads: Uploads::start(repo, written.clone()),
+            written,
             stats: WriteStats::default(),
         }
     }
@@ -167,6 +265,9 @@ impl<'r> PackWriter<'r> {
 
     fn upload(&self, b: PackBuilder) -> Result<()> {
         let (bytes, id, blobs) = b.finish(self.repo.key());
+        if let Some(u) = &self.uploads {
+            return u.send(id, bytes, IndexPack::from_blobs(id, &blobs));
+        }
         self.repo
             .backend()
             .write(FileType::Pack, &id.to_hex(), &bytes)?;
@@ -192,6 +293,9 @@ impl<'r> PackWriter<'r> {
             if !b.is_empty() {
                 self.upload(b)?;
             }
+        }
+        if let Some(u) = &self.uploads {
+            u.wait()?;
         }
         Ok(std::mem::take(
             &mut *self.written.lock().map_err(|_| poisoned())?,

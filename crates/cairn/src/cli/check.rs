@@ -15,6 +15,10 @@ pub struct Args {
     /// Read and verify a subset of the data: n/m or a percentage like 5%
     #[arg(long)]
     pub read_data_subset: Option<String>,
+    /// Use the local cache of a remote repository (by default check reads everything from
+    /// the repository itself, like restic, so a good cache cannot hide a damaged file)
+    #[arg(long)]
+    pub with_cache: bool,
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
@@ -22,6 +26,10 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         (Some(s), _) => ReadData::parse_subset(s)?,
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
+    };
+    let g = &GlobalOpts {
+        no_cache: g.no_cache || !a.with_cache,
+        ..g.clone()
     };
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;

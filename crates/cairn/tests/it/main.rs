@@ -67,7 +67,9 @@ impl Env {
             .args(args)
             .env_remove("RESTIC_REPOSITORY")
             .env_remove("RESTIC_PASSWORD")
-            .env_remove("RESTIC_PASSWORD_FILE");
+            .env_remove("RESTIC_PASSWORD_FILE")
+            .env_remove("RESTIC_CACHE_DIR")
+            .env("CAIRN_CACHE_DIR", self.path("cache"));
         c
     }
 

@@ -572,3 +572,105 @@ fn garage_cluster_survives_losing_a_node() {
     };
     ok(n2.restic(&env, &["check", "--read-data"]));
 }
+
+// ---- the local cache of a remote repository ---------------------------------------------
+
+/// Files below `dir`, recursively (relative paths).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(files_under(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The cache holds snapshots, index and tree packs, is really used (a tree pack damaged on
+/// the server is still read intact from it), is bypassed by `--no-cache` and by `check`
+/// (which must see the damage), forgets what restic deletes, and survives damage to itself.
+#[test]
+fn remote_cache_serves_metadata_and_follows_the_repository() {
+    let p = peers::sftp();
+    let env = Env::new();
+    let r = sftp_remote(&p, "cached");
+    let src = env.path("src");
+    make_source(&src);
+    let s = src.to_str().unwrap();
+    ok(r.cairn(&env, &["init"]));
+    ok(r.cairn(&env, &["backup", s]));
+    ok(r.cairn(&env, &["backup", s, "--tag", "second"]));
+    let listing = ok(r.cairn(&env, &["ls", "latest"]));
+
+    let cache = env.path("cache");
+    assert!(cache.join("CACHEDIR.TAG").exists());
+    let repos: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(repos.len(), 1, "one directory per repository: {repos:?}");
+    let dir = &repos[0];
+    assert_eq!(files_under(&dir.join("snapshots")).len(), 2);
+    assert!(!files_under(&dir.join("index")).is_empty());
+    let tree_packs = files_under(&dir.join("data"));
+    assert!(!tree_packs.is_empty(), "tree packs are cached");
+
+    // Damage every cached tree pack on the server: listing still works from the cache,
+    // while --no-cache and check (which never trusts the cache) see the damage.
+    let server = PathBuf::from(p.var("SFTP_DATA")).join("cached/data");
+    for t in &tree_packs {
+        let name = t.file_name().unwrap().to_str().unwrap();
+        let on_server = server.join(&name[..2]).join(name);
+        let mut bytes = std::fs::read(&on_server).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&on_server, &bytes).unwrap();
+    }
+    assert_eq!(ok(r.cairn(&env, &["ls", "latest"])), listing);
+    let out = r.cairn(&env, &["--no-cache", "ls", "latest"]);
+    assert!(!out.status.success(), "the server's tree pack is damaged");
+    let out = r.cairn(&env, &["check"]);
+    assert!(
+        !out.status.success(),
+        "check must not read trees from the cache"
+    );
+    for t in &tree_packs {
+        let name = t.file_name().unwrap().to_str().unwrap();
+        let on_server = server.join(&name[..2]).join(name);
+        let mut bytes = std::fs::read(&on_server).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&on_server, &bytes).unwrap();
+    }
+    ok(r.cairn(&env, &["check"]));
+
+    // A damaged cache entry is detected and fetched again, not trusted.
+    for f in files_under(&dir.join("index")) {
+        std::fs::write(&f, b"not an index").unwrap();
+    }
+    assert_eq!(ok(r.cairn(&env, &["ls", "latest"])), listing);
+
+    // restic forgets a snapshot: cairn lists what the repository has, and the cache drops it.
+    ok(r.restic(&env, &["forget", "--keep-last", "1", "--prune"]));
+    let snaps = ok(r.cairn(&env, &["snapshots", "--json"]));
+    let snaps: serde_json::Value = serde_json::from_str(&snaps).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(files_under(&dir.join("snapshots")).len(), 1);
+    let t = env.path("restored");
+    ok(r.cairn(
+        &env,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            t.to_str().unwrap(),
+            "--verify",
+        ],
+    ));
+    assert_same_tree(&src, &t.join(s.trim_start_matches('/')));
+    ok(r.restic(&env, &["check", "--read-data"]));
+}

@@ -33,6 +33,8 @@ pub struct Http {
     agent: ureq::Agent,
     pub retry: Retry,
     pub limits: Arc<Limits>,
+    /// Requests this client is sized for (`-o TYPE.connections`).
+    pub connections: usize,
 }
 
 /// A response whose body has been read completely.
@@ -64,6 +66,7 @@ impl Http {
             agent,
             retry,
             limits,
+            connections: connections.max(1),
         }
     }
 

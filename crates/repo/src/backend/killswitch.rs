@@ -60,4 +60,13 @@ impl Backend for KillSwitch {
         self.before_mutation(t);
         self.inner.remove(t, name)
     }
+    fn set_repository_id(&self, id: &str) {
+        self.inner.set_repository_id(id)
+    }
+    fn set_tree_packs(&self, packs: std::collections::HashSet<String>) {
+        self.inner.set_tree_packs(packs)
+    }
+    fn connections(&self) -> usize {
+        self.inner.connections()
+    }
 }

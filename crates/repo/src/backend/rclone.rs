@@ -154,6 +154,9 @@ impl RcloneBackend {
 }
 
 impl Backend for RcloneBackend {
+    fn connections(&self) -> usize {
+        self.rest.connections()
+    }
     fn location(&self) -> String {
         format!("rclone:{}", self.spec)
     }

@@ -91,6 +91,9 @@ impl RestBackend {
 }
 
 impl Backend for RestBackend {
+    fn connections(&self) -> usize {
+        self.http.connections
+    }
     fn location(&self) -> String {
         format!("rest:{}", self.base)
     }

@@ -414,6 +414,9 @@ fn unescape(s: &str) -> String {
 }
 
 impl Backend for S3Backend {
+    fn connections(&self) -> usize {
+        self.http.connections
+    }
     fn location(&self) -> String {
         let ep = &self.target.endpoints[0];
         if self.target.prefix.is_empty() {

@@ -861,6 +861,8 @@ pub struct SftpBackend {
     retry: Retry,
     limits: Arc<Limits>,
     timeout: Duration,
+    /// Concurrent uploads: they share one pipelined SFTP session.
+    connections: usize,
 }
 
 impl SftpBackend {
@@ -912,7 +914,14 @@ impl SftpBackend {
             retry,
             limits,
             timeout,
+            connections: 5,
         })
+    }
+
+    /// Concurrent uploads (`-o sftp.connections`, default 5).
+    pub fn with_connections(mut self, n: usize) -> SftpBackend {
+        self.connections = n.max(1);
+        self
     }
 
     fn conn(&self) -> Result<Arc<Conn>> {
@@ -983,6 +992,9 @@ fn shell_words(s: &str) -> Vec<String> {
 }
 
 impl Backend for SftpBackend {
+    fn connections(&self) -> usize {
+        self.connections
+    }
     fn location(&self) -> String {
         match &self.spec.user {
             Some(u) => format!("sftp:{u}@{}:{}", self.spec.host, self.spec.path),

@@ -34,19 +34,10 @@ export RESTIC_CACHE_DIR="$BENCH_DIR/restic-cache"
 
 python3 scripts/gen_data.py "$BENCH_DIR/mixed" "$BENCH_GIB" "$BENCH_DIR/small" "$SMALL_FILES"
 
-results="$BENCH_DIR/results.tsv"
-: > "$results"
-# measure TOOL STEP CMD... : runs CMD under GNU time, appends "tool step wall cpu rss_kib"
-measure() {
-  local tool=$1 step=$2; shift 2
-  local tf; tf=$(mktemp)
-  if ! /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$BENCH_DIR/last.out" 2>"$BENCH_DIR/last.err"; then
-    echo "$tool $step failed:" >&2; tail -5 "$BENCH_DIR/last.err" >&2; exit 1
-  fi
-  read -r wall user sys rss < "$tf"; rm -f "$tf"
-  echo -e "$tool\t$step\t$wall\t$(echo "$user + $sys" | bc)\t$rss" >> "$results"
-  printf '  %-6s %-10s wall %7.2fs  cpu %7.2fs  rss %7.1f MiB\n' "$tool" "$step" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
-}
+RESULTS="$BENCH_DIR/results.tsv"
+: > "$RESULTS"
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 run_tool() {
   local tool=$1 bin repo target
@@ -80,22 +71,4 @@ for i in $(seq 1 "$RUNS"); do
   if [ $((i % 2)) = 1 ]; then run_tool cairn; run_tool restic; else run_tool restic; run_tool cairn; fi
 done
 
-python3 - "$results" "$BENCH_GIB" "$SMALL_FILES" <<'PY'
-import sys, statistics, collections
-rows = [l.split('\t') for l in open(sys.argv[1]) if l.strip()]
-d = collections.defaultdict(list)
-for tool, step, wall, cpu, rss in rows:
-    d[(tool, step)].append((float(wall), float(cpu), int(rss)))
-print(f"\nmedians over runs; data: {sys.argv[2]} GiB mixed, {sys.argv[3]} small files")
-print(f"{'step':10} {'cairn wall':>11} {'restic wall':>12} {'speed x':>8} {'cairn cpu':>10} {'restic cpu':>11} {'cairn MiB':>10} {'restic MiB':>11} {'rss ratio':>9}")
-for step in ["backup", "nochange", "restore", "check", "prune", "rewrite", "prune2"]:
-    c, r = d[("cairn", step)], d[("restic", step)]
-    if c and not r:
-        med = lambda v, i: statistics.median(x[i] for x in v)
-        print(f"{step:10} {med(c,0):10.2f}s {'-':>12} {'-':>8} {med(c,1):9.2f}s {'-':>11} {med(c,2)/1024:10.1f} {'-':>11} {'-':>9}")
-        continue
-    if not c or not r: continue
-    med = lambda v, i: statistics.median(x[i] for x in v)
-    cw, rw, cc, rc, cm, rm = med(c,0), med(r,0), med(c,1), med(r,1), med(c,2)/1024, med(r,2)/1024
-    print(f"{step:10} {cw:10.2f}s {rw:11.2f}s {rw/max(cw,1e-3):7.2f}x {cc:9.2f}s {rc:10.2f}s {cm:10.1f} {rm:11.1f} {cm/max(rm,1e-3):8.2f}")
-PY
+summary "data: $BENCH_GIB GiB mixed, $SMALL_FILES small files" backup nochange restore check prune rewrite prune2

@@ -57,7 +57,8 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalOpts {
-    /// Repository location (a local path, or local:/path)
+    /// Repository: a path, local:PATH, sftp:[user@]host:PATH, s3:[https://]host/bucket[/prefix],
+    /// b2:bucket:path, rest:URL, rclone:remote:path
     #[arg(short = 'r', long = "repo", global = true, env = "RESTIC_REPOSITORY")]
     pub repo: Option<String>,
     /// File holding the repository password

@@ -370,3 +370,121 @@ pub fn write_index_files(
 fn poisoned() -> Error {
     Error::new(crate::Kind::Io, "internal error: a worker thread panicked")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+    use crate::backend::{Backend, FileInfo};
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// A local backend that claims 4 connections, takes 50 ms per pack upload, records how
+    /// many uploads ran at once, and fails pack uploads when asked.
+    struct Slow {
+        inner: LocalBackend,
+        now: AtomicUsize,
+        peak: AtomicUsize,
+        fail: bool,
+    }
+
+    impl Backend for Slow {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> Result<()> {
+            self.inner.create()
+        }
+        fn has_config(&self) -> Result<bool> {
+            self.inner.has_config()
+        }
+        fn list(&self, t: FileType) -> Result<Vec<FileInfo>> {
+            self.inner.list(t)
+        }
+        fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+            self.inner.read(t, name)
+        }
+        fn read_range(&self, t: FileType, name: &str, o: u64, l: u64) -> Result<Vec<u8>> {
+            self.inner.read_range(t, name, o, l)
+        }
+        fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+            if t != FileType::Pack {
+                return self.inner.write(t, name, data);
+            }
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            if self.fail {
+                return Err(Error::new(crate::error::Kind::Network, "server gone"));
+            }
+            self.inner.write(t, name, data)
+        }
+        fn remove(&self, t: FileType, name: &str) -> Result<()> {
+            self.inner.remove(t, name)
+        }
+        fn connections(&self) -> usize {
+            4
+        }
+    }
+
+    fn repo(fail: bool) -> (tempfile::TempDir, Arc<Slow>, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let be = Arc::new(Slow {
+            inner: LocalBackend::new(dir.path().join("r")),
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            fail,
+        });
+        let repo = Repository::init(be.clone(), "pw", 2, None).unwrap();
+        (dir, be, repo)
+    }
+
+    fn blob(i: u32) -> Vec<u8> {
+        let mut x = i.wrapping_mul(2_654_435_761) | 1;
+        (0..8192)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn remote_uploads_run_concurrently_and_all_land_in_the_index() {
+        let (_dir, be, repo) = repo(false);
+        let index = Index::new();
+        let w = PackWriter::new(&repo, &index).with_pack_size(16 * 1024);
+        let ids: Vec<Id> = (0..64)
+            .map(|i| w.save(BlobType::Data, &blob(i)).unwrap().0)
+            .collect();
+        w.finish().unwrap();
+        assert!(be.peak.load(Ordering::SeqCst) > 1, "uploads overlapped");
+        let loaded = repo.load_index().unwrap();
+        for id in &ids {
+            assert_eq!(
+                repo.load_blob(&loaded, BlobType::Data, id).unwrap().len(),
+                8192
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_upload_fails_the_writer_and_writes_no_index() {
+        let (_dir, _be, repo) = repo(true);
+        let index = Index::new();
+        let w = PackWriter::new(&repo, &index).with_pack_size(16 * 1024);
+        let mut first_err = None;
+        for i in 0..64 {
+            if let Err(e) = w.save(BlobType::Data, &blob(i)) {
+                first_err = Some(e);
+                break;
+            }
+        }
+        let err = first_err.or_else(|| w.finish().err()).expect("an error");
+        assert!(err.to_string().contains("server gone"), "{err}");
+        assert!(repo.list_ids(FileType::Index).unwrap().is_empty());
+    }
+}

@@ -369,6 +369,43 @@ fn backup_survives_a_rest_server_restart() {
     assert_same_tree(&src, &t.join(src.to_str().unwrap().trim_start_matches('/')));
 }
 
+/// The rate limits hold end to end: 48 MiB at 16 MiB/s cannot take less than 3 seconds
+/// either way (a lower bound: a slow machine cannot make this fail).
+#[test]
+fn upload_and_download_limits_hold() {
+    let p = peers::rest();
+    let r = rest_remote(&p, "limited");
+    let env = Env::new();
+    let src = big_source(&env);
+    ok(r.cairn(&env, &["init"]));
+    let start = Instant::now();
+    ok(r.cairn(
+        &env,
+        &["--limit-upload", "16384", "backup", src.to_str().unwrap()],
+    ));
+    let up = start.elapsed();
+    assert!(up >= Duration::from_millis(2700), "upload took {up:?}");
+    let t = env.path("t");
+    let start = Instant::now();
+    ok(r.cairn(
+        &env,
+        &[
+            "--limit-download",
+            "16384",
+            "restore",
+            "latest",
+            "--target",
+            t.to_str().unwrap(),
+        ],
+    ));
+    let down = start.elapsed();
+    assert!(
+        down >= Duration::from_millis(2700),
+        "download took {down:?}"
+    );
+    assert_same_tree(&src, &t.join(src.to_str().unwrap().trim_start_matches('/')));
+}
+
 #[test]
 fn a_server_that_stays_down_fails_in_bounded_time_and_the_next_run_succeeds() {
     let g = peers::garage();

@@ -4,6 +4,8 @@
 //! `cli/<verb>.rs` as a thin shell over a `cairn-repo` call.
 
 mod cli;
+mod config;
+mod schedule;
 
 use std::process::ExitCode;
 

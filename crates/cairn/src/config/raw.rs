@@ -1,0 +1,269 @@
+//! The config file as written: serde types that mirror the TOML one to one, reject
+//! unknown keys, and keep the positions of the values that later checks point at.
+//! Nothing here is validated beyond its TOML type; `super::validate` turns these into the
+//! model types that cannot be invalid.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// One config file: the main `cairn.toml` or a fragment from `conf.d/`.
+#[derive(Deserialize, JsonSchema, Default, Debug)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct File {
+    /// More config files or directories of `*.toml` fragments, relative to this file.
+    /// The main file includes `conf.d` next to it when this is not given.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub include: Vec<Spanned<String>>,
+    /// Settings for the whole installation (main file only).
+    pub settings: Option<Settings>,
+    /// Where snapshots are stored, by name.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Repository>")]
+    pub repositories: BTreeMap<String, Spanned<Repository>>,
+    /// What to back up, by name: usually one per service.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Source>")]
+    pub sources: BTreeMap<String, Spanned<Source>>,
+    /// What runs when: sources into a repository on a schedule, with retention and checks.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Plan>")]
+    pub plans: BTreeMap<String, Spanned<Plan>>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Directory of the run history database and state (default /var/lib/cairn as root,
+    /// else ~/.local/state/cairn).
+    #[schemars(with = "Option<String>")]
+    pub state_dir: Option<Spanned<String>>,
+    /// Host name recorded in snapshots (default: this machine's).
+    pub host: Option<String>,
+    /// Prometheus metrics.
+    pub metrics: Option<Metrics>,
+    /// Notifications for every plan (a plan's own `notify` replaces these).
+    pub notify: Option<Notify>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Metrics {
+    /// Address the daemon serves `/metrics` on, e.g. "127.0.0.1:9898".
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<Spanned<String>>,
+    /// node-exporter textfile written after every `cairn run`, e.g.
+    /// "/var/lib/node_exporter/textfile_collector/cairn.prom".
+    pub textfile: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Repository {
+    /// restic repository URL: a path, sftp:, s3:, b2:, rest:, rclone:.
+    #[schemars(with = "String")]
+    pub url: Spanned<String>,
+    /// File holding the repository password.
+    #[schemars(with = "Option<String>")]
+    pub password_file: Option<Spanned<String>>,
+    /// Command printing the password (e.g. `op read op://Homelab/restic/password`).
+    #[schemars(with = "Option<String>")]
+    pub password_command: Option<Spanned<String>>,
+    /// Environment variable holding the password.
+    #[schemars(with = "Option<String>")]
+    pub password_env: Option<Spanned<String>>,
+    /// Never allowed: passwords do not belong in config files. Accepted by the parser
+    /// only to say so precisely.
+    #[serde(default)]
+    #[schemars(skip)]
+    pub password: Option<Spanned<toml::Value>>,
+    /// `KEY=VALUE` file with backend credentials (AWS_*, B2_*), like systemd's
+    /// EnvironmentFile.
+    #[schemars(with = "Option<String>")]
+    pub env_file: Option<Spanned<String>>,
+    /// Non-secret environment for the backend (e.g. AWS_DEFAULT_REGION). Secrets go in
+    /// `env-file`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub env: BTreeMap<String, Spanned<String>>,
+    /// Backend options, as `-o KEY=VALUE` (s3.endpoints, sftp.command, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// KiB/s.
+    pub limit_upload: Option<u64>,
+    /// KiB/s.
+    pub limit_download: Option<u64>,
+    /// Local cache directory for this repository (default ~/.cache/cairn).
+    pub cache_dir: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Source {
+    /// Absolute paths to back up.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub paths: Vec<Spanned<String>>,
+    /// restic patterns: `*.log`, `/var/lib/hass/tts`, `**/node_modules`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Case-insensitive patterns.
+    #[serde(default)]
+    pub iexclude: Vec<String>,
+    /// Files of patterns, one per line.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude_file: Vec<Spanned<String>>,
+    /// Skip directories containing a file of this name (e.g. ".nobackup").
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    /// Skip directories with a CACHEDIR.TAG.
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// Skip files larger than this (e.g. "2G").
+    #[schemars(with = "Option<String>")]
+    pub exclude_larger_than: Option<Spanned<String>>,
+    /// Do not cross into other file systems.
+    #[serde(default)]
+    pub one_file_system: bool,
+    /// Tags added to snapshots of plans that include this source.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Commands around the backup of plans that include this source.
+    pub hooks: Option<Hooks>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Plan {
+    /// Name of a `[repositories.NAME]`.
+    #[schemars(with = "String")]
+    pub repository: Spanned<String>,
+    /// Names of `[sources.NAME]`; `*` and `prefix-*` select by name.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub sources: Vec<Spanned<String>>,
+    /// Paths backed up besides the sources'.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub paths: Vec<Spanned<String>>,
+    /// restic patterns: `*.log`, `/var/lib/hass/tts`, `**/node_modules`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Case-insensitive patterns.
+    #[serde(default)]
+    pub iexclude: Vec<String>,
+    /// Files of patterns, one per line.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub exclude_file: Vec<Spanned<String>>,
+    /// Skip directories containing a file of this name (e.g. ".nobackup").
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    /// Skip directories with a CACHEDIR.TAG.
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// Skip files larger than this (e.g. "2G").
+    #[schemars(with = "Option<String>")]
+    pub exclude_larger_than: Option<Spanned<String>>,
+    /// Do not cross into other file systems.
+    #[serde(default)]
+    pub one_file_system: bool,
+    /// When to run: `daily`, `03:00`, `Mon..Fri 02:30`, `*-*-* 02:00`, or cron
+    /// (`30 2 * * 1-5`). Without a schedule the plan runs only when asked.
+    #[schemars(with = "Option<String>")]
+    pub schedule: Option<Spanned<String>>,
+    /// Which snapshots of this plan to keep after each backup.
+    pub retention: Option<Retention>,
+    /// When to prune after retention: a schedule like `weekly` (default), or "always".
+    #[schemars(with = "Option<String>")]
+    pub prune: Option<Spanned<String>>,
+    /// Repository checks.
+    pub check: Option<Check>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    /// CPU priority of the backup (-20..19, default 10 in the daemon).
+    #[schemars(with = "Option<i32>")]
+    pub nice: Option<Spanned<i32>>,
+    /// I/O priority: "idle", "best-effort" or "best-effort:0..7".
+    #[schemars(with = "Option<String>")]
+    pub ionice: Option<Spanned<String>>,
+    /// KiB/s, overrides the repository's.
+    pub limit_upload: Option<u64>,
+    pub limit_download: Option<u64>,
+    pub hooks: Option<Hooks>,
+    pub notify: Option<Notify>,
+    /// Alert when the last successful backup is older than this (e.g. "26h").
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// Keep everything newer than this (e.g. "30d", "1y6m").
+    #[schemars(with = "Option<String>")]
+    pub keep_within: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keep_tag: Vec<String>,
+    /// How snapshots are grouped (default "host,paths").
+    pub group_by: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Check {
+    /// When to check (default `weekly`).
+    #[schemars(with = "Option<String>")]
+    pub schedule: Option<Spanned<String>>,
+    /// Also read this share of the data: "5%" or "n/m"; "all" reads everything.
+    #[schemars(with = "Option<String>")]
+    pub read_data_subset: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Hooks {
+    /// Before the backup; a failure aborts the run (and still runs `finally`).
+    #[serde(default)]
+    pub before: Vec<String>,
+    /// After the backup, whatever its result.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// After a successful run.
+    #[serde(default)]
+    pub success: Vec<String>,
+    /// After a failed run.
+    #[serde(default)]
+    pub failure: Vec<String>,
+    /// Last, always.
+    #[serde(default)]
+    pub finally: Vec<String>,
+    /// Time limit per command (default "5m").
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Notify {
+    /// healthchecks.io-style ping URL: `/start`, `` (success) and `/fail` are appended,
+    /// with the log tail as the body.
+    pub healthchecks: Option<String>,
+    /// ntfy topic URL, e.g. "https://ntfy.sh/my-backups".
+    pub ntfy: Option<String>,
+    /// Generic webhook: a JSON document is POSTed.
+    pub webhook: Option<String>,
+    /// Events: "start", "success", "failure" (default: all for healthchecks, success and
+    /// failure for webhooks, failure for ntfy).
+    pub on: Option<Vec<String>>,
+}

@@ -3,6 +3,7 @@
 mod backup;
 mod cat;
 mod check;
+pub mod config;
 mod copy;
 mod diff;
 mod dump;
@@ -11,11 +12,13 @@ mod forget;
 mod init;
 mod key;
 mod ls;
+mod plan;
 mod progress;
 mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+pub mod signals;
 mod snapshots;
 mod stats;
 mod tag;
@@ -108,6 +111,10 @@ pub struct GlobalOpts {
     /// Don't use a local cache for remote repositories
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Configuration file for plans (default /etc/cairn/cairn.toml as root, else
+    /// ~/.config/cairn/cairn.toml)
+    #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Parses durations like restic's `--retry-lock`: `90s`, `5m`, `1h30m`, `2h`.
@@ -181,6 +188,14 @@ pub enum Command {
     Repair(repair::Args),
     /// Store snapshots again without excluded paths
     Rewrite(rewrite::Args),
+    /// Check, show or describe the configuration (cairn.toml and conf.d/)
+    Config(config::Args),
+    /// Run plans now: backup, retention, prune and check when due, with hooks
+    Run(plan::RunArgs),
+    /// Each plan: last run, result, duration, added bytes, next run, last check
+    Status(plan::StatusArgs),
+    /// Past runs of plans, with their steps and logs
+    History(plan::HistoryArgs),
 }
 
 /// An error with the exit code it should produce.
@@ -196,6 +211,15 @@ impl std::error::Error for Exit {}
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let plans = matches!(
+        cli.command,
+        Command::Config(_) | Command::Run(_) | Command::Status(_) | Command::History(_)
+    );
+    if !plans {
+        if let Err(e) = signals::release_locks_on_stop() {
+            eprintln!("warning: cannot handle Ctrl-C cleanly: {e}");
+        }
+    }
     let result = match &cli.command {
         Command::Init(a) => init::run(&cli.global, a),
         Command::Backup(a) => backup::run(&cli.global, a),
@@ -216,6 +240,10 @@ pub fn run() -> ExitCode {
         Command::Key(a) => key::run(&cli.global, a),
         Command::Repair(a) => repair::run(&cli.global, a),
         Command::Rewrite(a) => rewrite::run(&cli.global, a),
+        Command::Config(a) => config::run(&cli.global, a),
+        Command::Run(a) => plan::run(&cli.global, a),
+        Command::Status(a) => plan::status(&cli.global, a),
+        Command::History(a) => plan::history(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -224,7 +252,14 @@ pub fn run() -> ExitCode {
                 return ExitCode::from(*code);
             }
             eprintln!("Fatal: {e:#}");
-            let code = match e.downcast_ref::<cairn_repo::Error>().map(|e| e.kind()) {
+            let kind = e.downcast_ref::<cairn_repo::Error>().map(|e| e.kind());
+            // For `cairn run`, which runs us as a child: the failure category, machine-read.
+            if std::env::var_os("CAIRN_REPORT_ERROR_KIND").is_some() {
+                if let Some(k) = kind {
+                    eprintln!("cairn-error-kind: {}", kind_name(k));
+                }
+            }
+            let code = match kind {
                 Some(Kind::WrongPassword) => exit::WRONG_PASSWORD,
                 Some(Kind::Locked) => exit::LOCKED,
                 _ => exit::FAILURE,
@@ -240,7 +275,29 @@ pub fn run() -> ExitCode {
     }
 }
 
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::NotFound => "not-found",
+        Kind::WrongPassword => "wrong-password",
+        Kind::Corrupt => "corrupt",
+        Kind::DiskFull => "disk-full",
+        Kind::Io => "io",
+        Kind::Invalid => "invalid",
+        Kind::Unsupported => "unsupported",
+        Kind::Locked => "locked",
+        Kind::Network => "network",
+        Kind::Auth => "auth",
+    }
+}
+
 impl GlobalOpts {
+    /// The config file: `--config`, `CAIRN_CONFIG`, or the default location.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(crate::config::default_path)
+    }
+
     pub fn progress(&self) -> bool {
         !self.quiet && !self.json && !self.no_progress && std::io::stderr().is_terminal()
     }

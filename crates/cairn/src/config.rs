@@ -56,7 +56,11 @@ impl fmt::Display for Diagnostic {
             write!(f, "{}: {level}: {}", self.file.display(), self.message)?;
         }
         if let Some(s) = &self.snippet {
-            write!(f, "\n    | {s}\n    | {}^", " ".repeat(self.column.saturating_sub(1)))?;
+            write!(
+                f,
+                "\n    | {s}\n    | {}^",
+                " ".repeat(self.column.saturating_sub(1))
+            )?;
         }
         if let Some(h) = &self.help {
             write!(f, "\n    = help: {h}")?;
@@ -458,10 +462,10 @@ fn explain_parse_error(message: &str) -> (String, Option<String>) {
     let ticks: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     if message.starts_with("unknown field") {
         if let Some((word, expected)) = ticks.split_first() {
-            let help = match closest(word, expected.iter().copied()) {
-                Some(c) => format!("did you mean `{c}`?"),
-                None if expected.is_empty() => "this table takes no keys".to_string(),
-                None => format!("valid keys here: {}", expected.join(", ")),
+            let help = if expected.is_empty() {
+                "this table takes no keys".to_string()
+            } else {
+                format!("valid keys here: {}", expected.join(", "))
             };
             let msg = match closest(word, expected.iter().copied()) {
                 Some(c) => format!("unknown key `{word}`, did you mean `{c}`?"),
@@ -542,11 +546,13 @@ impl Loader {
                 .chain(std::iter::once(&canonical))
                 .map(|p| p.display().to_string())
                 .collect();
-            let mut d = from.unwrap_or_else(|| Text {
-                path: path.to_path_buf(),
-                text: String::new(),
-            }
-            .whole("", None));
+            let mut d = from.unwrap_or_else(|| {
+                Text {
+                    path: path.to_path_buf(),
+                    text: String::new(),
+                }
+                .whole("", None)
+            });
             d.message = format!("include cycle: {}", chain.join(" -> "));
             d.help = Some("remove one of these includes".into());
             self.problems.push(d);
@@ -582,19 +588,7 @@ impl Loader {
             path: path.to_path_buf(),
             text,
         });
-        let parsed: Result<raw::File, toml::de::Error> = toml::from_str(&self.texts[idx].text);
-        let file = match parsed {
-            Ok(f) => f,
-            Err(e) => {
-                let (msg, help) = explain_parse_error(e.message());
-                let d = match e.span() {
-                    Some(span) => self.texts[idx].at(span.start, msg, help),
-                    None => self.texts[idx].whole(msg, help),
-                };
-                self.problems.push(d);
-                return;
-            }
-        };
+        let Some(file) = self.parse(idx) else { return };
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut includes: Vec<(PathBuf, Option<Diagnostic>)> = Vec::new();
         if file.include.is_empty() && stack.is_empty() {
@@ -636,6 +630,93 @@ impl Loader {
     }
 }
 
+impl Loader {
+    fn parse_error(&mut self, idx: usize, e: &toml::de::Error) {
+        let (msg, help) = explain_parse_error(e.message());
+        let d = match e.span() {
+            Some(span) => self.texts[idx].at(span.start, msg, help),
+            None => self.texts[idx].whole(msg, help),
+        };
+        self.problems.push(d);
+    }
+
+    /// Parses one file, entry by entry, so that one broken plan does not hide the
+    /// problems of the others. A syntax error stops the file (what follows may be
+    /// misread), after reporting every syntax error the parser could recover from.
+    fn parse(&mut self, idx: usize) -> Option<raw::File> {
+        use serde::Deserialize;
+        use toml::de::{DeValue, ValueDeserializer};
+        let text = self.texts[idx].text.clone();
+        let (root, syntax) = toml::de::DeTable::parse_recoverable(&text);
+        if !syntax.is_empty() {
+            for e in &syntax {
+                self.parse_error(idx, e);
+            }
+            return None;
+        }
+        fn entries<T: serde::de::DeserializeOwned>(
+            l: &mut Loader,
+            idx: usize,
+            key: &str,
+            value: &Spanned<DeValue<'_>>,
+        ) -> BTreeMap<String, Spanned<T>> {
+            let mut out = BTreeMap::new();
+            let DeValue::Table(t) = value.get_ref() else {
+                let d = l.texts[idx].at(
+                    value.span().start,
+                    format!("`{key}` must be a table of named entries"),
+                    Some(format!("write [{key}.NAME] sections")),
+                );
+                l.problems.push(d);
+                return out;
+            };
+            for (name, v) in t {
+                match T::deserialize(ValueDeserializer::from(v.clone())) {
+                    Ok(x) => {
+                        out.insert(name.get_ref().to_string(), Spanned::new(v.span(), x));
+                    }
+                    Err(e) => l.parse_error(idx, &e),
+                }
+            }
+            out
+        }
+        let mut file = raw::File::default();
+        for (key, value) in root.get_ref() {
+            match key.get_ref().as_ref() {
+                "include" => match Vec::<Spanned<String>>::deserialize(ValueDeserializer::from(
+                    value.clone(),
+                )) {
+                    Ok(v) => file.include = v,
+                    Err(e) => self.parse_error(idx, &e),
+                },
+                "settings" => {
+                    match raw::Settings::deserialize(ValueDeserializer::from(value.clone())) {
+                        Ok(v) => file.settings = Some(v),
+                        Err(e) => self.parse_error(idx, &e),
+                    }
+                }
+                "repositories" => file.repositories = entries(self, idx, "repositories", value),
+                "sources" => file.sources = entries(self, idx, "sources", value),
+                "plans" => file.plans = entries(self, idx, "plans", value),
+                other => {
+                    const KEYS: [&str; 5] =
+                        ["include", "settings", "repositories", "sources", "plans"];
+                    let (msg, help) = match closest(other, KEYS) {
+                        Some(c) => (format!("unknown key `{other}`, did you mean `{c}`?"), None),
+                        None => (
+                            format!("unknown key `{other}`"),
+                            Some(format!("the top level takes: {}", KEYS.join(", "))),
+                        ),
+                    };
+                    let d = self.texts[idx].at(key.span().start, msg, help);
+                    self.problems.push(d);
+                }
+            }
+        }
+        Some(file)
+    }
+}
+
 /// Loads and validates the config at `path` and everything it includes.
 pub fn load(path: &Path, opts: LoadOptions) -> Result<(Config, Vec<Diagnostic>), Problems> {
     let mut l = Loader {
@@ -673,12 +754,24 @@ struct At<'a, T> {
 }
 
 impl<'a> Validator<'a> {
-    fn error<T>(&mut self, file: usize, at: &Spanned<T>, msg: impl Into<String>, help: Option<String>) {
+    fn error<T>(
+        &mut self,
+        file: usize,
+        at: &Spanned<T>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) {
         let d = self.texts[file].at(at.span().start, msg, help);
         self.problems.push(d);
     }
 
-    fn warn<T>(&mut self, file: usize, at: &Spanned<T>, msg: impl Into<String>, help: Option<String>) {
+    fn warn<T>(
+        &mut self,
+        file: usize,
+        at: &Spanned<T>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) {
         let mut d = self.texts[file].at(at.span().start, msg, help);
         d.warning = true;
         self.problems.push(d);
@@ -725,7 +818,13 @@ impl<'a> Validator<'a> {
                     self.problems.push(d);
                 }
             }
-            self.merge("repository", "repositories", *file, &f.repositories, &mut repos);
+            self.merge(
+                "repository",
+                "repositories",
+                *file,
+                &f.repositories,
+                &mut repos,
+            );
             self.merge("source", "sources", *file, &f.sources, &mut sources);
             self.merge("plan", "plans", *file, &f.plans, &mut plans);
         }
@@ -786,7 +885,10 @@ impl<'a> Validator<'a> {
                     file,
                     value,
                     format!("{what} name `{name}` is not allowed"),
-                    Some("use letters, digits, `-` and `_` (it becomes part of file and unit names)".into()),
+                    Some(
+                        "use letters, digits, `-` and `_` (it becomes part of file and unit names)"
+                            .into(),
+                    ),
                 );
                 continue;
             }
@@ -878,7 +980,12 @@ impl<'a> Validator<'a> {
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
         const SCHEMES: [&str; 6] = ["local", "sftp", "s3", "b2", "rest", "rclone"];
         if url.is_empty() {
-            self.error(f, &r.url, format!("repository `{name}` has an empty url"), Some("e.g. url = \"/srv/backup/repo\" or \"b2:bucket:path\"".into()));
+            self.error(
+                f,
+                &r.url,
+                format!("repository `{name}` has an empty url"),
+                Some("e.g. url = \"/srv/backup/repo\" or \"b2:bucket:path\"".into()),
+            );
         } else if !url.starts_with('/') && !SCHEMES.contains(&scheme) {
             let help = match closest(scheme, SCHEMES) {
                 Some(c) if !scheme.is_empty() => format!("did you mean `{c}:`?"),
@@ -932,7 +1039,12 @@ impl<'a> Validator<'a> {
             }),
             more => {
                 let keys: Vec<&str> = more.iter().map(|(k, _)| *k).collect();
-                self.error(f, more[1].1, format!("repository `{name}` has {} password sources", keys.len()), Some(format!("keep one of {}", keys.join(", "))));
+                self.error(
+                    f,
+                    more[1].1,
+                    format!("repository `{name}` has {} password sources", keys.len()),
+                    Some(format!("keep one of {}", keys.join(", "))),
+                );
                 None
             }
         };
@@ -940,7 +1052,12 @@ impl<'a> Validator<'a> {
             let p = self.path(f, e.get_ref());
             if !self.opts.offline {
                 if let Err(err) = read_env_file(&p) {
-                    self.error(f, e, format!("repository `{name}`: env-file: {err}"), Some("lines are KEY=VALUE; create the file or fix the path".into()));
+                    self.error(
+                        f,
+                        e,
+                        format!("repository `{name}`: env-file: {err}"),
+                        Some("lines are KEY=VALUE; create the file or fix the path".into()),
+                    );
                 }
             }
             p
@@ -948,7 +1065,12 @@ impl<'a> Validator<'a> {
         let mut env = BTreeMap::new();
         for (k, v) in &r.env {
             if looks_secret(k) {
-                self.error(f, v, format!("repository `{name}`: inline secret `env.{k}`"), Some("put secrets in env-file (mode 0600), not in the config".into()));
+                self.error(
+                    f,
+                    v,
+                    format!("repository `{name}`: inline secret `env.{k}`"),
+                    Some("put secrets in env-file (mode 0600), not in the config".into()),
+                );
             }
             env.insert(k.clone(), v.get_ref().clone());
         }
@@ -1011,7 +1133,12 @@ impl<'a> Validator<'a> {
         for e in exclude_file {
             let p = self.path(f, e.get_ref());
             if !self.opts.offline && std::fs::read_to_string(&p).is_err() {
-                self.error(f, e, format!("cannot read exclude file {}", p.display()), Some("create it or fix the path".into()));
+                self.error(
+                    f,
+                    e,
+                    format!("cannot read exclude file {}", p.display()),
+                    Some("create it or fix the path".into()),
+                );
             }
             files.push(p);
         }
@@ -1023,7 +1150,12 @@ impl<'a> Validator<'a> {
         }
         if let Some(s) = exclude_larger_than {
             if cairn_repo::exclude::parse_size(s.get_ref()).is_err() {
-                self.error(f, s, format!("exclude-larger-than {:?} is not a size", s.get_ref()), Some("e.g. \"500K\", \"20M\", \"2G\"".into()));
+                self.error(
+                    f,
+                    s,
+                    format!("exclude-larger-than {:?} is not a size", s.get_ref()),
+                    Some("e.g. \"500K\", \"20M\", \"2G\"".into()),
+                );
             }
         }
         Filter {
@@ -1044,11 +1176,21 @@ impl<'a> Validator<'a> {
             Some(t) => match parse_duration(t.get_ref()) {
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => {
-                    self.error(f, t, "hooks.timeout must be longer than 0s", Some("e.g. \"5m\"".into()));
+                    self.error(
+                        f,
+                        t,
+                        "hooks.timeout must be longer than 0s",
+                        Some("e.g. \"5m\"".into()),
+                    );
                     Duration::from_secs(300)
                 }
                 Err(e) => {
-                    self.error(f, t, format!("hooks.timeout: {e}"), Some("e.g. \"90s\", \"5m\", \"1h\"".into()));
+                    self.error(
+                        f,
+                        t,
+                        format!("hooks.timeout: {e}"),
+                        Some("e.g. \"90s\", \"5m\", \"1h\"".into()),
+                    );
                     Duration::from_secs(300)
                 }
             },
@@ -1068,10 +1210,24 @@ impl<'a> Validator<'a> {
         let s = at.value.get_ref();
         let before = self.errors();
         if s.paths.is_empty() {
-            self.error(f, at.value, format!("source `{name}` has no paths"), Some("add paths = [\"/var/lib/...\"]".into()));
+            self.error(
+                f,
+                at.value,
+                format!("source `{name}` has no paths"),
+                Some("add paths = [\"/var/lib/...\"]".into()),
+            );
         }
         let paths = self.absolute_paths(f, &format!("source `{name}`"), &s.paths);
-        let filter = self.filter(f, &s.exclude, &s.iexclude, &s.exclude_file, &s.exclude_if_present, s.exclude_caches, &s.exclude_larger_than, s.one_file_system);
+        let filter = self.filter(
+            f,
+            &s.exclude,
+            &s.iexclude,
+            &s.exclude_file,
+            &s.exclude_if_present,
+            s.exclude_caches,
+            &s.exclude_larger_than,
+            s.one_file_system,
+        );
         let hooks = self.hooks(f, &s.hooks);
         if self.errors() > before {
             return None;
@@ -1096,7 +1252,13 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn when(&mut self, f: usize, what: &str, s: &Option<Spanned<String>>, default: &str) -> Option<When> {
+    fn when(
+        &mut self,
+        f: usize,
+        what: &str,
+        s: &Option<Spanned<String>>,
+        default: &str,
+    ) -> Option<When> {
         match s {
             Some(v) if v.get_ref() == "always" => Some(When::Always),
             Some(v) => self.schedule(f, what, v).map(When::Schedule),
@@ -1121,10 +1283,20 @@ impl<'a> Validator<'a> {
         if !repos.contains_key(repo) {
             let help = match closest(repo, repos.keys().map(String::as_str)) {
                 Some(c) => format!("did you mean `{c}`?"),
-                None if repos.is_empty() => "define it: [repositories.NAME] with url and a password source".into(),
-                None => format!("defined repositories: {}", repos.keys().cloned().collect::<Vec<_>>().join(", ")),
+                None if repos.is_empty() => {
+                    "define it: [repositories.NAME] with url and a password source".into()
+                }
+                None => format!(
+                    "defined repositories: {}",
+                    repos.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
             };
-            self.error(f, &p.repository, format!("plan `{name}`: unknown repository `{repo}`"), Some(help));
+            self.error(
+                f,
+                &p.repository,
+                format!("plan `{name}`: unknown repository `{repo}`"),
+                Some(help),
+            );
         }
         let mut chosen: Vec<String> = Vec::new();
         for s in &p.sources {
@@ -1137,10 +1309,20 @@ impl<'a> Validator<'a> {
             if matched.is_empty() {
                 let help = match closest(pat, sources.keys().map(String::as_str)) {
                     Some(c) => format!("did you mean `{c}`?"),
-                    None if sources.is_empty() => "no sources are defined: add [sources.NAME] with paths".into(),
-                    None => format!("defined sources: {}", sources.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    None if sources.is_empty() => {
+                        "no sources are defined: add [sources.NAME] with paths".into()
+                    }
+                    None => format!(
+                        "defined sources: {}",
+                        sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 };
-                self.error(f, s, format!("plan `{name}`: no source matches `{pat}`"), Some(help));
+                self.error(
+                    f,
+                    s,
+                    format!("plan `{name}`: no source matches `{pat}`"),
+                    Some(help),
+                );
             }
             for m in matched {
                 if !chosen.contains(m) {
@@ -1149,29 +1331,66 @@ impl<'a> Validator<'a> {
             }
         }
         if p.sources.is_empty() && p.paths.is_empty() {
-            self.error(f, at.value, format!("plan `{name}` backs up nothing"), Some("add sources = [\"NAME\"] and/or paths = [\"/path\"]".into()));
+            self.error(
+                f,
+                at.value,
+                format!("plan `{name}` backs up nothing"),
+                Some("add sources = [\"NAME\"] and/or paths = [\"/path\"]".into()),
+            );
         }
         let own_paths = self.absolute_paths(f, &format!("plan `{name}`"), &p.paths);
-        let own_filter = self.filter(f, &p.exclude, &p.iexclude, &p.exclude_file, &p.exclude_if_present, p.exclude_caches, &p.exclude_larger_than, p.one_file_system);
-        let schedule = p.schedule.as_ref().and_then(|s| self.schedule(f, &format!("plan `{name}`: schedule"), s));
-        let retention = p.retention.as_ref().and_then(|r| self.retention(f, name, at.value, r));
+        let own_filter = self.filter(
+            f,
+            &p.exclude,
+            &p.iexclude,
+            &p.exclude_file,
+            &p.exclude_if_present,
+            p.exclude_caches,
+            &p.exclude_larger_than,
+            p.one_file_system,
+        );
+        let schedule = p
+            .schedule
+            .as_ref()
+            .and_then(|s| self.schedule(f, &format!("plan `{name}`: schedule"), s));
+        let retention = p
+            .retention
+            .as_ref()
+            .and_then(|r| self.retention(f, name, at.value, r));
         let prune = if retention.is_some() {
             self.when(f, &format!("plan `{name}`: prune"), &p.prune, "weekly")
         } else {
             if let Some(pr) = &p.prune {
-                self.error(f, pr, format!("plan `{name}`: prune without retention"), Some("prune reclaims what retention forgets: add [plans.NAME.retention]".into()));
+                self.error(
+                    f,
+                    pr,
+                    format!("plan `{name}`: prune without retention"),
+                    Some(
+                        "prune reclaims what retention forgets: add [plans.NAME.retention]".into(),
+                    ),
+                );
             }
             None
         };
         let check = p.check.as_ref().and_then(|c| {
-            let when = self.when(f, &format!("plan `{name}`: check.schedule"), &c.schedule, "weekly")?;
+            let when = self.when(
+                f,
+                &format!("plan `{name}`: check.schedule"),
+                &c.schedule,
+                "weekly",
+            )?;
             let read_data = match &c.read_data_subset {
                 None => None,
                 Some(s) if s.get_ref() == "all" => Some("all".to_string()),
                 Some(s) => match cairn_repo::check::ReadData::parse_subset(s.get_ref()) {
                     Ok(_) => Some(s.get_ref().clone()),
                     Err(e) => {
-                        self.error(f, s, format!("plan `{name}`: check.read-data-subset: {e}"), Some("e.g. \"5%\", \"1/7\" or \"all\"".into()));
+                        self.error(
+                            f,
+                            s,
+                            format!("plan `{name}`: check.read-data-subset: {e}"),
+                            Some("e.g. \"5%\", \"1/7\" or \"all\"".into()),
+                        );
                         None
                     }
                 },
@@ -1182,7 +1401,12 @@ impl<'a> Validator<'a> {
             if (-20..=19).contains(n.get_ref()) {
                 Some(*n.get_ref())
             } else {
-                self.error(f, n, format!("plan `{name}`: nice {} is out of range", n.get_ref()), Some("use -20 (highest priority) to 19 (lowest)".into()));
+                self.error(
+                    f,
+                    n,
+                    format!("plan `{name}`: nice {} is out of range", n.get_ref()),
+                    Some("use -20 (highest priority) to 19 (lowest)".into()),
+                );
                 None
             }
         });
@@ -1197,17 +1421,30 @@ impl<'a> Validator<'a> {
                 }
             },
         });
-        let max_age = p.max_age.as_ref().and_then(|m| match parse_duration(m.get_ref()) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                self.error(f, m, format!("plan `{name}`: max-age must be longer than 0s"), Some("e.g. \"26h\"".into()));
-                None
-            }
-            Err(e) => {
-                self.error(f, m, format!("plan `{name}`: max-age: {e}"), Some("e.g. \"26h\" or \"8d\"".into()));
-                None
-            }
-        });
+        let max_age = p
+            .max_age
+            .as_ref()
+            .and_then(|m| match parse_duration(m.get_ref()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    self.error(
+                        f,
+                        m,
+                        format!("plan `{name}`: max-age must be longer than 0s"),
+                        Some("e.g. \"26h\"".into()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.error(
+                        f,
+                        m,
+                        format!("plan `{name}`: max-age: {e}"),
+                        Some("e.g. \"26h\" or \"8d\"".into()),
+                    );
+                    None
+                }
+            });
         let plan_hooks = self.hooks(f, &p.hooks);
         let notify = match &p.notify {
             Some(n) => self.notify(f, n),
@@ -1229,8 +1466,12 @@ impl<'a> Validator<'a> {
             for pat in &s.filter.iexclude {
                 filter.iexclude.extend(scope(pat, &s.paths));
             }
-            filter.exclude_file.extend(s.filter.exclude_file.iter().cloned());
-            filter.exclude_if_present.extend(s.filter.exclude_if_present.iter().cloned());
+            filter
+                .exclude_file
+                .extend(s.filter.exclude_file.iter().cloned());
+            filter
+                .exclude_if_present
+                .extend(s.filter.exclude_if_present.iter().cloned());
             filter.exclude_caches |= s.filter.exclude_caches;
             filter.one_file_system |= s.filter.one_file_system;
             if filter.exclude_larger_than.is_none() {
@@ -1268,21 +1509,47 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn retention(&mut self, f: usize, plan: &str, at: &Spanned<raw::Plan>, r: &raw::Retention) -> Option<Retention> {
-        let counts = [r.keep_last, r.keep_hourly, r.keep_daily, r.keep_weekly, r.keep_monthly, r.keep_yearly];
+    fn retention(
+        &mut self,
+        f: usize,
+        plan: &str,
+        at: &Spanned<raw::Plan>,
+        r: &raw::Retention,
+    ) -> Option<Retention> {
+        let counts = [
+            r.keep_last,
+            r.keep_hourly,
+            r.keep_daily,
+            r.keep_weekly,
+            r.keep_monthly,
+            r.keep_yearly,
+        ];
         if counts.iter().all(Option::is_none) && r.keep_within.is_none() && r.keep_tag.is_empty() {
             self.error(f, at, format!("plan `{plan}`: retention keeps nothing"), Some("add e.g. keep-daily = 7, keep-weekly = 4, keep-monthly = 6 (or remove [retention] to keep every snapshot)".into()));
             return None;
         }
         if let Some(w) = &r.keep_within {
             if !valid_restic_duration(w.get_ref()) {
-                self.error(f, w, format!("plan `{plan}`: keep-within {:?} is not a restic duration", w.get_ref()), Some("numbers with y, m, d, h: \"30d\", \"1y6m\", \"2d12h\"".into()));
+                self.error(
+                    f,
+                    w,
+                    format!(
+                        "plan `{plan}`: keep-within {:?} is not a restic duration",
+                        w.get_ref()
+                    ),
+                    Some("numbers with y, m, d, h: \"30d\", \"1y6m\", \"2d12h\"".into()),
+                );
                 return None;
             }
         }
         if let Some(g) = &r.group_by {
-            if g.split(',').any(|p| !["", "host", "paths", "tags"].contains(&p.trim())) {
-                let d = self.texts[f].whole(format!("plan `{plan}`: group-by {g:?}"), Some("a comma-separated subset of host, paths, tags".into()));
+            if g.split(',')
+                .any(|p| !["", "host", "paths", "tags"].contains(&p.trim()))
+            {
+                let d = self.texts[f].whole(
+                    format!("plan `{plan}`: group-by {g:?}"),
+                    Some("a comma-separated subset of host, paths, tags".into()),
+                );
                 self.problems.push(d);
                 return None;
             }
@@ -1313,7 +1580,12 @@ fn scope(pattern: &str, paths: &[PathBuf]) -> Vec<String> {
     }
     paths
         .iter()
-        .map(|p| format!("{neg}{}/**/{pat}", p.display().to_string().trim_end_matches('/')))
+        .map(|p| {
+            format!(
+                "{neg}{}/**/{pat}",
+                p.display().to_string().trim_end_matches('/')
+            )
+        })
         .collect()
 }
 
@@ -1359,7 +1631,11 @@ fn has_url_password(url: &str) -> bool {
 
 fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_uppercase();
-    if k.ends_with("_ID") || k.ends_with("KEY_ID") || k.ends_with("USERNAME") || k.ends_with("_USER") {
+    if k.ends_with("_ID")
+        || k.ends_with("KEY_ID")
+        || k.ends_with("USERNAME")
+        || k.ends_with("_USER")
+    {
         return false;
     }
     ["SECRET", "PASSWORD", "PASS", "TOKEN", "KEY", "CREDENTIAL"]
@@ -1370,7 +1646,8 @@ fn looks_secret(key: &str) -> bool {
 /// Parses a `KEY=VALUE` file like systemd's EnvironmentFile (comments, blank lines,
 /// optional `export `, optional quotes).
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -1383,7 +1660,11 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
         };
         let k = k.trim();
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("{}:{}: {k:?} is not a variable name", path.display(), i + 1));
+            return Err(format!(
+                "{}:{}: {k:?} is not a variable name",
+                path.display(),
+                i + 1
+            ));
         }
         let v = v.trim();
         let v = v
@@ -1407,7 +1688,9 @@ pub fn redacted(c: &Config) -> Config {
             }
         }
     }
-    for n in std::iter::once(&mut c.settings.notify).chain(c.plans.values_mut().map(|p| &mut p.notify)) {
+    for n in
+        std::iter::once(&mut c.settings.notify).chain(c.plans.values_mut().map(|p| &mut p.notify))
+    {
         hide_url(&mut n.healthchecks);
         hide_url(&mut n.ntfy);
         hide_url(&mut n.webhook);
@@ -1421,14 +1704,23 @@ mod tests {
 
     #[test]
     fn suggestions_catch_typos_only() {
-        assert_eq!(closest("retension", ["retention", "repository"]), Some("retention"));
-        assert_eq!(closest("shedule", ["schedule", "sources"]), Some("schedule"));
+        assert_eq!(
+            closest("retension", ["retention", "repository"]),
+            Some("retention")
+        );
+        assert_eq!(
+            closest("shedule", ["schedule", "sources"]),
+            Some("schedule")
+        );
         assert_eq!(closest("zzz", ["retention", "repository"]), None);
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("26h").unwrap(), Duration::from_secs(26 * 3600));
+        assert_eq!(
+            parse_duration("26h").unwrap(),
+            Duration::from_secs(26 * 3600)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("26").is_err());
         assert!(parse_duration("5x").is_err());

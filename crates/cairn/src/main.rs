@@ -5,6 +5,11 @@
 
 mod cli;
 mod config;
+mod history;
+mod hooks;
+mod metrics;
+mod notify;
+mod run;
 mod schedule;
 
 use std::process::ExitCode;

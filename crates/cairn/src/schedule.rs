@@ -62,7 +62,11 @@ fn weekday(s: &str) -> Result<u32, String> {
     let l = s.to_ascii_lowercase();
     WEEKDAYS
         .iter()
-        .position(|d| l.len() >= 3 && d.starts_with(&l[..3]) && "mondaytuesdaywednesdaythursdayfridaysaturdaysunday".contains(&l))
+        .position(|d| {
+            l.len() >= 3
+                && d.starts_with(&l[..3])
+                && "mondaytuesdaywednesdaythursdayfridaysaturdaysunday".contains(&l)
+        })
         .map(|p| p as u32)
         .ok_or_else(|| format!("{s:?} is not a weekday (Mon, Tue, Wed, Thu, Fri, Sat, Sun)"))
 }
@@ -275,7 +279,9 @@ impl Schedule {
                         if !self.minutes.has(m) {
                             continue;
                         }
-                        let Some(t) = day.and_hms_opt(h, m, 0) else { continue };
+                        let Some(t) = day.and_hms_opt(h, m, 0) else {
+                            continue;
+                        };
                         if t <= local {
                             continue;
                         }
@@ -292,7 +298,11 @@ impl Schedule {
     }
 
     /// The last time at or before `at` that this schedule matched, if within `horizon`.
-    pub fn last_at_or_before<Tz: TimeZone>(&self, at: &DateTime<Tz>, horizon: Duration) -> Option<DateTime<Tz>> {
+    pub fn last_at_or_before<Tz: TimeZone>(
+        &self,
+        at: &DateTime<Tz>,
+        horizon: Duration,
+    ) -> Option<DateTime<Tz>> {
         let tz = at.timezone();
         let local = at.naive_local();
         let start = local - horizon;
@@ -307,7 +317,9 @@ impl Schedule {
                         if !self.minutes.has(m) {
                             continue;
                         }
-                        let Some(t) = day.and_hms_opt(h, m, 0) else { continue };
+                        let Some(t) = day.and_hms_opt(h, m, 0) else {
+                            continue;
+                        };
                         if t > local || t < start {
                             continue;
                         }
@@ -344,36 +356,99 @@ mod tests {
     #[test]
     fn keywords_and_times() {
         // 2026-11-28 is a Saturday.
-        assert_eq!(next("daily", "2026-11-28T03:00:00Z"), "2026-11-29T00:00:00+00:00");
-        assert_eq!(next("hourly", "2026-11-28T03:00:00Z"), "2026-11-28T04:00:00+00:00");
-        assert_eq!(next("weekly", "2026-11-28T03:00:00Z"), "2026-11-30T00:00:00+00:00");
-        assert_eq!(next("monthly", "2026-11-28T03:00:00Z"), "2026-12-01T00:00:00+00:00");
-        assert_eq!(next("yearly", "2026-11-28T03:00:00Z"), "2027-01-01T00:00:00+00:00");
-        assert_eq!(next("03:00", "2026-11-28T02:59:00Z"), "2026-11-28T03:00:00+00:00");
-        assert_eq!(next("03:00", "2026-11-28T03:00:00Z"), "2026-11-29T03:00:00+00:00");
-        assert_eq!(next("03:00:00", "2026-11-28T03:00:00Z"), "2026-11-29T03:00:00+00:00");
-        assert_eq!(next("*:0/15", "2026-11-28T03:07:00Z"), "2026-11-28T03:15:00+00:00");
+        assert_eq!(
+            next("daily", "2026-11-28T03:00:00Z"),
+            "2026-11-29T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("hourly", "2026-11-28T03:00:00Z"),
+            "2026-11-28T04:00:00+00:00"
+        );
+        assert_eq!(
+            next("weekly", "2026-11-28T03:00:00Z"),
+            "2026-11-30T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("monthly", "2026-11-28T03:00:00Z"),
+            "2026-12-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("yearly", "2026-11-28T03:00:00Z"),
+            "2027-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("03:00", "2026-11-28T02:59:00Z"),
+            "2026-11-28T03:00:00+00:00"
+        );
+        assert_eq!(
+            next("03:00", "2026-11-28T03:00:00Z"),
+            "2026-11-29T03:00:00+00:00"
+        );
+        assert_eq!(
+            next("03:00:00", "2026-11-28T03:00:00Z"),
+            "2026-11-29T03:00:00+00:00"
+        );
+        assert_eq!(
+            next("*:0/15", "2026-11-28T03:07:00Z"),
+            "2026-11-28T03:15:00+00:00"
+        );
     }
 
     #[test]
     fn weekdays_and_dates() {
-        assert_eq!(next("Mon..Fri 02:30", "2026-11-28T00:00:00Z"), "2026-11-30T02:30:00+00:00");
-        assert_eq!(next("Sat,Sun 10:00", "2026-11-28T11:00:00Z"), "2026-11-29T10:00:00+00:00");
-        assert_eq!(next("Sun 04:00", "2026-11-28T11:00:00Z"), "2026-11-29T04:00:00+00:00");
-        assert_eq!(next("*-*-01 05:00", "2026-11-28T11:00:00Z"), "2026-12-01T05:00:00+00:00");
-        assert_eq!(next("*-*-* 02:00:00", "2026-11-28T11:00:00Z"), "2026-11-29T02:00:00+00:00");
-        assert_eq!(next("2027-01-15 12:00", "2026-11-28T11:00:00Z"), "2027-01-15T12:00:00+00:00");
-        assert_eq!(next("Fri", "2026-11-28T11:00:00Z"), "2026-12-04T00:00:00+00:00");
+        assert_eq!(
+            next("Mon..Fri 02:30", "2026-11-28T00:00:00Z"),
+            "2026-11-30T02:30:00+00:00"
+        );
+        assert_eq!(
+            next("Sat,Sun 10:00", "2026-11-28T11:00:00Z"),
+            "2026-11-29T10:00:00+00:00"
+        );
+        assert_eq!(
+            next("Sun 04:00", "2026-11-28T11:00:00Z"),
+            "2026-11-29T04:00:00+00:00"
+        );
+        assert_eq!(
+            next("*-*-01 05:00", "2026-11-28T11:00:00Z"),
+            "2026-12-01T05:00:00+00:00"
+        );
+        assert_eq!(
+            next("*-*-* 02:00:00", "2026-11-28T11:00:00Z"),
+            "2026-11-29T02:00:00+00:00"
+        );
+        assert_eq!(
+            next("2027-01-15 12:00", "2026-11-28T11:00:00Z"),
+            "2027-01-15T12:00:00+00:00"
+        );
+        assert_eq!(
+            next("Fri", "2026-11-28T11:00:00Z"),
+            "2026-12-04T00:00:00+00:00"
+        );
     }
 
     #[test]
     fn cron() {
-        assert_eq!(next("30 2 * * 1-5", "2026-11-28T00:00:00Z"), "2026-11-30T02:30:00+00:00");
-        assert_eq!(next("0 */6 * * *", "2026-11-28T07:00:00Z"), "2026-11-28T12:00:00+00:00");
-        assert_eq!(next("0 4 * * 0", "2026-11-28T07:00:00Z"), "2026-11-29T04:00:00+00:00");
-        assert_eq!(next("0 4 * * 7", "2026-11-28T07:00:00Z"), "2026-11-29T04:00:00+00:00");
+        assert_eq!(
+            next("30 2 * * 1-5", "2026-11-28T00:00:00Z"),
+            "2026-11-30T02:30:00+00:00"
+        );
+        assert_eq!(
+            next("0 */6 * * *", "2026-11-28T07:00:00Z"),
+            "2026-11-28T12:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 4 * * 0", "2026-11-28T07:00:00Z"),
+            "2026-11-29T04:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 4 * * 7", "2026-11-28T07:00:00Z"),
+            "2026-11-29T04:00:00+00:00"
+        );
         // Day of month OR day of week when both are given (cron's rule): the 1st or a Monday.
-        assert_eq!(next("0 0 1 * 1", "2026-11-28T07:00:00Z"), "2026-11-30T00:00:00+00:00");
+        assert_eq!(
+            next("0 0 1 * 1", "2026-11-28T07:00:00Z"),
+            "2026-11-30T00:00:00+00:00"
+        );
     }
 
     #[test]

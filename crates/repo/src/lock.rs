@@ -164,6 +164,11 @@ pub fn lock(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
                     waited = Duration::ZERO;
                     if let Ok(new_id) = repo.save_json(FileType::Lock, &Lock::new(exclusive)) {
                         if let Ok(mut cur) = current.lock() {
+                            // Released meanwhile (e.g. by a signal): drop the new file.
+                            if stop.load(Ordering::Relaxed) {
+                                let _ = repo.backend().remove(FileType::Lock, &new_id.to_hex());
+                                break;
+                            }
                             let old = std::mem::replace(&mut *cur, new_id);
                             let _ = repo.backend().remove(FileType::Lock, &old.to_hex());
                         }
@@ -172,6 +177,9 @@ pub fn lock(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
             })
             .ok()
     };
+    if let Ok(mut held) = HELD.lock() {
+        held.push((repo.backend().clone(), current.clone(), stop.clone()));
+    }
     Ok(LockGuard {
         backend: repo.backend().clone(),
         current,
@@ -180,10 +188,40 @@ pub fn lock(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
     })
 }
 
+/// Every lock this process holds, so a signal handler can remove them before exiting.
+type Held = (Arc<dyn Backend>, Arc<Mutex<Id>>, Arc<AtomicBool>);
+static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+fn forget_held(current: &Arc<Mutex<Id>>) {
+    if let Ok(mut held) = HELD.lock() {
+        held.retain(|(_, c, _)| !Arc::ptr_eq(c, current));
+    }
+}
+
+/// Removes every lock file this process holds (for Ctrl-C and SIGTERM: the process
+/// exits right after, without running destructors). Returns how many were removed.
+pub fn release_all_held() -> usize {
+    let held = match HELD.lock() {
+        Ok(mut h) => std::mem::take(&mut *h),
+        Err(_) => return 0,
+    };
+    let mut n = 0;
+    for (backend, current, stop) in held {
+        stop.store(true, Ordering::Relaxed);
+        if let Ok(id) = current.lock() {
+            if backend.remove(FileType::Lock, &id.to_hex()).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 impl LockGuard {
     /// Releases the lock now (also done on drop).
     pub fn release(mut self) -> Result<()> {
         self.stop_refresh();
+        forget_held(&self.current);
         let id = *self
             .current
             .lock()
@@ -202,6 +240,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.stop_refresh();
+        forget_held(&self.current);
         if let Ok(id) = self.current.lock() {
             let _ = self.backend.remove(FileType::Lock, &id.to_hex());
         }

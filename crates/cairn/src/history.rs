@@ -1,0 +1,393 @@
+//! The run history: every run of a plan and each operation in it, in a SQLite database
+//! under the state directory (`history.db`). `cairn status`, `cairn history`, the
+//! scheduler (when did prune last succeed on this repository?) and the metrics read it.
+//!
+//! One table, `operations`: a run is a row with operation `run`, and its steps (backup,
+//! forget, prune, check, hooks) are rows pointing at it with `run_id`. Times are Unix
+//! seconds (UTC). WAL mode, so `cairn status` can read while the daemon writes.
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Running,
+    Success,
+    /// Finished, but some files could not be read (restic's exit code 3).
+    Warning,
+    Failure,
+    /// Stopped by a signal or a shutdown.
+    Interrupted,
+    /// Not run this time (prune or check not due).
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Success => "success",
+            Outcome::Warning => "warning",
+            Outcome::Failure => "failure",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    fn parse(s: &str) -> Outcome {
+        match s {
+            "running" => Outcome::Running,
+            "success" => Outcome::Success,
+            "warning" => Outcome::Warning,
+            "interrupted" => Outcome::Interrupted,
+            "skipped" => Outcome::Skipped,
+            _ => Outcome::Failure,
+        }
+    }
+
+    /// Success or warning: the operation did its job.
+    pub fn ok(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Warning)
+    }
+}
+
+/// Why an operation failed, for alerts and dashboards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Network,
+    Auth,
+    Lock,
+    Permission,
+    DiskFull,
+    CorruptData,
+    SourceMissing,
+    HookFailed,
+    Config,
+    Interrupted,
+    Other,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Network => "network",
+            Category::Auth => "auth",
+            Category::Lock => "lock",
+            Category::Permission => "permission",
+            Category::DiskFull => "disk-full",
+            Category::CorruptData => "corrupt-data",
+            Category::SourceMissing => "source-missing",
+            Category::HookFailed => "hook-failed",
+            Category::Config => "config",
+            Category::Interrupted => "interrupted",
+            Category::Other => "other",
+        }
+    }
+}
+
+/// One row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub id: i64,
+    pub run_id: Option<i64>,
+    pub plan: String,
+    pub repository: String,
+    pub operation: String,
+    pub started: f64,
+    pub finished: Option<f64>,
+    pub result: Outcome,
+    pub files_processed: Option<u64>,
+    pub bytes_processed: Option<u64>,
+    pub files_added: Option<u64>,
+    pub bytes_added: Option<u64>,
+    pub snapshot_id: Option<String>,
+    pub error_category: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+impl Record {
+    pub fn duration(&self) -> Option<Duration> {
+        self.finished
+            .map(|f| Duration::from_secs_f64((f - self.started).max(0.0)))
+    }
+}
+
+/// What a finished operation produced.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub files_processed: Option<u64>,
+    pub bytes_processed: Option<u64>,
+    pub files_added: Option<u64>,
+    pub bytes_added: Option<u64>,
+    pub snapshot_id: Option<String>,
+    pub category: Option<Category>,
+    pub error: Option<String>,
+    pub log: Option<String>,
+}
+
+pub struct History {
+    db: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES operations(id),
+    plan TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    result TEXT NOT NULL,
+    files_processed INTEGER,
+    bytes_processed INTEGER,
+    files_added INTEGER,
+    bytes_added INTEGER,
+    snapshot_id TEXT,
+    error_category TEXT,
+    error TEXT,
+    log TEXT
+);
+CREATE INDEX IF NOT EXISTS operations_plan ON operations(plan, operation, started);
+CREATE INDEX IF NOT EXISTS operations_repo ON operations(repository, operation, started);
+";
+
+const COLUMNS: &str = "id, run_id, plan, repository, operation, started, finished, result, \
+    files_processed, bytes_processed, files_added, bytes_added, snapshot_id, error_category, error";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let u = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(|v| v.max(0) as u64))
+    };
+    Ok(Record {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        plan: r.get(2)?,
+        repository: r.get(3)?,
+        operation: r.get(4)?,
+        started: r.get(5)?,
+        finished: r.get(6)?,
+        result: Outcome::parse(&r.get::<_, String>(7)?),
+        files_processed: u(8)?,
+        bytes_processed: u(9)?,
+        files_added: u(10)?,
+        bytes_added: u(11)?,
+        snapshot_id: r.get(12)?,
+        error_category: r.get(13)?,
+        error: r.get(14)?,
+        log: None,
+    })
+}
+
+impl History {
+    /// Opens (creating) `dir/history.db`.
+    pub fn open(dir: &Path) -> Result<History> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        let path = dir.join("history.db");
+        let db = Connection::open(&path)
+            .with_context(|| format!("cannot open the history database {}", path.display()))?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot set up {}", path.display()))?;
+        Ok(History { db })
+    }
+
+    /// Records the start of an operation; returns its id.
+    pub fn start(
+        &self,
+        run_id: Option<i64>,
+        plan: &str,
+        repository: &str,
+        operation: &str,
+        at: f64,
+    ) -> Result<i64> {
+        self.db.execute(
+            "INSERT INTO operations (run_id, plan, repository, operation, started, result) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
+            params![run_id, plan, repository, operation, at],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    pub fn finish(&self, id: i64, at: f64, result: Outcome, f: &Finish) -> Result<()> {
+        let i = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        self.db.execute(
+            "UPDATE operations SET finished = ?2, result = ?3, files_processed = ?4, bytes_processed = ?5, \
+             files_added = ?6, bytes_added = ?7, snapshot_id = ?8, error_category = ?9, error = ?10, log = ?11 WHERE id = ?1",
+            params![
+                id,
+                at,
+                result.as_str(),
+                i(f.files_processed),
+                i(f.bytes_processed),
+                i(f.files_added),
+                i(f.bytes_added),
+                f.snapshot_id,
+                f.category.map(Category::as_str),
+                f.error,
+                f.log
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks operations left `running` by a process that died as interrupted.
+    pub fn close_abandoned(&self, at: f64) -> Result<usize> {
+        Ok(self.db.execute(
+            "UPDATE operations SET result = 'interrupted', finished = ?1, error_category = 'interrupted', \
+             error = 'cairn stopped before this finished' WHERE result = 'running'",
+            params![at],
+        )?)
+    }
+
+    /// The most recent operation of a kind for a plan (any result).
+    pub fn last(&self, plan: &str, operation: &str) -> Result<Option<Record>> {
+        Ok(self
+            .db
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM operations WHERE plan = ?1 AND operation = ?2 ORDER BY started DESC, id DESC LIMIT 1"),
+                params![plan, operation],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// The most recent successful operation of a kind for a plan.
+    pub fn last_ok(&self, plan: &str, operation: &str) -> Result<Option<Record>> {
+        Ok(self
+            .db
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM operations WHERE plan = ?1 AND operation = ?2 AND result IN ('success', 'warning') ORDER BY started DESC, id DESC LIMIT 1"),
+                params![plan, operation],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// The most recent successful operation of a kind on a repository, by any plan
+    /// (prune and check are per repository).
+    pub fn last_ok_on_repository(
+        &self,
+        repository: &str,
+        operation: &str,
+    ) -> Result<Option<Record>> {
+        Ok(self
+            .db
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM operations WHERE repository = ?1 AND operation = ?2 AND result IN ('success', 'warning') ORDER BY started DESC, id DESC LIMIT 1"),
+                params![repository, operation],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Runs (and their steps), newest first; `plan` filters.
+    pub fn list(&self, plan: Option<&str>, limit: usize, with_steps: bool) -> Result<Vec<Record>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM operations WHERE 1 = 1");
+        if !with_steps {
+            sql.push_str(" AND operation = 'run'");
+        }
+        if plan.is_some() {
+            sql.push_str(" AND plan = ?1");
+        }
+        sql.push_str(" ORDER BY started DESC, id DESC LIMIT ");
+        sql.push_str(&limit.to_string());
+        let mut st = self.db.prepare(&sql)?;
+        let rows = match plan {
+            Some(p) => st
+                .query_map(params![p], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            None => st
+                .query_map([], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        };
+        Ok(rows)
+    }
+
+    /// The steps of one run, in order.
+    pub fn steps(&self, run_id: i64) -> Result<Vec<Record>> {
+        let mut st = self.db.prepare(&format!(
+            "SELECT {COLUMNS} FROM operations WHERE run_id = ?1 ORDER BY id"
+        ))?;
+        let rows = st
+            .query_map(params![run_id], row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The log of one operation.
+    pub fn log(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT log FROM operations WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_and_steps_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(dir.path()).unwrap();
+        let run = h.start(None, "nightly", "nas", "run", 100.0).unwrap();
+        let b = h
+            .start(Some(run), "nightly", "nas", "backup", 101.0)
+            .unwrap();
+        h.finish(
+            b,
+            110.0,
+            Outcome::Success,
+            &Finish {
+                files_processed: Some(10),
+                bytes_added: Some(2048),
+                snapshot_id: Some("abcd".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let p = h
+            .start(Some(run), "nightly", "nas", "prune", 111.0)
+            .unwrap();
+        h.finish(
+            p,
+            112.0,
+            Outcome::Failure,
+            &Finish {
+                category: Some(Category::Network),
+                error: Some("gave up".into()),
+                log: Some("the log".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        h.finish(run, 112.0, Outcome::Failure, &Finish::default())
+            .unwrap();
+        let last = h.last("nightly", "backup").unwrap().unwrap();
+        assert_eq!(last.snapshot_id.as_deref(), Some("abcd"));
+        assert_eq!(last.duration(), Some(Duration::from_secs(9)));
+        assert!(h.last_ok_on_repository("nas", "prune").unwrap().is_none());
+        assert_eq!(h.steps(run).unwrap().len(), 2);
+        assert_eq!(h.list(Some("nightly"), 10, false).unwrap().len(), 1);
+        assert_eq!(h.log(p).unwrap().as_deref(), Some("the log"));
+        // A process killed mid-run leaves "running" rows: the next start closes them.
+        h.start(None, "nightly", "nas", "run", 200.0).unwrap();
+        assert_eq!(h.close_abandoned(201.0).unwrap(), 1);
+    }
+}

@@ -1,0 +1,762 @@
+//! One run of a plan: before hooks -> backup -> after hooks -> retention (forget) ->
+//! prune when due -> check when due -> success or failure hooks -> finally hooks, each
+//! step recorded in the history, notifications sent, metrics written.
+//!
+//! Repository work runs as child processes of this same binary (`cairn backup ...`), with
+//! the plan's nice/ionice applied by `nice`/`ionice`, its environment (env-file, password)
+//! given to the child only, and its output captured for the run's log. A child is stopped
+//! with SIGTERM, on which cairn removes its lock files and exits (130/143), so a shutdown
+//! never leaves a lock behind.
+//!
+//! Hook order: `before` hooks run plan first, then each source; the others run sources
+//! first, then the plan (like nested scopes unwinding). A failing `before` hook aborts the
+//! run; `failure` and `finally` hooks still run, even during a shutdown (each within its
+//! timeout).
+
+use crate::config::{CheckPolicy, Config, Event, Ionice, Password, Plan, Repository, When};
+use crate::history::{Category, Finish, History, Outcome};
+use crate::hooks;
+use crate::notify;
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The tag cairn puts on a plan's snapshots; retention only ever looks at these.
+pub fn plan_tag(plan: &str) -> String {
+    format!("plan:{plan}")
+}
+
+pub struct Runner<'a> {
+    pub config: &'a Config,
+    pub history: &'a History,
+    /// This binary, to run repository steps as children.
+    pub exe: PathBuf,
+    /// Set to stop: the running child gets SIGTERM and no new step starts.
+    pub stop: Arc<AtomicBool>,
+    /// The running child's pid, for whoever needs to stop it.
+    pub child: Arc<Mutex<Option<u32>>>,
+    /// Print the log to stderr as it is written.
+    pub echo: bool,
+}
+
+#[derive(Default, Clone)]
+pub struct RunFlags {
+    /// Prune and check now, whatever their schedules say.
+    pub force_prune: bool,
+    pub force_check: bool,
+    /// The clock (tests inject one); `None` is now.
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub run_id: i64,
+    pub outcome: Outcome,
+    pub category: Option<Category>,
+    pub error: Option<String>,
+    pub backup: Finish,
+    pub duration: Duration,
+    pub log: String,
+}
+
+struct Log {
+    text: String,
+    echo: bool,
+}
+
+impl Log {
+    fn line(&mut self, s: impl AsRef<str>) {
+        let s = s.as_ref();
+        let stamped = format!("{} {s}\n", chrono::Local::now().format("%H:%M:%S"));
+        if self.echo {
+            eprint!("{stamped}");
+        }
+        self.text.push_str(&stamped);
+    }
+    fn output(&mut self, prefix: &str, out: &str) {
+        for l in out.lines() {
+            self.line(format!("{prefix}{l}"));
+        }
+    }
+}
+
+/// What a child `cairn` step did.
+struct StepResult {
+    outcome: Outcome,
+    category: Option<Category>,
+    error: Option<String>,
+    stdout: String,
+}
+
+fn ts(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The failure category of a cairn child from its exit code and error report.
+fn classify(code: Option<i32>, kind: Option<&str>, stderr: &str) -> Category {
+    match kind {
+        Some("network") => return Category::Network,
+        Some("auth") | Some("wrong-password") => return Category::Auth,
+        Some("locked") => return Category::Lock,
+        Some("disk-full") => return Category::DiskFull,
+        Some("corrupt") => return Category::CorruptData,
+        _ => {}
+    }
+    match code {
+        Some(11) => return Category::Lock,
+        Some(12) => return Category::Auth,
+        Some(10) => return Category::Config,
+        Some(130) | Some(143) | None => return Category::Interrupted,
+        _ => {}
+    }
+    let s = stderr.to_ascii_lowercase();
+    if s.contains("permission denied") {
+        Category::Permission
+    } else if s.contains("no space left") || s.contains("disk is full") {
+        Category::DiskFull
+    } else if s.contains("does not exist") || s.contains("no such file") {
+        Category::SourceMissing
+    } else {
+        Category::Other
+    }
+}
+
+/// When `when` says a step is due, given its last success.
+pub fn due(when: &When, last_ok: Option<f64>, now: DateTime<Utc>) -> bool {
+    match when {
+        When::Always => true,
+        When::Schedule(s) => {
+            match last_ok.and_then(|t| DateTime::<Utc>::from_timestamp(t as i64, 0)) {
+                None => true,
+                Some(last) => s
+                    .next_after(&last.with_timezone(&chrono::Local))
+                    .is_some_and(|n| n.with_timezone(&Utc) <= now),
+            }
+        }
+    }
+}
+
+impl Runner<'_> {
+    fn now(&self, flags: &RunFlags) -> DateTime<Utc> {
+        flags.now.unwrap_or_else(Utc::now)
+    }
+
+    /// The command line and environment of a cairn child for `repo`.
+    fn command(&self, repo: &Repository, plan: &Plan, args: &[String]) -> Result<Command, String> {
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(n) = plan.nice {
+            argv.extend(["nice".into(), "-n".into(), n.to_string()]);
+        }
+        match plan.ionice {
+            Some(Ionice::Idle) => argv.extend(["ionice".into(), "-c".into(), "3".into()]),
+            Some(Ionice::BestEffort(l)) => argv.extend([
+                "ionice".into(),
+                "-c".into(),
+                "2".into(),
+                "-n".into(),
+                l.to_string(),
+            ]),
+            None => {}
+        }
+        argv.push(self.exe.display().to_string());
+        argv.extend(["-r".into(), repo.url.clone()]);
+        for (k, v) in &repo.options {
+            argv.extend(["-o".into(), format!("{k}={v}")]);
+        }
+        if let Some(l) = plan.limit_upload.or(repo.limit_upload) {
+            argv.extend(["--limit-upload".into(), l.to_string()]);
+        }
+        if let Some(l) = plan.limit_download.or(repo.limit_download) {
+            argv.extend(["--limit-download".into(), l.to_string()]);
+        }
+        if let Some(c) = &repo.cache_dir {
+            argv.extend(["--cache-dir".into(), c.display().to_string()]);
+        }
+        let mut env: Vec<(String, String)> = Vec::new();
+        match &repo.password {
+            Password::File(p) => argv.extend(["--password-file".into(), p.display().to_string()]),
+            Password::Command(c) => argv.extend(["--password-command".into(), c.clone()]),
+            Password::Env(var) => match std::env::var(var) {
+                Ok(v) => env.push(("RESTIC_PASSWORD".into(), v)),
+                Err(_) => {
+                    return Err(format!(
+                        "password-env {var} is not set in cairn's environment (set it, e.g. with systemd's EnvironmentFile=)"
+                    ))
+                }
+            },
+        }
+        argv.extend(["--retry-lock".into(), "5m".into()]);
+        argv.extend(args.iter().cloned());
+        if let Some(f) = &repo.env_file {
+            env.extend(crate::config::read_env_file(f)?);
+        }
+        env.extend(repo.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        for v in [
+            "RESTIC_REPOSITORY",
+            "RESTIC_PASSWORD",
+            "RESTIC_PASSWORD_FILE",
+            "RESTIC_PASSWORD_COMMAND",
+            "CAIRN_PASSWORD",
+            "CAIRN_PASSWORD_FILE",
+            "CAIRN_PASSWORD_COMMAND",
+        ] {
+            c.env_remove(v);
+        }
+        c.envs(env).env("CAIRN_REPORT_ERROR_KIND", "1");
+        Ok(c)
+    }
+
+    /// Runs one cairn child step, recorded as `operation` under `run_id`.
+    fn step(
+        &self,
+        run_id: i64,
+        plan: &Plan,
+        repo: &Repository,
+        operation: &str,
+        args: Vec<String>,
+        log: &mut Log,
+        flags: &RunFlags,
+    ) -> Result<(StepResult, i64)> {
+        let id = self.history.start(
+            Some(run_id),
+            &plan.name,
+            &repo.name,
+            operation,
+            ts(self.now(flags)),
+        )?;
+        log.line(format!("== {operation}"));
+        let r = self.exec(repo, plan, &args, log);
+        let finish = Finish {
+            category: r.category,
+            error: r.error.clone(),
+            ..Default::default()
+        };
+        if operation != "backup" {
+            self.history
+                .finish(id, ts(self.now(flags).max(Utc::now())), r.outcome, &finish)?;
+        }
+        Ok((r, id))
+    }
+
+    fn exec(&self, repo: &Repository, plan: &Plan, args: &[String], log: &mut Log) -> StepResult {
+        let fail = |category, error: String| StepResult {
+            outcome: Outcome::Failure,
+            category: Some(category),
+            error: Some(error),
+            stdout: String::new(),
+        };
+        if self.stop.load(Ordering::Relaxed) {
+            return StepResult {
+                outcome: Outcome::Interrupted,
+                category: Some(Category::Interrupted),
+                error: Some("cairn is shutting down".into()),
+                stdout: String::new(),
+            };
+        }
+        let mut cmd = match self.command(repo, plan, args) {
+            Ok(c) => c,
+            Err(e) => return fail(Category::Config, e),
+        };
+        let mut child = match cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    Category::Other,
+                    format!("cannot start {}: {e}", self.exe.display()),
+                )
+            }
+        };
+        if let Ok(mut c) = self.child.lock() {
+            *c = Some(child.id());
+        }
+        let stderr = child.stderr.take();
+        let echo = self.echo;
+        let err_thread = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            if let Some(e) = stderr {
+                for l in BufReader::new(e).lines().map_while(Result::ok) {
+                    if echo && !l.starts_with("cairn-error-kind:") {
+                        eprintln!("  {l}");
+                    }
+                    lines.push(l);
+                }
+            }
+            lines
+        });
+        let mut stdout = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = o.read_to_string(&mut stdout);
+        }
+        let status = child.wait();
+        if let Ok(mut c) = self.child.lock() {
+            *c = None;
+        }
+        let err_lines = err_thread.join().unwrap_or_default();
+        let kind = err_lines
+            .iter()
+            .find_map(|l| l.strip_prefix("cairn-error-kind: "))
+            .map(str::to_string);
+        let err_text: Vec<&String> = err_lines
+            .iter()
+            .filter(|l| !l.starts_with("cairn-error-kind:"))
+            .collect();
+        for l in &err_text {
+            log.text.push_str(&format!("  {l}\n"));
+        }
+        let shown_stdout = stdout
+            .lines()
+            .filter(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !shown_stdout.is_empty() {
+            for l in shown_stdout.lines() {
+                log.text.push_str(&format!("  {l}\n"));
+                if self.echo {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+        let code = match status {
+            Ok(s) => s.code(),
+            Err(e) => return fail(Category::Other, format!("waiting for cairn: {e}")),
+        };
+        let last_error = err_text
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("Fatal:") || l.starts_with("error") || l.starts_with("Warning"))
+            .or(err_text.last())
+            .map(|l| l.trim_start_matches("Fatal: ").to_string());
+        match code {
+            Some(0) => StepResult {
+                outcome: Outcome::Success,
+                category: None,
+                error: None,
+                stdout,
+            },
+            Some(3) => StepResult {
+                outcome: Outcome::Warning,
+                category: Some(Category::Permission),
+                error: last_error,
+                stdout,
+            },
+            _ => {
+                let category = classify(
+                    code,
+                    kind.as_deref(),
+                    &err_text
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+                StepResult {
+                    outcome: if category == Category::Interrupted {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::Failure
+                    },
+                    category: Some(category),
+                    error: Some(last_error.unwrap_or_else(|| match code {
+                        Some(c) => format!("cairn exited with status {c}"),
+                        None => "cairn was killed by a signal".into(),
+                    })),
+                    stdout,
+                }
+            }
+        }
+    }
+
+    /// Runs every hook of one kind; returns the first failure.
+    fn hooks(
+        &self,
+        plan: &Plan,
+        kind: &str,
+        env: &[(String, String)],
+        log: &mut Log,
+        stoppable: bool,
+    ) -> Option<String> {
+        let never = AtomicBool::new(false);
+        let stop: &AtomicBool = if stoppable { &self.stop } else { &never };
+        let mut scopes: Vec<&(String, crate::config::Hooks)> = plan.hooks.iter().collect();
+        if kind != "before" {
+            scopes.reverse();
+        }
+        let mut first_error = None;
+        for (scope, h) in scopes {
+            let cmds = match kind {
+                "before" => &h.before,
+                "after" => &h.after,
+                "success" => &h.success,
+                "failure" => &h.failure,
+                _ => &h.finally,
+            };
+            for cmd in cmds {
+                log.line(format!("== {kind} hook ({scope}): {cmd}"));
+                let mut env = env.to_vec();
+                env.push(("CAIRN_HOOK".into(), kind.into()));
+                if let Some(src) = scope.strip_prefix("source ") {
+                    env.push(("CAIRN_SOURCE".into(), src.into()));
+                }
+                let o = hooks::run(cmd, &env, h.timeout, stop);
+                log.output("  ", &o.output);
+                if let Some(e) = &o.error {
+                    log.line(format!("   {kind} hook failed: {e}"));
+                    if first_error.is_none() {
+                        first_error = Some(format!("{kind} hook ({scope}) `{cmd}` {e}"));
+                    }
+                    if kind == "before" {
+                        return first_error;
+                    }
+                }
+            }
+        }
+        first_error
+    }
+
+    /// Runs the plan once.
+    pub fn run(&self, plan: &Plan, flags: &RunFlags) -> Result<Report> {
+        let repo = self
+            .config
+            .repositories
+            .get(&plan.repository)
+            .ok_or_else(|| {
+                anyhow::anyhow!("plan {}: unknown repository {}", plan.name, plan.repository)
+            })?;
+        let started = Instant::now();
+        let t0 = self.now(flags);
+        let host = plan.host.clone().unwrap_or_else(hostname);
+        let run_id = self
+            .history
+            .start(None, &plan.name, &repo.name, "run", ts(t0))?;
+        let mut log = Log {
+            text: String::new(),
+            echo: self.echo,
+        };
+        log.line(format!(
+            "cairn run {}: {} path(s) into repository {}",
+            plan.name,
+            plan.paths.len(),
+            repo.name
+        ));
+        let message = |event: &str,
+                       outcome: Option<Outcome>,
+                       category: Option<Category>,
+                       error: &Option<String>,
+                       b: &Finish,
+                       log: &str| notify::Message {
+            plan: plan.name.clone(),
+            host: host.clone(),
+            event: event.into(),
+            result: outcome.map(|o| o.as_str().to_string()),
+            error_category: category.map(|c| c.as_str().to_string()),
+            error: error.clone(),
+            snapshot_id: b.snapshot_id.clone(),
+            duration_seconds: outcome.map(|_| started.elapsed().as_secs_f64()),
+            bytes_added: b.bytes_added,
+            files_processed: b.files_processed,
+            time: Utc::now().to_rfc3339(),
+            log_tail: log.to_string(),
+        };
+        for p in notify::send(
+            &plan.notify,
+            Event::Start,
+            &message("start", None, None, &None, &Finish::default(), ""),
+        ) {
+            log.line(format!("notification failed: {p}"));
+        }
+        let mut env: Vec<(String, String)> = vec![
+            ("CAIRN_PLAN".into(), plan.name.clone()),
+            ("CAIRN_REPOSITORY".into(), repo.name.clone()),
+            ("CAIRN_HOST".into(), host.clone()),
+        ];
+        let mut failure: Option<(Category, String)> = None;
+        let mut warning: Option<String> = None;
+        let mut backup = Finish::default();
+
+        if let Some(e) = self.hooks(plan, "before", &env, &mut log, true) {
+            failure = Some((Category::HookFailed, e));
+        }
+        if failure.is_none() {
+            let missing: Vec<String> = plan
+                .paths
+                .iter()
+                .filter(|p| std::fs::symlink_metadata(p).is_err())
+                .map(|p| p.display().to_string())
+                .collect();
+            if !missing.is_empty() {
+                failure = Some((Category::SourceMissing, format!("source path(s) missing: {} (is the service installed and its disk mounted?)", missing.join(", "))));
+            }
+        }
+        let mut backup_ran = false;
+        if failure.is_none() {
+            backup_ran = true;
+            let mut args: Vec<String> = vec![
+                "backup".into(),
+                "--json".into(),
+                "--tag".into(),
+                plan_tag(&plan.name),
+            ];
+            for t in &plan.tags {
+                args.extend(["--tag".into(), t.clone()]);
+            }
+            args.extend(["--host".into(), host.clone()]);
+            args.extend(plan.filter.args());
+            args.push("--".into());
+            args.extend(plan.paths.iter().map(|p| p.display().to_string()));
+            let (r, id) = self.step(run_id, plan, repo, "backup", args, &mut log, flags)?;
+            if let Some(summary) = r
+                .stdout
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            {
+                let n = |k: &str| summary.get(k).and_then(|v| v.as_u64());
+                backup.files_processed = n("total_files_processed");
+                backup.bytes_processed = n("total_bytes_processed");
+                backup.files_added = n("files_new").map(|f| f + n("files_changed").unwrap_or(0));
+                backup.bytes_added = n("data_added");
+                backup.snapshot_id = summary
+                    .get("snapshot_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+            }
+            backup.category = r.category;
+            backup.error = r.error.clone();
+            self.history
+                .finish(id, ts(self.now(flags).max(Utc::now())), r.outcome, &backup)?;
+            match r.outcome {
+                Outcome::Success => {}
+                Outcome::Warning => warning = r.error.clone(),
+                _ => {
+                    failure = Some((
+                        r.category.unwrap_or(Category::Other),
+                        r.error.unwrap_or_default(),
+                    ))
+                }
+            }
+            if let Some(id) = &backup.snapshot_id {
+                log.line(format!("snapshot {} saved", &id[..id.len().min(8)]));
+                env.push(("CAIRN_SNAPSHOT_ID".into(), id.clone()));
+            }
+        }
+        if backup_ran {
+            if let Some(e) = self.hooks(plan, "after", &env, &mut log, true) {
+                failure.get_or_insert((Category::HookFailed, e));
+            }
+        }
+        if failure.is_none() {
+            if let Some(ret) = &plan.retention {
+                let mut args = vec!["forget".into(), "--tag".into(), plan_tag(&plan.name)];
+                args.extend(ret.args());
+                let (r, _) = self.step(run_id, plan, repo, "forget", args, &mut log, flags)?;
+                if !r.outcome.ok() {
+                    failure = Some((
+                        r.category.unwrap_or(Category::Other),
+                        r.error.unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        if failure.is_none() {
+            if let Some(when) = &plan.prune {
+                let last = self
+                    .history
+                    .last_ok_on_repository(&repo.name, "prune")?
+                    .map(|r| r.started);
+                if flags.force_prune || due(when, last, self.now(flags)) {
+                    let (r, _) = self.step(
+                        run_id,
+                        plan,
+                        repo,
+                        "prune",
+                        vec!["prune".into()],
+                        &mut log,
+                        flags,
+                    )?;
+                    if !r.outcome.ok() {
+                        failure = Some((
+                            r.category.unwrap_or(Category::Other),
+                            r.error.unwrap_or_default(),
+                        ));
+                    }
+                } else {
+                    log.line("prune not due");
+                }
+            }
+        }
+        if failure.is_none() {
+            if let Some(CheckPolicy { when, read_data }) = &plan.check {
+                let last = self
+                    .history
+                    .last_ok_on_repository(&repo.name, "check")?
+                    .map(|r| r.started);
+                if flags.force_check || due(when, last, self.now(flags)) {
+                    let mut args = vec!["check".to_string()];
+                    match read_data.as_deref() {
+                        Some("all") => args.push("--read-data".into()),
+                        Some(s) => args.push(format!("--read-data-subset={s}")),
+                        None => {}
+                    }
+                    let (r, _) = self.step(run_id, plan, repo, "check", args, &mut log, flags)?;
+                    if !r.outcome.ok() {
+                        failure = Some((
+                            r.category.unwrap_or(Category::Other),
+                            r.error.unwrap_or_default(),
+                        ));
+                    }
+                } else {
+                    log.line("check not due");
+                }
+            }
+        }
+        let interrupted = self.stop.load(Ordering::Relaxed)
+            || failure
+                .as_ref()
+                .is_some_and(|f| f.0 == Category::Interrupted);
+        let outcome = match (&failure, &warning) {
+            _ if interrupted => Outcome::Interrupted,
+            (Some(_), _) => Outcome::Failure,
+            (None, Some(_)) => Outcome::Warning,
+            (None, None) => Outcome::Success,
+        };
+        env.push(("CAIRN_RESULT".into(), outcome.as_str().into()));
+        if let Some((cat, err)) = &failure {
+            env.push(("CAIRN_ERROR".into(), err.clone()));
+            env.push(("CAIRN_ERROR_CATEGORY".into(), cat.as_str().into()));
+        }
+        let kind = if outcome.ok() { "success" } else { "failure" };
+        if let Some(e) = self.hooks(plan, kind, &env, &mut log, false) {
+            failure.get_or_insert((Category::HookFailed, e));
+        }
+        if let Some(e) = self.hooks(plan, "finally", &env, &mut log, false) {
+            failure.get_or_insert((Category::HookFailed, e));
+        }
+        // A success or finally hook that failed turns a success into a failure.
+        let outcome = if outcome.ok() && failure.is_some() {
+            Outcome::Failure
+        } else {
+            outcome
+        };
+        let (category, error) = match &failure {
+            Some((c, e)) => (Some(*c), Some(e.clone())),
+            None => (None, warning.clone()),
+        };
+        match &error {
+            Some(e) if !outcome.ok() => log.line(format!(
+                "run {}: {} ({})",
+                outcome.as_str(),
+                e,
+                category.map(|c| c.as_str()).unwrap_or("other")
+            )),
+            _ => log.line(format!(
+                "run {} in {:.1}s",
+                outcome.as_str(),
+                started.elapsed().as_secs_f64()
+            )),
+        }
+        let event = if outcome.ok() {
+            Event::Success
+        } else {
+            Event::Failure
+        };
+        for p in notify::send(
+            &plan.notify,
+            event,
+            &message(kind, Some(outcome), category, &error, &backup, &log.text),
+        ) {
+            log.line(format!("notification failed: {p}"));
+        }
+        let run_finish = Finish {
+            category,
+            error: error.clone(),
+            log: Some(log.text.clone()),
+            ..backup.clone()
+        };
+        self.history.finish(
+            run_id,
+            ts(self.now(flags).max(Utc::now())),
+            outcome,
+            &run_finish,
+        )?;
+        if let Some(tf) = &self.config.settings.metrics_textfile {
+            match crate::metrics::render(self.config, self.history, ts(Utc::now())) {
+                Ok(text) => {
+                    if let Err(e) = crate::metrics::write_textfile(tf, &text) {
+                        eprintln!("warning: metrics textfile: {e:#}");
+                    }
+                }
+                Err(e) => eprintln!("warning: metrics: {e:#}"),
+            }
+        }
+        Ok(Report {
+            run_id,
+            outcome,
+            category,
+            error,
+            backup,
+            duration: started.elapsed(),
+            log: log.text,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn prune_and_check_come_due_by_their_schedule() {
+        let weekly = When::Schedule(Schedule::parse("weekly").unwrap());
+        assert!(due(&weekly, None, t("2026-11-28T03:00:00Z")));
+        assert!(due(&When::Always, Some(0.0), t("2026-11-28T03:00:00Z")));
+        // Last pruned on Monday 2026-11-23 12:00 UTC: due again from the next Monday.
+        let last = t("2026-11-23T12:00:00Z").timestamp() as f64;
+        let local_next = Schedule::parse("weekly")
+            .unwrap()
+            .next_after(&t("2026-11-23T12:00:00Z").with_timezone(&chrono::Local))
+            .unwrap();
+        assert!(!due(
+            &weekly,
+            Some(last),
+            local_next.with_timezone(&Utc) - chrono::Duration::minutes(1)
+        ));
+        assert!(due(&weekly, Some(last), local_next.with_timezone(&Utc)));
+    }
+
+    #[test]
+    fn failures_are_categorised() {
+        assert_eq!(classify(Some(1), Some("network"), ""), Category::Network);
+        assert_eq!(classify(Some(12), None, ""), Category::Auth);
+        assert_eq!(classify(Some(11), None, ""), Category::Lock);
+        assert_eq!(classify(None, None, ""), Category::Interrupted);
+        assert_eq!(
+            classify(Some(1), None, "open /x: Permission denied"),
+            Category::Permission
+        );
+        assert_eq!(classify(Some(1), Some("disk-full"), ""), Category::DiskFull);
+    }
+}

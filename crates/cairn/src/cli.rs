@@ -196,6 +196,10 @@ pub enum Command {
     Status(plan::StatusArgs),
     /// Past runs of plans, with their steps and logs
     History(plan::HistoryArgs),
+    /// Run plans on their schedules (with /metrics if configured), until stopped
+    Daemon(plan::DaemonArgs),
+    /// Write systemd units (a .service and a .timer per scheduled plan)
+    Systemd(plan::SystemdArgs),
 }
 
 /// An error with the exit code it should produce.
@@ -213,7 +217,12 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let plans = matches!(
         cli.command,
-        Command::Config(_) | Command::Run(_) | Command::Status(_) | Command::History(_)
+        Command::Config(_)
+            | Command::Run(_)
+            | Command::Status(_)
+            | Command::History(_)
+            | Command::Daemon(_)
+            | Command::Systemd(_)
     );
     if !plans {
         if let Err(e) = signals::release_locks_on_stop() {
@@ -244,6 +253,8 @@ pub fn run() -> ExitCode {
         Command::Run(a) => plan::run(&cli.global, a),
         Command::Status(a) => plan::status(&cli.global, a),
         Command::History(a) => plan::history(&cli.global, a),
+        Command::Daemon(a) => plan::daemon(&cli.global, a),
+        Command::Systemd(a) => plan::systemd(&cli.global, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

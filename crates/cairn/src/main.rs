@@ -5,12 +5,14 @@
 
 mod cli;
 mod config;
+mod daemon;
 mod history;
 mod hooks;
 mod metrics;
 mod notify;
 mod run;
 mod schedule;
+mod systemd;
 
 use std::process::ExitCode;
 

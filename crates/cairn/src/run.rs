@@ -221,6 +221,7 @@ impl Runner<'_> {
     }
 
     /// Runs one cairn child step, recorded as `operation` under `run_id`.
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
         run_id: i64,
@@ -418,7 +419,8 @@ impl Runner<'_> {
                 }
                 let o = hooks::run(cmd, &env, h.timeout, stop);
                 log.output("  ", &o.output);
-                if let Some(e) = &o.error {
+                if !o.ok {
+                    let e = o.error.as_deref().unwrap_or("failed");
                     log.line(format!("   {kind} hook failed: {e}"));
                     if first_error.is_none() {
                         first_error = Some(format!("{kind} hook ({scope}) `{cmd}` {e}"));

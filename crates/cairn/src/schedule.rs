@@ -7,7 +7,7 @@
 //! day-of-month and day-of-week match either). Times are local, with minute precision.
 //! The clock is passed in, never read here, so the scheduler is tested with any time.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone};
 use serde::Serialize;
 
 /// A set of allowed values of one field, as a bit mask (values 0..64).
@@ -246,6 +246,61 @@ impl Schedule {
         Ok(s)
     }
 
+    /// The same schedule as systemd `OnCalendar=` lines (one, or two for cron's
+    /// day-of-month-or-weekday rule).
+    pub fn to_systemd(&self) -> Vec<String> {
+        fn list(set: Set, lo: u32, hi: u32, width: usize) -> String {
+            if set == Set::all(lo, hi) {
+                return "*".into();
+            }
+            (lo..=hi)
+                .filter(|v| set.has(*v))
+                .map(|v| format!("{v:0width$}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        let weekdays = |set: Set| -> String {
+            if set == Set::all(0, 6) {
+                return String::new();
+            }
+            let days: Vec<&str> = (0..7)
+                .filter(|d| set.has(*d))
+                .map(|d| names[d as usize])
+                .collect();
+            format!("{} ", days.join(","))
+        };
+        let years = match &self.years {
+            Some(y) => y
+                .iter()
+                .map(|y| y.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            None => "*".into(),
+        };
+        let time = format!(
+            "{}:{}:00",
+            list(self.hours, 0, 23, 2),
+            list(self.minutes, 0, 59, 2)
+        );
+        let line = |wd: Set, days: Set| {
+            format!(
+                "{}{years}-{}-{} {time}",
+                weekdays(wd),
+                list(self.months, 1, 12, 2),
+                list(days, 1, 31, 2)
+            )
+        };
+        if self.either_day {
+            vec![
+                line(Set::all(0, 6), self.days),
+                line(self.weekdays, Set::all(1, 31)),
+            ]
+        } else {
+            vec![line(self.weekdays, self.days)]
+        }
+    }
+
     fn day_matches(&self, d: NaiveDate) -> bool {
         if let Some(years) = &self.years {
             if !years.contains(&d.year()) {
@@ -294,44 +349,6 @@ impl Schedule {
             }
             day = day.succ_opt()?;
         }
-        None
-    }
-
-    /// The last time at or before `at` that this schedule matched, if within `horizon`.
-    pub fn last_at_or_before<Tz: TimeZone>(
-        &self,
-        at: &DateTime<Tz>,
-        horizon: Duration,
-    ) -> Option<DateTime<Tz>> {
-        let tz = at.timezone();
-        let local = at.naive_local();
-        let start = local - horizon;
-        let mut day = local.date();
-        while day >= start.date() {
-            if self.day_matches(day) {
-                for h in (0..24).rev() {
-                    if !self.hours.has(h) {
-                        continue;
-                    }
-                    for m in (0..60).rev() {
-                        if !self.minutes.has(m) {
-                            continue;
-                        }
-                        let Some(t) = day.and_hms_opt(h, m, 0) else {
-                            continue;
-                        };
-                        if t > local || t < start {
-                            continue;
-                        }
-                        if let Some(dt) = tz.from_local_datetime(&t).earliest() {
-                            return Some(dt);
-                        }
-                    }
-                }
-            }
-            day = day.pred_opt()?;
-        }
-        let _ = local.second();
         None
     }
 }
@@ -466,17 +483,5 @@ mod tests {
             let err = Schedule::parse(e).unwrap_err();
             assert!(err.contains(want), "{e:?}: {err}");
         }
-    }
-
-    #[test]
-    fn last_occurrence_for_catch_up() {
-        let s = Schedule::parse("03:00").unwrap();
-        let last = s
-            .last_at_or_before(&at("2026-11-28T10:00:00Z"), Duration::days(2))
-            .unwrap();
-        assert_eq!(last.to_rfc3339(), "2026-11-28T03:00:00+00:00");
-        assert!(s
-            .last_at_or_before(&at("2026-11-28T02:00:00Z"), Duration::hours(1))
-            .is_none());
     }
 }

@@ -44,6 +44,81 @@ pub struct HistoryArgs {
     pub log: Option<i64>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {}
+
+#[derive(clap::Args, Debug)]
+pub struct SystemdArgs {
+    #[command(subcommand)]
+    pub cmd: SystemdCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SystemdCmd {
+    /// Write cairn-PLAN.service and cairn-PLAN.timer for every plan with a schedule
+    Generate {
+        /// Where to write the units
+        #[arg(long, default_value = "/etc/systemd/system")]
+        dir: std::path::PathBuf,
+    },
+}
+
+pub fn daemon(g: &GlobalOpts, _a: &DaemonArgs) -> Result<u8> {
+    let c = super::config::load(g, false)?;
+    crate::daemon::run(c)?;
+    Ok(0)
+}
+
+pub fn systemd(g: &GlobalOpts, a: &SystemdArgs) -> Result<u8> {
+    let SystemdCmd::Generate { dir } = &a.cmd;
+    let c = super::config::load(g, true)?;
+    let exe = std::env::current_exe().context("cannot find the cairn executable")?;
+    let config_path = std::path::absolute(g.config_path())?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = Vec::new();
+    for p in c.plans.values() {
+        let Some(timer) = crate::systemd::timer(p) else {
+            eprintln!(
+                "plan {}: no schedule, no timer (run it with `cairn run {}`)",
+                p.name, p.name
+            );
+            continue;
+        };
+        let name = crate::systemd::unit_name(&p.name);
+        for (ext, text) in [
+            (
+                "service",
+                crate::systemd::service(&c, p, &exe, &config_path),
+            ),
+            ("timer", timer),
+        ] {
+            let path = dir.join(format!("{name}.{ext}"));
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            written.push(path);
+        }
+    }
+    if g.json {
+        super::print_json(&written)?;
+    } else {
+        for w in &written {
+            println!("wrote {}", w.display());
+        }
+        if !written.is_empty() {
+            println!(
+                "now: systemctl daemon-reload && systemctl enable --now {}",
+                c.plans
+                    .values()
+                    .filter(|p| p.schedule.is_some())
+                    .map(|p| format!("{}.timer", crate::systemd::unit_name(&p.name)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+    Ok(0)
+}
+
 pub fn open_history(c: &Config) -> Result<History> {
     History::open(&c.settings.state_dir)
 }
@@ -81,12 +156,29 @@ pub fn run(g: &GlobalOpts, a: &RunArgs) -> Result<u8> {
     // Ctrl-C or SIGTERM: the child cairn gets it too and removes its lock; we stop
     // starting steps and still run the failure and finally hooks.
     super::signals::flag_on_stop(stop.clone())?;
+    let child: Arc<Mutex<Option<u32>>> = Arc::new(Mutex::new(None));
+    {
+        // Pass a stop on to the running child (under systemd's KillMode=mixed only we
+        // get the SIGTERM); it removes its lock and exits.
+        let (stop, child) = (stop.clone(), child.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            if let Some(pid) = child.lock().ok().and_then(|c| *c) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        });
+    }
     let runner = Runner {
         config: &c,
         history: &history,
         exe: std::env::current_exe().context("cannot find the cairn executable")?,
         stop,
-        child: Arc::new(Mutex::new(None)),
+        child,
         echo: !g.quiet,
     };
     let flags = RunFlags {
@@ -119,6 +211,7 @@ pub fn run(g: &GlobalOpts, a: &RunArgs) -> Result<u8> {
                 "bytes_processed": r.backup.bytes_processed,
                 "bytes_added": r.backup.bytes_added,
                 "duration_seconds": r.duration.as_secs_f64(),
+                "log": r.log,
             }));
         }
         if matches!(r.outcome, Outcome::Interrupted) {

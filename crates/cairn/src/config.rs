@@ -432,19 +432,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 // ---- suggestions ---------------------------------------------------------------------------
 
+/// Edit distance counting a swap of two neighbours as one edit (typos are often swaps).
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j - 1] + cost)
+                .min(d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
@@ -765,6 +775,22 @@ impl<'a> Validator<'a> {
         self.problems.push(d);
     }
 
+    /// Like `error`, with the value hidden in the printed line: it is a secret.
+    fn error_secret<T>(
+        &mut self,
+        file: usize,
+        at: &Spanned<T>,
+        msg: impl Into<String>,
+        help: Option<String>,
+    ) {
+        let mut d = self.texts[file].at(at.span().start, msg, help);
+        if let Some(line) = &d.snippet {
+            let keep: String = line.chars().take(d.column.saturating_sub(1)).collect();
+            d.snippet = Some(format!("{keep}<redacted>"));
+        }
+        self.problems.push(d);
+    }
+
     fn warn<T>(
         &mut self,
         file: usize,
@@ -994,7 +1020,7 @@ impl<'a> Validator<'a> {
             self.error(f, &r.url, format!("repository `{name}`: {url:?} is neither an absolute path nor a known repository type"), Some(help));
         }
         if has_url_password(&url) {
-            self.error(
+            self.error_secret(
                 f,
                 &r.url,
                 format!("repository `{name}`: inline secret in the url"),
@@ -1002,7 +1028,7 @@ impl<'a> Validator<'a> {
             );
         }
         if let Some(p) = &r.password {
-            self.error(
+            self.error_secret(
                 f,
                 p,
                 format!("repository `{name}`: inline secret `password`"),
@@ -1065,7 +1091,7 @@ impl<'a> Validator<'a> {
         let mut env = BTreeMap::new();
         for (k, v) in &r.env {
             if looks_secret(k) {
-                self.error(
+                self.error_secret(
                     f,
                     v,
                     format!("repository `{name}`: inline secret `env.{k}`"),
@@ -1747,5 +1773,57 @@ mod tests {
         assert!(looks_secret("B2_ACCOUNT_KEY"));
         assert!(!looks_secret("AWS_ACCESS_KEY_ID"));
         assert!(!looks_secret("AWS_DEFAULT_REGION"));
+    }
+
+    const SAMPLE: &str = "include = [\"conf.d\"]\n[settings]\nstate-dir = \"/var/lib/cairn\"\n\
+        [repositories.nas]\nurl = \"sftp:nas:/srv\"\npassword-command = \"cat /pw\"\n\
+        [sources.hass]\npaths = [\"/var/lib/hass\"]\nexclude = [\"*.log\"]\n\
+        [plans.nightly]\nrepository = \"nas\"\nsources = [\"*\"]\nschedule = \"Mon..Fri 02:30\"\n\
+        retention = { keep-daily = 7, keep-within = \"1y\" }\ncheck = { read-data-subset = \"5%\" }\n\
+        hooks = { before = [\"true\"], timeout = \"5m\" }\nmax-age = \"26h\"\n";
+
+    fn load_text(text: &[u8]) -> Result<(Config, Vec<Diagnostic>), Problems> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cairn.toml");
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        std::fs::write(&path, text).unwrap();
+        load(&path, LoadOptions { offline: true })
+    }
+
+    #[test]
+    fn the_sample_is_valid() {
+        let (c, _) = load_text(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(c.plans["nightly"].paths, [PathBuf::from("/var/lib/hass")]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Fuzzing the parser: any edit of a valid config (bytes replaced, removed,
+        /// inserted) gives a config or precise problems, never a panic.
+        #[test]
+        fn mutated_configs_never_panic(edits in proptest::collection::vec((0usize..2000, 0u8..=255, 0u8..3), 1..8)) {
+            let mut text = SAMPLE.as_bytes().to_vec();
+            for (pos, byte, op) in edits {
+                let at = pos % (text.len() + 1);
+                match op {
+                    0 if at < text.len() => text[at] = byte,
+                    1 if at < text.len() => { text.remove(at); }
+                    _ => text.insert(at, byte),
+                }
+            }
+            if let Err(p) = load_text(&text) {
+                proptest::prop_assert!(!p.0.is_empty());
+                for d in &p.0 {
+                    proptest::prop_assert!(!d.message.is_empty());
+                    let _ = d.to_string();
+                }
+            }
+        }
+
+        /// Arbitrary text, too.
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = load_text(text.as_bytes());
+        }
     }
 }

@@ -9,6 +9,7 @@ mod forget;
 mod interop;
 mod lifecycle;
 mod peers;
+mod plans;
 mod remote;
 mod repair;
 mod usage;

@@ -612,21 +612,6 @@ fn garage_cluster_survives_losing_a_node() {
 
 // ---- the local cache of a remote repository ---------------------------------------------
 
-/// Files below `dir`, recursively (relative paths).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.path().is_dir() {
-                out.extend(files_under(&e.path()));
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 /// The cache holds snapshots, index and tree packs, is really used (a tree pack damaged on
 /// the server is still read intact from it), is bypassed by `--no-cache` and by `check`
 /// (which must see the damage), forgets what restic deletes, and survives damage to itself.

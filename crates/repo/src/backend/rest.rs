@@ -28,7 +28,16 @@ impl RestBackend {
             )));
         }
         let (base, creds) = split_userinfo(url);
-        let auth = creds.map(|(u, p)| {
+        // Like restic 0.16+: credentials may come from the environment instead of the URL
+        // (so they stay out of configs and process listings); the URL wins if it has them.
+        let env_creds = match (
+            std::env::var("RESTIC_REST_USERNAME"),
+            std::env::var("RESTIC_REST_PASSWORD"),
+        ) {
+            (Ok(u), Ok(p)) if !u.is_empty() => Some((u, p)),
+            _ => None,
+        };
+        let auth = creds.or(env_creds).map(|(u, p)| {
             format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))

@@ -41,7 +41,9 @@ fn config_check_reports_each_problem_with_file_line_column_and_a_fix() {
         pw.display()
     );
     let plan = "[plans.nightly]\nrepository = \"nas\"\npaths = [\"/etc\"]\n";
-    let cases: Vec<(&str, Vec<(&str, String)>, &str, usize, usize)> = vec![
+    // (name, files, what the error says, line, column)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str, usize, usize);
+    let cases: Vec<Case> = vec![
         ("typo", vec![("cairn.toml", format!("{repo}{plan}retension = {{ keep-daily = 7 }}\n"))],
             "unknown key `retension`, did you mean `retention`?", 7, 1),
         ("wrong type", vec![("cairn.toml", format!("{repo}{plan}retention = {{ keep-daily = \"seven\" }}\n"))],
@@ -439,10 +441,13 @@ fn a_missing_source_fails_with_its_category() {
 
 // ---- notifications ------------------------------------------------------------------------
 
-/// A local HTTP receiver recording (method, path, headers, body) of every request.
+/// One request: method, path, headers, body.
+type Request = (String, String, String, String);
+
+/// A local HTTP receiver recording every request.
 struct Receiver {
     port: u16,
-    got: Arc<Mutex<Vec<(String, String, String, String)>>>,
+    got: Arc<Mutex<Vec<Request>>>,
 }
 
 impl Receiver {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A first run of cairn on an embedded default: builds cairn, creates a local repository
-# and sample data, backs it up twice (the second run reuses everything), lists snapshots,
-# restores and checks. Everything lives under ${CAIRN_DEMO_DIR:-/tmp/cairn-demo}.
+# A first run of cairn on an embedded default: builds cairn, creates a local repository,
+# sample data and a sample plan (cairn.toml plus a conf.d/ fragment per "service"), runs
+# the plan (hooks, backup, retention, prune, check), shows status and history, then uses
+# the restic-style commands on the same repository: snapshots, restore, ls, diff, check.
+# Everything lives under ${CAIRN_DEMO_DIR:-/tmp/cairn-demo}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1; then
@@ -13,23 +15,59 @@ fi
 cargo build --release -q
 cairn="$PWD/target/release/cairn"
 demo=${CAIRN_DEMO_DIR:-/tmp/cairn-demo}
-rm -rf "$demo"; mkdir -p "$demo/data/etc" "$demo/data/db"
+rm -rf "$demo"; mkdir -p "$demo/data/etc" "$demo/data/db" "$demo/conf.d"
 echo "demo-password" > "$demo/password"
 export RESTIC_REPOSITORY="$demo/repo" RESTIC_PASSWORD_FILE="$demo/password"
 for i in $(seq 1 200); do echo "setting $i = $RANDOM" > "$demo/data/etc/conf$i.ini"; done
+echo "old" > "$demo/data/etc/conf1.ini.bak"
 head -c 20000000 /dev/urandom > "$demo/data/db/blob.bin"
+
+# The sample plan (see examples/ for real users' setups).
+cat > "$demo/cairn.toml" <<EOF
+[settings]
+state-dir = "$demo/state"
+metrics = { textfile = "$demo/metrics/cairn.prom" }
+
+[repositories.local]
+url = "$demo/repo"
+password-file = "$demo/password"
+
+[plans.nightly]
+repository = "local"
+sources = ["*"]
+schedule = "03:00"
+retention = { keep-last = 5, keep-daily = 7, keep-weekly = 4, keep-monthly = 6 }
+check = { schedule = "weekly", read-data-subset = "10%" }
+max-age = "26h"
+hooks = { before = ["echo preparing \$CAIRN_PLAN"], finally = ["echo \$CAIRN_PLAN: \$CAIRN_RESULT \$CAIRN_SNAPSHOT_ID"] }
+EOF
+cat > "$demo/conf.d/etc.toml" <<EOF
+[sources.etc]
+paths = ["$demo/data/etc"]
+exclude = ["*.bak"]
+EOF
+cat > "$demo/conf.d/db.toml" <<EOF
+[sources.db]
+paths = ["$demo/data/db"]
+EOF
+export CAIRN_CONFIG="$demo/cairn.toml"
+
 set -x
+"$cairn" config check
 "$cairn" init
-"$cairn" backup "$demo/data" --tag demo
-first=$("$cairn" backup "$demo/data" --tag demo --json | sed -n 's/.*"snapshot_id": *"\([0-9a-f]*\)".*/\1/p')
+"$cairn" run nightly
+first=$("$cairn" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+echo "setting 1 = changed" > "$demo/data/etc/conf1.ini"
+"$cairn" run nightly
+"$cairn" status
+"$cairn" history --steps
 "$cairn" snapshots
 "$cairn" restore latest --target "$demo/restore" --verify
-diff -r "$demo/data" "$demo/restore$demo/data"
+diff -r --exclude='*.bak' "$demo/data" "$demo/restore$demo/data"
 "$cairn" ls latest "$demo/data/db" --long
-echo "setting 1 = changed" > "$demo/data/etc/conf1.ini"
-"$cairn" backup "$demo/data" --tag demo
 "$cairn" diff "$first" latest
-"$cairn" forget --keep-last 2 --prune
 "$cairn" check --read-data
+cat "$demo/metrics/cairn.prom" | head -5
 set +x
-echo "demo OK: repository at $demo/repo (readable by restic with the same password)"
+echo "demo OK: repository at $demo/repo (readable by restic with the same password),"
+echo "plan config at $demo/cairn.toml; try: CAIRN_CONFIG=$demo/cairn.toml $cairn status"

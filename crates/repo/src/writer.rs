@@ -334,6 +334,24 @@ fn compress<'a>(
         });
     }
     let c = slot.as_mut()?;
+    // `auto`: skip chunks that will not compress (media, archives, encrypted files), judged
+    // by two 16 KiB samples. Compressing them costs as much CPU as the rest of the pipeline
+    // and, like restic, we would store them uncompressed anyway. `max` tries everything.
+    const SAMPLE: usize = 16 * 1024;
+    if level < 10 && data.len() >= 8 * SAMPLE {
+        let mid = data.len() / 2;
+        let mut incompressible = |s: &[u8]| {
+            c.out.clear();
+            c.out.reserve(zstd::zstd_safe::compress_bound(s.len()));
+            c.ctx
+                .compress_to_buffer(s, &mut c.out)
+                .map(|n| n * 100 >= s.len() * 98)
+                .unwrap_or(false)
+        };
+        if incompressible(&data[..SAMPLE]) && incompressible(&data[mid..mid + SAMPLE]) {
+            return None;
+        }
+    }
     c.out.clear();
     c.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
     let n = c.ctx.compress_to_buffer(data, &mut c.out).ok()?;

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod browse;
+mod examples;
 mod forget;
 mod interop;
 mod lifecycle;

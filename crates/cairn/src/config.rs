@@ -286,6 +286,13 @@ pub struct CheckPolicy {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
+pub struct RestoreTestPolicy {
+    pub when: When,
+    pub files: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Hooks {
     pub before: Vec<String>,
     pub after: Vec<String>,
@@ -360,6 +367,9 @@ pub struct Plan {
     /// When to prune (only with a retention policy).
     pub prune: Option<When>,
     pub check: Option<CheckPolicy>,
+    /// Repositories that get a copy of the plan's snapshots after each backup.
+    pub copy_to: Vec<String>,
+    pub restore_test: Option<RestoreTestPolicy>,
     pub tags: Vec<String>,
     pub host: Option<String>,
     pub nice: Option<i32>,
@@ -1423,6 +1433,41 @@ impl<'a> Validator<'a> {
             };
             Some(CheckPolicy { when, read_data })
         });
+        let mut copy_to = Vec::new();
+        for c in &p.copy_to {
+            let dest = c.get_ref();
+            if dest == repo {
+                self.error(
+                    f,
+                    c,
+                    format!("plan `{name}`: copy-to its own repository `{dest}`"),
+                    Some("copy-to names another repository, e.g. an offsite one".into()),
+                );
+            } else if !repos.contains_key(dest) {
+                let help = closest(dest, repos.keys().map(String::as_str))
+                    .map(|c| format!("did you mean `{c}`?"));
+                self.error(
+                    f,
+                    c,
+                    format!("plan `{name}`: copy-to unknown repository `{dest}`"),
+                    help,
+                );
+            } else if !copy_to.contains(dest) {
+                copy_to.push(dest.clone());
+            }
+        }
+        let restore_test = p.restore_test.as_ref().and_then(|rt| {
+            let when = self.when(
+                f,
+                &format!("plan `{name}`: restore-test.schedule"),
+                &rt.schedule,
+                "monthly",
+            )?;
+            Some(RestoreTestPolicy {
+                when,
+                files: rt.files.unwrap_or(20).max(1),
+            })
+        });
         let nice = p.nice.as_ref().and_then(|n| {
             if (-20..=19).contains(n.get_ref()) {
                 Some(*n.get_ref())
@@ -1522,6 +1567,8 @@ impl<'a> Validator<'a> {
             retention,
             prune,
             check,
+            copy_to,
+            restore_test,
             tags,
             host: p.host.clone().or_else(|| settings.host.clone()),
             nice,

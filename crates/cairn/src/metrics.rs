@@ -1,7 +1,7 @@
 //! Prometheus metrics from the run history, in the text exposition format: served at
 //! `/metrics` by the daemon and written as a node-exporter textfile after `cairn run`.
 //!
-//! Per plan and operation (backup, forget, prune, check): time of the last run and of the
+//! Per plan and operation (backup, forget, prune, check, copy, restore-test): time of the last run and of the
 //! last success, duration and result of the last run; per plan: bytes and files of the
 //! last backup, and whether it is overdue (no success within `max-age`).
 
@@ -11,7 +11,15 @@ use anyhow::Result;
 use std::fmt::Write;
 use std::path::Path;
 
-pub const OPERATIONS: [&str; 5] = ["run", "backup", "forget", "prune", "check"];
+pub const OPERATIONS: [&str; 7] = [
+    "run",
+    "backup",
+    "forget",
+    "prune",
+    "check",
+    "copy",
+    "restore-test",
+];
 
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")

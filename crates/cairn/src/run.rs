@@ -154,7 +154,15 @@ impl Runner<'_> {
     }
 
     /// The command line and environment of a cairn child for `repo`.
-    fn command(&self, repo: &Repository, plan: &Plan, args: &[String]) -> Result<Command, String> {
+    /// Like `command`, with `from` as the source repository of a `copy`: its password
+    /// and credentials are given too (the destination's win where they share a name).
+    fn command_from(
+        &self,
+        repo: &Repository,
+        from: Option<&Repository>,
+        plan: &Plan,
+        args: &[String],
+    ) -> Result<Command, String> {
         let mut argv: Vec<String> = Vec::new();
         if let Some(n) = plan.nice {
             argv.extend(["nice".into(), "-n".into(), n.to_string()]);
@@ -199,6 +207,29 @@ impl Runner<'_> {
         }
         argv.extend(["--retry-lock".into(), "5m".into()]);
         argv.extend(args.iter().cloned());
+        if let Some(src) = from {
+            argv.extend(["--from-repo".into(), src.url.clone()]);
+            match &src.password {
+                Password::File(p) => {
+                    argv.extend(["--from-password-file".into(), p.display().to_string()])
+                }
+                Password::Command(c) => argv.extend(["--from-password-command".into(), c.clone()]),
+                Password::Env(var) => match std::env::var(var) {
+                    Ok(v) => env.push(("RESTIC_FROM_PASSWORD".into(), v)),
+                    Err(_) => {
+                        return Err(format!(
+                            "password-env {var} is not set in cairn's environment"
+                        ))
+                    }
+                },
+            }
+            let mut src_env = Vec::new();
+            if let Some(f) = &src.env_file {
+                src_env.extend(crate::config::read_env_file(f)?);
+            }
+            src_env.extend(src.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            env.splice(0..0, src_env);
+        }
         if let Some(f) = &repo.env_file {
             env.extend(crate::config::read_env_file(f)?);
         }
@@ -254,6 +285,17 @@ impl Runner<'_> {
     }
 
     fn exec(&self, repo: &Repository, plan: &Plan, args: &[String], log: &mut Log) -> StepResult {
+        self.exec_from(repo, None, plan, args, log)
+    }
+
+    fn exec_from(
+        &self,
+        repo: &Repository,
+        from: Option<&Repository>,
+        plan: &Plan,
+        args: &[String],
+        log: &mut Log,
+    ) -> StepResult {
         let fail = |category, error: String| StepResult {
             outcome: Outcome::Failure,
             category: Some(category),
@@ -268,7 +310,7 @@ impl Runner<'_> {
                 stdout: String::new(),
             };
         }
-        let mut cmd = match self.command(repo, plan, args) {
+        let mut cmd = match self.command_from(repo, from, plan, args) {
             Ok(c) => c,
             Err(e) => return fail(Category::Config, e),
         };
@@ -432,6 +474,149 @@ impl Runner<'_> {
             }
         }
         first_error
+    }
+
+    /// Restores `n` random files of the plan's latest snapshot into the state directory,
+    /// verified, and compares their sizes with the snapshot's; removes them after.
+    fn restore_test(
+        &self,
+        run_id: i64,
+        plan: &Plan,
+        repo: &Repository,
+        n: u32,
+        log: &mut Log,
+        flags: &RunFlags,
+    ) -> Result<Option<(Category, String)>> {
+        let id = self.history.start(
+            Some(run_id),
+            &plan.name,
+            &repo.name,
+            "restore-test",
+            ts(self.now(flags)),
+        )?;
+        log.line(format!("== restore test ({n} files)"));
+        let tag = plan_tag(&plan.name);
+        let listed = self.exec(
+            repo,
+            plan,
+            &[
+                "ls".into(),
+                "latest".into(),
+                "--tag".into(),
+                tag.clone(),
+                "--json".into(),
+            ],
+            log,
+        );
+        let mut result = None;
+        if !listed.outcome.ok() {
+            result = Some((
+                listed.category.unwrap_or(Category::Other),
+                format!(
+                    "restore test: listing the latest snapshot: {}",
+                    listed.error.unwrap_or_default()
+                ),
+            ));
+        }
+        let mut files: Vec<(String, u64)> = listed
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["struct_type"] == "node" && v["type"] == "file")
+            .filter_map(|v| {
+                Some((
+                    v["path"].as_str()?.to_string(),
+                    v["size"].as_u64().unwrap_or(0),
+                ))
+            })
+            .filter(|(p, _)| !p.contains(['*', '?', '[', '\\']))
+            .collect();
+        // A different sample each time (xorshift seeded by the clock).
+        let mut x = (Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64) | 1;
+        let mut sample = Vec::new();
+        while !files.is_empty() && sample.len() < n as usize {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sample.push(files.swap_remove((x % files.len() as u64) as usize));
+        }
+        if result.is_none() && !sample.is_empty() {
+            let target = self
+                .config
+                .settings
+                .state_dir
+                .join("restore-test")
+                .join(&plan.name);
+            let _ = std::fs::remove_dir_all(&target);
+            let mut args: Vec<String> = vec![
+                "restore".into(),
+                "latest".into(),
+                "--tag".into(),
+                tag,
+                "--verify".into(),
+                "--target".into(),
+                target.display().to_string(),
+            ];
+            for (p, _) in &sample {
+                args.extend(["--include".into(), p.clone()]);
+            }
+            let r = self.exec(repo, plan, &args, log);
+            if !r.outcome.ok() || r.outcome == Outcome::Warning {
+                result = Some((
+                    r.category.unwrap_or(Category::CorruptData),
+                    format!("restore test: {}", r.error.unwrap_or_default()),
+                ));
+            } else {
+                let bad: Vec<String> = sample
+                    .iter()
+                    .filter(|(p, size)| {
+                        std::fs::metadata(target.join(p.trim_start_matches('/')))
+                            .map(|m| m.len())
+                            .ok()
+                            != Some(*size)
+                    })
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                if bad.is_empty() {
+                    log.line(format!(
+                        "restore test: {} file(s) restored and verified",
+                        sample.len()
+                    ));
+                } else {
+                    result = Some((
+                        Category::CorruptData,
+                        format!(
+                            "restore test: {} file(s) did not come back intact: {}",
+                            bad.len(),
+                            bad.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let _ = std::fs::remove_dir_all(&target);
+        } else if result.is_none() {
+            log.line("restore test: the latest snapshot has no files");
+        }
+        let (outcome, finish) = match &result {
+            None => (
+                Outcome::Success,
+                Finish {
+                    files_processed: Some(sample.len() as u64),
+                    ..Default::default()
+                },
+            ),
+            Some((c, e)) => (
+                Outcome::Failure,
+                Finish {
+                    category: Some(*c),
+                    error: Some(e.clone()),
+                    ..Default::default()
+                },
+            ),
+        };
+        self.history
+            .finish(id, ts(self.now(flags).max(Utc::now())), outcome, &finish)?;
+        Ok(result)
     }
 
     /// Runs the plan once.
@@ -627,6 +812,62 @@ impl Runner<'_> {
                     }
                 } else {
                     log.line("check not due");
+                }
+            }
+        }
+        for dest in &plan.copy_to {
+            if failure.is_some() {
+                break;
+            }
+            let Some(dest_repo) = self.config.repositories.get(dest) else {
+                continue;
+            };
+            let id = self.history.start(
+                Some(run_id),
+                &plan.name,
+                &dest_repo.name,
+                "copy",
+                ts(self.now(flags)),
+            )?;
+            log.line(format!("== copy to {dest}"));
+            let r = self.exec_from(
+                dest_repo,
+                Some(repo),
+                plan,
+                &["copy".into(), "--tag".into(), plan_tag(&plan.name)],
+                &mut log,
+            );
+            self.history.finish(
+                id,
+                ts(self.now(flags).max(Utc::now())),
+                r.outcome,
+                &Finish {
+                    category: r.category,
+                    error: r.error.clone(),
+                    ..Default::default()
+                },
+            )?;
+            if !r.outcome.ok() {
+                failure = Some((
+                    r.category.unwrap_or(Category::Other),
+                    format!("copy to {dest}: {}", r.error.unwrap_or_default()),
+                ));
+            }
+        }
+        if failure.is_none() {
+            if let Some(rt) = &plan.restore_test {
+                let last = self
+                    .history
+                    .last_ok(&plan.name, "restore-test")?
+                    .map(|r| r.started);
+                if due(&rt.when, last, self.now(flags)) {
+                    if let Some(e) =
+                        self.restore_test(run_id, plan, repo, rt.files, &mut log, flags)?
+                    {
+                        failure = Some(e);
+                    }
+                } else {
+                    log.line("restore test not due");
                 }
             }
         }

@@ -182,6 +182,13 @@ pub struct Plan {
     pub prune: Option<Spanned<String>>,
     /// Repository checks.
     pub check: Option<Check>,
+    /// Other repositories that get a copy of each new snapshot (3-2-1: a second copy
+    /// elsewhere), by name.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub copy_to: Vec<Spanned<String>>,
+    /// Restore a sample of files from the latest snapshot and verify them.
+    pub restore_test: Option<RestoreTest>,
     #[serde(default)]
     pub tags: Vec<String>,
     pub host: Option<String>,
@@ -228,6 +235,16 @@ pub struct Check {
     /// Also read this share of the data: "5%" or "n/m"; "all" reads everything.
     #[schemars(with = "Option<String>")]
     pub read_data_subset: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RestoreTest {
+    /// When to test (default `monthly`).
+    #[schemars(with = "Option<String>")]
+    pub schedule: Option<Spanned<String>>,
+    /// How many files, picked at random (default 20).
+    pub files: Option<u32>,
 }
 
 #[derive(Deserialize, JsonSchema, Default, Debug, Clone)]

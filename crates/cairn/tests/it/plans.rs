@@ -368,6 +368,81 @@ fn plan_run_backs_up_applies_retention_and_checks_with_restic_agreeing() {
     assert!(matches!(plan_overdue.value, prometheus_parse::Value::Gauge(v) if v == 0.0));
 }
 
+/// 3-2-1 and restore tests: the plan copies its snapshots to a second repository (with
+/// its own password) and restores a sample of files, verified; restic reads both.
+#[test]
+fn plan_copies_offsite_and_runs_restore_tests() {
+    let (env, main) =
+        plan_env("copy-to = [\"offsite\"]\nrestore-test = { schedule = \"always\", files = 3 }\n");
+    let offsite = env.path("offsite");
+    std::fs::write(env.path("pw2"), "another password\n").unwrap();
+    let mut text = std::fs::read_to_string(&main).unwrap();
+    text.push_str(&format!(
+        "\n[repositories.offsite]\nurl = \"{}\"\npassword-file = \"{}\"\n",
+        offsite.display(),
+        env.path("pw2").display()
+    ));
+    write(&main, &text);
+    let mut init = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    init.arg("-r")
+        .arg(&offsite)
+        .arg("--password-file")
+        .arg(env.path("pw2"))
+        .arg("init");
+    ok(init.output().unwrap());
+    let v = json(&ok(cfg(&env, &main, &["--json", "run", "nightly"])));
+    let snap = v[0]["snapshot_id"].as_str().unwrap().to_string();
+    assert!(
+        v[0]["log"]
+            .as_str()
+            .unwrap()
+            .contains("2 file(s) restored and verified"),
+        "{}",
+        v[0]["log"]
+    );
+    let restic2 = |args: &[&str]| {
+        let mut c = Command::new(restic_bin());
+        c.arg("-r")
+            .arg(&offsite)
+            .arg("--password-file")
+            .arg(env.path("pw2"))
+            .arg("--no-cache")
+            .args(args);
+        c.output().unwrap()
+    };
+    ok(restic2(&["check", "--read-data"]));
+    let copied = json(&ok(restic2(&["snapshots", "--json"])));
+    assert_eq!(copied.as_array().unwrap().len(), 1);
+    assert_eq!(copied[0]["tags"], serde_json::json!(["plan:nightly"]));
+    assert_eq!(
+        copied[0]["tree"],
+        json(&ok(env.restic(&["cat", "snapshot", &snap])))["tree"]
+    );
+    let h = json(&ok(cfg(&env, &main, &["--json", "history", "--steps"])));
+    let steps: Vec<&str> = h[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["backup", "forget", "prune", "check", "copy", "restore-test"]
+    );
+    let prom = std::fs::read_to_string(env.path("textfile/cairn.prom")).unwrap();
+    assert!(prom.contains("cairn_last_run_success{plan=\"nightly\",repository=\"local\",operation=\"restore-test\"} 1"), "{prom}");
+    assert!(prom.contains("operation=\"copy\"} 1"), "{prom}");
+    // A second run copies only the new snapshot.
+    ok(cfg(&env, &main, &["run", "nightly"]));
+    assert_eq!(
+        json(&ok(restic2(&["snapshots", "--json"])))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 #[test]
 fn a_failing_before_hook_aborts_the_run_and_still_runs_failure_and_finally() {
     let (env, main) = plan_env("");

@@ -220,6 +220,8 @@ pub struct Source {
     pub filter: Filter,
     pub tags: Vec<String>,
     pub hooks: Hooks,
+    /// SQLite databases copied online before the backup.
+    pub sqlite: Vec<PathBuf>,
     pub defined_in: PathBuf,
 }
 
@@ -360,6 +362,8 @@ pub struct Plan {
     pub sources: Vec<String>,
     /// Every path backed up: the sources' and the plan's own, sorted, without duplicates.
     pub paths: Vec<PathBuf>,
+    /// The sources' SQLite databases.
+    pub sqlite: Vec<PathBuf>,
     /// Sources' excludes scoped to their paths, plus the plan's own.
     pub filter: Filter,
     pub schedule: Option<Schedule>,
@@ -1245,7 +1249,7 @@ impl<'a> Validator<'a> {
         let f = at.file;
         let s = at.value.get_ref();
         let before = self.errors();
-        if s.paths.is_empty() {
+        if s.paths.is_empty() && s.sqlite.is_empty() {
             self.error(
                 f,
                 at.value,
@@ -1253,7 +1257,13 @@ impl<'a> Validator<'a> {
                 Some("add paths = [\"/var/lib/...\"]".into()),
             );
         }
-        let paths = self.absolute_paths(f, &format!("source `{name}`"), &s.paths);
+        let mut paths = self.absolute_paths(f, &format!("source `{name}`"), &s.paths);
+        let sqlite = self.absolute_paths(f, &format!("source `{name}`: sqlite"), &s.sqlite);
+        for db in &sqlite {
+            if !paths.iter().any(|p| db.starts_with(p)) {
+                paths.push(db.clone());
+            }
+        }
         let filter = self.filter(
             f,
             &s.exclude,
@@ -1274,6 +1284,7 @@ impl<'a> Validator<'a> {
             filter,
             tags: s.tags.clone(),
             hooks,
+            sqlite,
             defined_in: self.texts[f].path.clone(),
         })
     }
@@ -1526,11 +1537,13 @@ impl<'a> Validator<'a> {
         }
         // Assemble: the sources' paths, excludes scoped to them, tags and hooks.
         let mut paths: Vec<PathBuf> = own_paths;
+        let mut sqlite: Vec<PathBuf> = Vec::new();
         let mut filter = own_filter;
         let mut tags = p.tags.clone();
         let mut hooks = vec![(format!("plan {name}"), plan_hooks)];
         for s in chosen.iter().filter_map(|c| sources_ok.get(c)) {
             paths.extend(s.paths.iter().cloned());
+            sqlite.extend(s.sqlite.iter().cloned());
             for pat in &s.filter.exclude {
                 filter.exclude.extend(scope(pat, &s.paths));
             }
@@ -1555,6 +1568,8 @@ impl<'a> Validator<'a> {
         }
         paths.sort();
         paths.dedup();
+        sqlite.sort();
+        sqlite.dedup();
         dedup_keep_order(&mut tags);
         dedup_keep_order(&mut filter.exclude_if_present);
         Some(Plan {
@@ -1562,6 +1577,7 @@ impl<'a> Validator<'a> {
             repository: repo.clone(),
             sources: chosen,
             paths,
+            sqlite,
             filter,
             schedule,
             retention,

@@ -12,6 +12,7 @@ mod metrics;
 mod notify;
 mod run;
 mod schedule;
+mod sources;
 mod systemd;
 
 use std::process::ExitCode;

@@ -693,6 +693,25 @@ impl Runner<'_> {
                 failure = Some((Category::SourceMissing, format!("source path(s) missing: {} (is the service installed and its disk mounted?)", missing.join(", "))));
             }
         }
+        let work = self.config.settings.state_dir.join("work").join(&plan.name);
+        let mut copies = Vec::new();
+        if failure.is_none() && !plan.sqlite.is_empty() {
+            log.line(format!(
+                "== sqlite: consistent copies of {} database(s)",
+                plan.sqlite.len()
+            ));
+            match crate::sources::sqlite_copies(&plan.sqlite, &work) {
+                Ok(c) => copies = c,
+                Err(e) => {
+                    let category = if plan.sqlite.iter().any(|d| !d.exists()) {
+                        Category::SourceMissing
+                    } else {
+                        Category::Other
+                    };
+                    failure = Some((category, format!("{e:#}")));
+                }
+            }
+        }
         let mut backup_ran = false;
         if failure.is_none() {
             backup_ran = true;
@@ -702,6 +721,12 @@ impl Runner<'_> {
                 "--tag".into(),
                 plan_tag(&plan.name),
             ];
+            for (db, copy) in &copies {
+                args.push(format!("--source-map={}={}", db.display(), copy.display()));
+                for suffix in ["-wal", "-shm", "-journal"] {
+                    args.push(format!("--exclude={}{suffix}", db.display()));
+                }
+            }
             for t in &plan.tags {
                 args.extend(["--tag".into(), t.clone()]);
             }
@@ -744,6 +769,9 @@ impl Runner<'_> {
                 log.line(format!("snapshot {} saved", &id[..id.len().min(8)]));
                 env.push(("CAIRN_SNAPSHOT_ID".into(), id.clone()));
             }
+        }
+        if !copies.is_empty() {
+            let _ = std::fs::remove_dir_all(&work);
         }
         if backup_ran {
             if let Some(e) = self.hooks(plan, "after", &env, &mut log, true) {

@@ -65,6 +65,13 @@ pub struct BackupOptions {
     pub with_xattrs: bool,
     pub threads: usize,
     pub dry_run: bool,
+    /// `(recorded, actual)`: back up what is at `actual` as if it were at `recorded` — a
+    /// filesystem snapshot mounted elsewhere, or a consistent copy of a database file.
+    /// Paths, excludes and parent matching use the recorded path, so snapshots and change
+    /// detection stay stable across runs. For an exact file mapping, the metadata is the
+    /// recorded file's (when it exists) and the content and size the copy's, and the file
+    /// is always read (its live original may have changed only in a `-wal` file).
+    pub source_map: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Default for BackupOptions {
@@ -86,6 +93,7 @@ impl Default for BackupOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             dry_run: false,
+            source_map: Vec::new(),
         }
     }
 }
@@ -121,6 +129,9 @@ pub struct BackupSummary {
     pub snapshot_id: Option<Id>,
     pub parent: Option<Id>,
     pub warnings: Vec<String>,
+    /// Things worth knowing that do not make the snapshot incomplete (a live SQLite
+    /// database backed up as a plain file).
+    pub notices: Vec<String>,
 }
 
 /// Why a file could not be stored: its source could not be read (skip it, warn), or the
@@ -268,9 +279,74 @@ struct Walker<'a> {
     progress: &'a Progress,
     counts: &'a Counts,
     warnings: &'a Mutex<Vec<String>>,
+    notices: &'a Mutex<Vec<String>>,
 }
 
+/// Where a recorded path really is: the longest `source_map` prefix replaced.
+fn actual_path<'p>(map: &[(PathBuf, PathBuf)], recorded: &'p Path) -> std::borrow::Cow<'p, Path> {
+    let best = map
+        .iter()
+        .filter(|(r, _)| recorded.starts_with(r))
+        .max_by_key(|(r, _)| r.components().count());
+    match best {
+        Some((r, a)) => match recorded.strip_prefix(r) {
+            Ok(rest) if rest.as_os_str().is_empty() => std::borrow::Cow::Owned(a.clone()),
+            Ok(rest) => std::borrow::Cow::Owned(a.join(rest)),
+            Err(_) => std::borrow::Cow::Borrowed(recorded),
+        },
+        None => std::borrow::Cow::Borrowed(recorded),
+    }
+}
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
 impl Walker<'_> {
+    fn actual<'p>(&self, recorded: &'p Path) -> std::borrow::Cow<'p, Path> {
+        actual_path(&self.opts.source_map, recorded)
+    }
+
+    /// Whether `recorded` is a file mapped to a copy of itself.
+    fn is_file_copy(&self, recorded: &Path) -> bool {
+        self.opts.source_map.iter().any(|(r, _)| r == recorded)
+    }
+
+    fn notice(&self, msg: String) {
+        if let Ok(mut n) = self.notices.lock() {
+            n.push(msg);
+        }
+    }
+
+    /// A `-wal` or `-journal` file next to a SQLite database means it is in use: copying
+    /// it as a plain file can lose committed data. Say so, once per database.
+    fn check_live_sqlite(&self, dir: &Path, real_dir: &Path, names: &[std::ffi::OsString]) {
+        for n in names {
+            let name = n.to_string_lossy();
+            let Some(base) = name
+                .strip_suffix("-wal")
+                .or_else(|| name.strip_suffix("-journal"))
+            else {
+                continue;
+            };
+            let recorded = dir.join(base);
+            if self.is_file_copy(&recorded) || self.excluded(&recorded) {
+                continue;
+            }
+            let mut magic = [0u8; 16];
+            let is_db = std::fs::File::open(real_dir.join(base))
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && &magic == SQLITE_MAGIC;
+            if is_db {
+                self.notice(format!(
+                    "{} is a live SQLite database (it has a {} file): a plain copy can miss committed data; declare it with `sqlite = [\"{}\"]` in its source for a consistent online copy",
+                    recorded.display(),
+                    &name[base.len()..],
+                    recorded.display()
+                ));
+            }
+        }
+    }
+
     fn warn(&self, msg: String) {
         self.progress.errors.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut w) = self.warnings.lock() {
@@ -318,14 +394,15 @@ impl Walker<'_> {
                 }
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(path) {
+            let real = self.actual(path);
+            let meta = match std::fs::symlink_metadata(&real) {
                 Ok(m) => m,
                 Err(e) => {
                     self.warn(format!("{}: {e}", path.display()));
                     continue;
                 }
             };
-            let mut node = Node::from_path(path, name, &meta, self.opts.with_xattrs)
+            let mut node = Node::from_path(&real, name, &meta, self.opts.with_xattrs)
                 .map_err(|e| Error::io(path.display(), e))?;
             let sub_parent = self.load_tree(parent_node.and_then(|n| n.subtree));
             let sub = self.walk_targets(child, sub_parent.as_deref())?;
@@ -347,7 +424,9 @@ impl Walker<'_> {
         parent: Option<&Node>,
         dev: Option<u64>,
     ) -> Result<Option<Entry>> {
-        let meta = match std::fs::symlink_metadata(path) {
+        let real = self.actual(path);
+        let copy = self.is_file_copy(path);
+        let meta = match std::fs::symlink_metadata(&real) {
             Ok(m) => m,
             Err(e) => {
                 self.warn(format!("{}: {e}", path.display()));
@@ -368,7 +447,7 @@ impl Walker<'_> {
             return Ok(None);
         }
         // Unchanged regular file: reuse the parent's node content without reading xattrs.
-        if ft.is_file() {
+        if ft.is_file() && !copy {
             if let Some(p) = parent {
                 if p.node_type == NodeType::File
                     && p.size == meta.size()
@@ -381,7 +460,7 @@ impl Walker<'_> {
                         .as_ref()
                         .is_some_and(|c| c.iter().all(|id| self.index.has(BlobType::Data, id)))
                 {
-                    let mut node = Node::from_path(path, name, &meta, false)
+                    let mut node = Node::from_path(&real, name, &meta, false)
                         .map_err(|e| Error::io(path.display(), e))?;
                     node.extended_attributes = p.extended_attributes.clone();
                     node.content = p.content.clone();
@@ -394,7 +473,20 @@ impl Walker<'_> {
                 }
             }
         }
-        let node = match Node::from_path(path, name, &meta, self.opts.with_xattrs) {
+        // A copy standing in for a file: the original's metadata, the copy's size.
+        let original = if copy && ft.is_file() {
+            std::fs::metadata(path).ok().filter(|m| m.is_file())
+        } else {
+            None
+        };
+        let node = match original {
+            Some(om) => Node::from_path(path, name, &om, self.opts.with_xattrs).map(|mut n| {
+                n.size = meta.size();
+                n
+            }),
+            None => Node::from_path(&real, name, &meta, self.opts.with_xattrs),
+        };
+        let node = match node {
             Ok(n) => n,
             Err(e) => {
                 self.warn(format!("{}: {e}", path.display()));
@@ -410,7 +502,7 @@ impl Walker<'_> {
             let (tx, rx) = bounded(1);
             self.files
                 .send(FileJob {
-                    path: path.to_path_buf(),
+                    path: real.to_path_buf(),
                     done: tx,
                 })
                 .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;
@@ -420,7 +512,7 @@ impl Walker<'_> {
             // A mount point met with --one-file-system is kept, empty.
             let mut names = Vec::new();
             if !foreign {
-                let rd = match std::fs::read_dir(path) {
+                let rd = match std::fs::read_dir(&real) {
                     Ok(rd) => rd,
                     Err(e) => {
                         self.warn(format!("{}: {e}", path.display()));
@@ -440,12 +532,13 @@ impl Walker<'_> {
                 .opts
                 .exclude_if_present
                 .iter()
-                .filter(|r| r.excludes_dir(path))
+                .filter(|r| r.excludes_dir(&real))
                 .map(|r| r.filename.as_str())
                 .collect();
             if !tags.is_empty() {
                 names.retain(|n| tags.iter().any(|t| n.as_encoded_bytes() == t.as_bytes()));
             }
+            self.check_live_sqlite(path, &real, &names);
             let parent_tree = self.load_tree(parent.and_then(|p| p.subtree));
             let mut entries = Vec::with_capacity(names.len());
             for n in names {
@@ -655,7 +748,7 @@ pub fn backup(
         }
         for given in &opts.paths {
             let abs = clean_absolute(given)?;
-            if std::fs::symlink_metadata(given).is_err() {
+            if std::fs::symlink_metadata(actual_path(&opts.source_map, &abs)).is_err() {
                 missing.push(abs.display().to_string());
                 continue;
             }
@@ -689,6 +782,7 @@ pub fn backup(
     let pol = repo.polynomial();
     let threads = opts.threads.max(1);
     let stdin = opts.stdin.take();
+    let notices = Mutex::new(Vec::new());
     let warnings = Mutex::new(
         missing
             .iter()
@@ -719,6 +813,7 @@ pub fn backup(
             progress,
             counts: &counts,
             warnings: &warnings,
+            notices: &notices,
         };
         let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress, &counts));
         let root_rx = (|| -> Result<Receiver<Result<Id>>> {
@@ -762,6 +857,7 @@ pub fn backup(
         bytes_read: progress.bytes_read.load(Ordering::Relaxed),
         parent: parent.as_ref().map(|p| p.id),
         warnings: warnings.into_inner().unwrap_or_default(),
+        notices: notices.into_inner().unwrap_or_default(),
         ..Default::default()
     };
     if opts.dry_run {

@@ -69,6 +69,10 @@ pub struct Args {
     /// Do everything except writing to the repository
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Back up ACTUAL as if it were at RECORDED (absolute paths): a filesystem snapshot
+    /// mounted elsewhere, or a consistent copy of a database; repeatable
+    #[arg(long, value_name = "RECORDED=ACTUAL")]
+    pub source_map: Vec<String>,
     /// Worker threads (default: number of CPUs)
     #[arg(long)]
     pub threads: Option<usize>,
@@ -183,6 +187,21 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
                 .unwrap_or(2)
         }),
         dry_run: a.dry_run,
+        source_map: a
+            .source_map
+            .iter()
+            .map(|m| {
+                let (r, act) = m.split_once('=').with_context(|| {
+                    format!("--source-map {m}: expected RECORDED=ACTUAL, e.g. /home=/home/.snapshots/cairn")
+                })?;
+                let (r, act) = (std::path::PathBuf::from(r), std::path::PathBuf::from(act));
+                anyhow::ensure!(
+                    r.is_absolute() && act.is_absolute(),
+                    "--source-map {m}: both paths must be absolute"
+                );
+                Ok((r, act))
+            })
+            .collect::<Result<Vec<_>>>()?,
     };
     let progress = Arc::new(Progress::default());
     let ticker = {
@@ -205,6 +224,9 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let s = result?;
     for w in &s.warnings {
         eprintln!("warning: {w}");
+    }
+    for n in &s.notices {
+        eprintln!("note: {n}");
     }
     if g.json {
         let mut v = serde_json::to_value(&s)?;

@@ -133,6 +133,11 @@ pub struct Source {
     pub tags: Vec<String>,
     /// Commands around the backup of plans that include this source.
     pub hooks: Option<Hooks>,
+    /// Live SQLite databases: copied consistently with SQLite's online backup API and
+    /// stored at their own paths (their -wal/-shm/-journal files are left out).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub sqlite: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone)]

@@ -13,6 +13,7 @@ mod peers;
 mod plans;
 mod remote;
 mod repair;
+mod sources;
 mod usage;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

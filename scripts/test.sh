@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
+command -v btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 command -v rclone >/dev/null 2>&1 || need+=(rclone)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)

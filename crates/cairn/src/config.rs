@@ -222,6 +222,8 @@ pub struct Source {
     pub hooks: Hooks,
     /// SQLite databases copied online before the backup.
     pub sqlite: Vec<PathBuf>,
+    /// Back up from filesystem snapshots of this kind.
+    pub snapshot: Option<crate::sources::SnapshotKind>,
     pub defined_in: PathBuf,
 }
 
@@ -364,6 +366,8 @@ pub struct Plan {
     pub paths: Vec<PathBuf>,
     /// The sources' SQLite databases.
     pub sqlite: Vec<PathBuf>,
+    /// Paths backed up from filesystem snapshots, with the snapshot kind.
+    pub snapshots: Vec<(PathBuf, crate::sources::SnapshotKind)>,
     /// Sources' excludes scoped to their paths, plus the plan's own.
     pub filter: Filter,
     pub schedule: Option<Schedule>,
@@ -1275,10 +1279,12 @@ impl<'a> Validator<'a> {
             s.one_file_system,
         );
         let hooks = self.hooks(f, &s.hooks);
+        let snapshot = self.snapshot_kind(f, &format!("source `{name}`"), &s.snapshot);
         if self.errors() > before {
             return None;
         }
         Some(Source {
+            snapshot,
             name: name.to_string(),
             paths,
             filter,
@@ -1287,6 +1293,35 @@ impl<'a> Validator<'a> {
             sqlite,
             defined_in: self.texts[f].path.clone(),
         })
+    }
+
+    fn snapshot_kind(
+        &mut self,
+        f: usize,
+        what: &str,
+        s: &Option<raw::Snapshot>,
+    ) -> Option<crate::sources::SnapshotKind> {
+        let k = &s.as_ref()?.kind;
+        match k.get_ref().as_str() {
+            "btrfs" => Some(crate::sources::SnapshotKind::Btrfs),
+            "zfs" => Some(crate::sources::SnapshotKind::Zfs),
+            "lvm" => {
+                self.error(f, k, format!("{what}: LVM snapshots are not supported by this version of cairn"), Some("use kind = \"btrfs\" or \"zfs\", or a before hook with lvcreate --snapshot".into()));
+                None
+            }
+            other => {
+                let help = closest(other, ["btrfs", "zfs", "lvm"])
+                    .map(|c| format!("did you mean \"{c}\"?"))
+                    .unwrap_or_else(|| "use \"btrfs\" or \"zfs\"".into());
+                self.error(
+                    f,
+                    k,
+                    format!("{what}: unknown snapshot kind {other:?}"),
+                    Some(help),
+                );
+                None
+            }
+        }
     }
 
     fn schedule(&mut self, f: usize, what: &str, s: &Spanned<String>) -> Option<Schedule> {
@@ -1528,6 +1563,7 @@ impl<'a> Validator<'a> {
                 }
             });
         let plan_hooks = self.hooks(f, &p.hooks);
+        let plan_snapshot = self.snapshot_kind(f, &format!("plan `{name}`"), &p.snapshot);
         let notify = match &p.notify {
             Some(n) => self.notify(f, n),
             None => settings.notify.clone(),
@@ -1538,12 +1574,19 @@ impl<'a> Validator<'a> {
         // Assemble: the sources' paths, excludes scoped to them, tags and hooks.
         let mut paths: Vec<PathBuf> = own_paths;
         let mut sqlite: Vec<PathBuf> = Vec::new();
+        let mut snapshots: Vec<(PathBuf, crate::sources::SnapshotKind)> = match plan_snapshot {
+            Some(k) => paths.iter().map(|p| (p.clone(), k)).collect(),
+            None => Vec::new(),
+        };
         let mut filter = own_filter;
         let mut tags = p.tags.clone();
         let mut hooks = vec![(format!("plan {name}"), plan_hooks)];
         for s in chosen.iter().filter_map(|c| sources_ok.get(c)) {
             paths.extend(s.paths.iter().cloned());
             sqlite.extend(s.sqlite.iter().cloned());
+            if let Some(k) = s.snapshot {
+                snapshots.extend(s.paths.iter().map(|p| (p.clone(), k)));
+            }
             for pat in &s.filter.exclude {
                 filter.exclude.extend(scope(pat, &s.paths));
             }
@@ -1578,6 +1621,7 @@ impl<'a> Validator<'a> {
             sources: chosen,
             paths,
             sqlite,
+            snapshots,
             filter,
             schedule,
             retention,

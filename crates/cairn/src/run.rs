@@ -693,6 +693,42 @@ impl Runner<'_> {
                 failure = Some((Category::SourceMissing, format!("source path(s) missing: {} (is the service installed and its disk mounted?)", missing.join(", "))));
             }
         }
+        let mut fs_snaps: Vec<crate::sources::FsSnapshot> = Vec::new();
+        if failure.is_none() && !plan.snapshots.is_empty() {
+            for (path, kind) in &plan.snapshots {
+                match crate::sources::sweep(*kind, path, &plan.name) {
+                    Ok(removed) => {
+                        for r in removed {
+                            log.line(format!("removed snapshot {r} left by an interrupted run"));
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some((Category::SourceMissing, format!("{e:#}")));
+                        break;
+                    }
+                }
+                if fs_snaps.iter().any(|s| path.starts_with(&s.recorded)) {
+                    continue;
+                }
+                match crate::sources::snapshot(*kind, path, &plan.name) {
+                    Ok(snap) => {
+                        log.line(format!(
+                            "== snapshot of {}: {}",
+                            snap.recorded.display(),
+                            snap.actual.display()
+                        ));
+                        fs_snaps.push(snap);
+                    }
+                    Err(e) => {
+                        failure = Some((
+                            Category::Other,
+                            format!("snapshot of {}: {e:#}", path.display()),
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
         let work = self.config.settings.state_dir.join("work").join(&plan.name);
         let mut copies = Vec::new();
         if failure.is_none() && !plan.sqlite.is_empty() {
@@ -721,6 +757,20 @@ impl Runner<'_> {
                 "--tag".into(),
                 plan_tag(&plan.name),
             ];
+            for snap in &fs_snaps {
+                args.push(format!(
+                    "--source-map={}={}",
+                    snap.recorded.display(),
+                    snap.actual.display()
+                ));
+                if snap.kind == crate::sources::SnapshotKind::Btrfs {
+                    args.push(format!(
+                        "--exclude={}/{}",
+                        snap.recorded.display(),
+                        crate::sources::BTRFS_DIR
+                    ));
+                }
+            }
             for (db, copy) in &copies {
                 args.push(format!("--source-map={}={}", db.display(), copy.display()));
                 for suffix in ["-wal", "-shm", "-journal"] {
@@ -765,6 +815,24 @@ impl Runner<'_> {
                     ))
                 }
             }
+            if let Some(summary) = r
+                .stdout
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            {
+                let n = |k: &str| summary.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+                log.line(format!(
+                    "backup: {} files ({} new, {} changed, {} unmodified), {} processed, {} read, {} added",
+                    n("total_files_processed"),
+                    n("files_new"),
+                    n("files_changed"),
+                    n("files_unmodified"),
+                    crate::cli::format_bytes(n("total_bytes_processed")),
+                    crate::cli::format_bytes(n("bytes_read")),
+                    crate::cli::format_bytes(n("data_added"))
+                ));
+            }
             if let Some(id) = &backup.snapshot_id {
                 log.line(format!("snapshot {} saved", &id[..id.len().min(8)]));
                 env.push(("CAIRN_SNAPSHOT_ID".into(), id.clone()));
@@ -772,6 +840,24 @@ impl Runner<'_> {
         }
         if !copies.is_empty() {
             let _ = std::fs::remove_dir_all(&work);
+        }
+        for snap in &fs_snaps {
+            match crate::sources::delete(snap) {
+                Ok(()) => log.line(format!("deleted snapshot {}", snap.actual.display())),
+                Err(e) => {
+                    log.line(format!(
+                        "could not delete snapshot {}: {e:#}",
+                        snap.actual.display()
+                    ));
+                    failure.get_or_insert((
+                        Category::Other,
+                        format!(
+                            "could not delete snapshot {}: {e:#} (the next run retries)",
+                            snap.actual.display()
+                        ),
+                    ));
+                }
+            }
         }
         if backup_ran {
             if let Some(e) = self.hooks(plan, "after", &env, &mut log, true) {

@@ -123,3 +123,182 @@ mod tests {
         assert!(sqlite_copy(&dir.path().join("missing.db"), &dir.path().join("x.db")).is_err());
     }
 }
+
+// ---- filesystem snapshots ------------------------------------------------------------------
+
+/// The kinds of filesystem snapshot a source can be backed up from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotKind {
+    Btrfs,
+    Zfs,
+}
+
+/// A read-only snapshot made for one backup: back up `actual` as `recorded`.
+#[derive(Debug, Clone)]
+pub struct FsSnapshot {
+    pub kind: SnapshotKind,
+    /// The subvolume or dataset mount point, as recorded in the backup.
+    pub recorded: PathBuf,
+    /// Where the snapshot's files are.
+    pub actual: PathBuf,
+    /// What to delete afterwards: a path (btrfs) or `dataset@name` (zfs).
+    handle: String,
+}
+
+/// Snapshot names: `cairn-<plan>-<unix time>-<pid>`, so leftovers of a plan are found.
+fn snapshot_name(plan: &str) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("cairn-{plan}-{t}-{}", std::process::id())
+}
+
+fn leftover(name: &str, plan: &str) -> bool {
+    name.strip_prefix(&format!("cairn-{plan}-"))
+        .is_some_and(|rest| {
+            rest.split('-')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {program} (is it installed?)"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Btrfs: the subvolume holding `path` (its root directory has inode 256).
+pub fn btrfs_subvolume(path: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let fs = nix::sys::statfs::statfs(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    anyhow::ensure!(
+        fs.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC,
+        "{} is not on a Btrfs filesystem: use snapshot kind \"zfs\" for ZFS, or remove `snapshot`",
+        path.display()
+    );
+    let mut p = path.to_path_buf();
+    loop {
+        let m = std::fs::metadata(&p).with_context(|| format!("cannot stat {}", p.display()))?;
+        if m.ino() == 256 {
+            return Ok(p);
+        }
+        p = p
+            .parent()
+            .map(Path::to_path_buf)
+            .with_context(|| format!("no Btrfs subvolume holds {}", path.display()))?;
+    }
+}
+
+/// The directory inside a subvolume where cairn keeps its snapshots of it.
+pub const BTRFS_DIR: &str = ".cairn-snapshots";
+
+/// ZFS: the dataset mounted at or above `path`, and its mount point.
+fn zfs_dataset(path: &Path) -> Result<(String, PathBuf)> {
+    let out = run_tool(
+        "zfs",
+        &["list", "-H", "-o", "name,mountpoint", "-t", "filesystem"],
+    )?;
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(n, m)| (n.to_string(), PathBuf::from(m)))
+        .filter(|(_, m)| m.is_absolute() && path.starts_with(m))
+        .max_by_key(|(_, m)| m.components().count())
+        .with_context(|| format!("no ZFS dataset is mounted at or above {}", path.display()))
+}
+
+/// Deletes the snapshots a crashed run of `plan` left behind; returns what was removed.
+pub fn sweep(kind: SnapshotKind, path: &Path, plan: &str) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    match kind {
+        SnapshotKind::Btrfs => {
+            let dir = btrfs_subvolume(path)?.join(BTRFS_DIR);
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if leftover(&name, plan) {
+                        let p = e.path();
+                        run_tool("btrfs", &["subvolume", "delete", &p.display().to_string()])?;
+                        removed.push(p.display().to_string());
+                    }
+                }
+            }
+        }
+        SnapshotKind::Zfs => {
+            let (dataset, _) = zfs_dataset(path)?;
+            let out = run_tool(
+                "zfs",
+                &["list", "-H", "-o", "name", "-t", "snapshot", "-r", &dataset],
+            )?;
+            for snap in out.lines() {
+                if let Some((ds, name)) = snap.split_once('@') {
+                    if ds == dataset && leftover(name, plan) {
+                        run_tool("zfs", &["destroy", snap])?;
+                        removed.push(snap.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Makes a read-only snapshot of the subvolume or dataset holding `path`.
+pub fn snapshot(kind: SnapshotKind, path: &Path, plan: &str) -> Result<FsSnapshot> {
+    let name = snapshot_name(plan);
+    match kind {
+        SnapshotKind::Btrfs => {
+            let subvol = btrfs_subvolume(path)?;
+            let dir = subvol.join(BTRFS_DIR);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let snap = dir.join(&name);
+            run_tool(
+                "btrfs",
+                &[
+                    "subvolume",
+                    "snapshot",
+                    "-r",
+                    &subvol.display().to_string(),
+                    &snap.display().to_string(),
+                ],
+            )?;
+            Ok(FsSnapshot {
+                kind,
+                recorded: subvol,
+                actual: snap.clone(),
+                handle: snap.display().to_string(),
+            })
+        }
+        SnapshotKind::Zfs => {
+            let (dataset, mountpoint) = zfs_dataset(path)?;
+            let handle = format!("{dataset}@{name}");
+            run_tool("zfs", &["snapshot", &handle])?;
+            Ok(FsSnapshot {
+                kind,
+                actual: mountpoint.join(".zfs/snapshot").join(&name),
+                recorded: mountpoint,
+                handle,
+            })
+        }
+    }
+}
+
+/// Deletes a snapshot made by `snapshot`.
+pub fn delete(s: &FsSnapshot) -> Result<()> {
+    match s.kind {
+        SnapshotKind::Btrfs => run_tool("btrfs", &["subvolume", "delete", &s.handle]).map(|_| ()),
+        SnapshotKind::Zfs => run_tool("zfs", &["destroy", &s.handle]).map(|_| ()),
+    }
+}

@@ -133,6 +133,9 @@ pub struct Source {
     pub tags: Vec<String>,
     /// Commands around the backup of plans that include this source.
     pub hooks: Option<Hooks>,
+    /// Back up from a read-only filesystem snapshot made for each run (recorded under the
+    /// original paths, always deleted afterwards).
+    pub snapshot: Option<Snapshot>,
     /// Live SQLite databases: copied consistently with SQLite's online backup API and
     /// stored at their own paths (their -wal/-shm/-journal files are left out).
     #[serde(default)]
@@ -185,6 +188,8 @@ pub struct Plan {
     /// When to prune after retention: a schedule like `weekly` (default), or "always".
     #[schemars(with = "Option<String>")]
     pub prune: Option<Spanned<String>>,
+    /// Back up the plan's own `paths` from filesystem snapshots.
+    pub snapshot: Option<Snapshot>,
     /// Repository checks.
     pub check: Option<Check>,
     /// Other repositories that get a copy of each new snapshot (3-2-1: a second copy
@@ -240,6 +245,14 @@ pub struct Check {
     /// Also read this share of the data: "5%" or "n/m"; "all" reads everything.
     #[schemars(with = "Option<String>")]
     pub read_data_subset: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Snapshot {
+    /// "btrfs" or "zfs".
+    #[schemars(with = "String")]
+    pub kind: Spanned<String>,
 }
 
 #[derive(Deserialize, JsonSchema, Default, Debug, Clone)]

@@ -3,6 +3,7 @@
 //! warning for live databases nobody declared.
 
 use crate::*;
+use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -185,4 +186,346 @@ fn source_map_records_a_copy_under_the_original_path() {
     let v = json(&out);
     assert_eq!(v["parent"], snaps[0]["id"], "{v}");
     assert_eq!(v["files_new"], 0, "{v}");
+}
+
+// ---- filesystem snapshots -------------------------------------------------------------------
+
+/// A Btrfs filesystem on a loop device with a subvolume `vol`; unmounted and detached on drop.
+struct Btrfs {
+    dir: tempfile::TempDir,
+    loopdev: String,
+}
+
+impl Btrfs {
+    fn new() -> Btrfs {
+        for (p, pkg) in [("mkfs.btrfs", "btrfs-progs"), ("losetup", "mount")] {
+            assert!(
+                Command::new(p).arg("--version").output().is_ok(),
+                "{p} is needed: apt-get install {pkg} (scripts/test.sh does it)"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-btrfs")
+            .tempdir()
+            .unwrap();
+        let img = dir.path().join("fs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let run = |c: &mut Command| {
+            let o = c.output().unwrap();
+            assert!(
+                o.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        run(Command::new("truncate").args(["-s", "400M"]).arg(&img));
+        run(Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(&img));
+        let loopdev = run(Command::new("losetup").args(["--find", "--show"]).arg(&img));
+        run(Command::new("mount")
+            .args(["-t", "btrfs", &loopdev])
+            .arg(&mnt));
+        run(Command::new("btrfs")
+            .args(["subvolume", "create"])
+            .arg(mnt.join("vol")));
+        Btrfs { dir, loopdev }
+    }
+    fn vol(&self) -> PathBuf {
+        self.dir.path().join("mnt/vol")
+    }
+    fn cairn_snapshots(&self) -> Vec<String> {
+        let out = Command::new("btrfs")
+            .args(["subvolume", "list"])
+            .arg(self.dir.path().join("mnt"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("cairn-"))
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Btrfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg(self.dir.path().join("mnt"))
+            .status();
+        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
+    }
+}
+
+fn btrfs_config(env: &Env, repo_url: &str, vol: &Path, extra_repo: &str) -> PathBuf {
+    let main = env.path("cfg/cairn.toml");
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    std::fs::write(
+        &main,
+        format!(
+            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{repo_url}\"\npassword-file = \"{}\"\n{extra_repo}\n\
+             [sources.home]\npaths = [\"{}\"]\nsnapshot = {{ kind = \"btrfs\" }}\n[plans.p]\nrepository = \"r\"\nsources = [\"home\"]\n",
+            env.path("state").display(),
+            env.path("pw").display(),
+            vol.display()
+        ),
+    )
+    .unwrap();
+    main
+}
+
+fn run_plan(main: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config")
+        .arg(main)
+        .args(["--json", "run", "p"])
+        .output()
+        .unwrap();
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{}\n{v}", stderr(&out));
+    v
+}
+
+/// A plan on a Btrfs subvolume backs up from a read-only snapshot recorded under the
+/// subvolume's own path, deletes it afterwards, and a second run reads nothing.
+#[test]
+fn btrfs_plans_back_up_from_a_snapshot_and_unchanged_data_is_not_read_again() {
+    let fs = Btrfs::new();
+    let vol = fs.vol();
+    std::fs::create_dir_all(vol.join("docs")).unwrap();
+    for i in 0..200u64 {
+        std::fs::write(vol.join(format!("docs/f{i}")), random_bytes(i, 10_000)).unwrap();
+    }
+    let env = Env::new();
+    ok(env.cairn(&["init"]));
+    let main = btrfs_config(&env, &env.repo().display().to_string(), &vol, "");
+    let v = run_plan(&main);
+    let log = v[0]["log"].as_str().unwrap();
+    assert!(
+        log.contains("== snapshot of") && log.contains("deleted snapshot"),
+        "{log}"
+    );
+    assert!(
+        fs.cairn_snapshots().is_empty(),
+        "snapshot left behind: {:?}",
+        fs.cairn_snapshots()
+    );
+    let snaps = json(&ok(env.restic(&["snapshots", "--json"])));
+    assert_eq!(
+        snaps[0]["paths"],
+        serde_json::json!([vol.display().to_string()]),
+        "recorded under the original path"
+    );
+    let listing = ok(env.restic(&["ls", "latest"]));
+    assert!(listing.contains(&vol.join("docs/f199").display().to_string()));
+    assert!(!listing.contains(".cairn-snapshots"), "{listing}");
+
+    // Second run: a new snapshot (new device, same inodes and times): nothing is re-read.
+    let v = run_plan(&main);
+    let log = v[0]["log"].as_str().unwrap();
+    assert!(
+        log.contains("200 unmodified") && log.contains(", 0 B read,"),
+        "{log}"
+    );
+    ok(env.restic(&["check", "--read-data"]));
+    let t = env.path("restored");
+    ok(env.restic(&["restore", "latest", "--target", t.to_str().unwrap()]));
+    assert_same_tree(
+        &vol.join("docs"),
+        &t.join(vol.strip_prefix("/").unwrap()).join("docs"),
+    );
+}
+
+/// A run killed (SIGKILL, with its child) while backing up from a snapshot leaves the
+/// snapshot; the next run removes it first and leaves none behind itself.
+#[test]
+fn btrfs_snapshot_left_by_a_killed_run_is_swept_by_the_next() {
+    let fs = Btrfs::new();
+    let vol = fs.vol();
+    std::fs::write(vol.join("big"), random_bytes(7, 12 << 20)).unwrap();
+    let p = crate::peers::rest();
+    let env = Env::new();
+    let url = format!("rest:{}/repo", p.var("REST_URL").trim_end_matches('/'));
+    let creds = env.path("rest.env");
+    std::fs::write(
+        &creds,
+        format!(
+            "RESTIC_REST_USERNAME={}\nRESTIC_REST_PASSWORD={}\n",
+            p.var("REST_USER"),
+            p.var("REST_PASS")
+        ),
+    )
+    .unwrap();
+    let mut init = env.cairn_cmd(Path::new(&url), &["init"]);
+    init.env("RESTIC_REST_USERNAME", p.var("REST_USER"))
+        .env("RESTIC_REST_PASSWORD", p.var("REST_PASS"));
+    ok(init.output().unwrap());
+    // Slow uploads so the run can be killed mid-backup.
+    let main = btrfs_config(
+        &env,
+        &url,
+        &vol,
+        &format!("env-file = \"{}\"\nlimit-upload = 2048", creds.display()),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config")
+        .arg(&main)
+        .args(["run", "p"])
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while fs.cairn_snapshots().is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no snapshot was made"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    assert_eq!(
+        fs.cairn_snapshots().len(),
+        1,
+        "the killed run left its snapshot"
+    );
+    let text = std::fs::read_to_string(&main)
+        .unwrap()
+        .replace("limit-upload = 2048", "");
+    std::fs::write(&main, text).unwrap();
+    let v = run_plan(&main);
+    assert!(
+        v[0]["log"]
+            .as_str()
+            .unwrap()
+            .contains("left by an interrupted run"),
+        "{}",
+        v[0]["log"]
+    );
+    assert!(
+        fs.cairn_snapshots().is_empty(),
+        "{:?}",
+        fs.cairn_snapshots()
+    );
+    // Debian's restic (0.14) predates RESTIC_REST_USERNAME: credentials in its URL.
+    let restic_url = url.replacen(
+        "://",
+        &format!("://{}:{}@", p.var("REST_USER"), p.var("REST_PASS")),
+        1,
+    );
+    let mut check = Command::new(restic_bin());
+    // --no-lock: the killed backup's lock names a pid that may linger as an unreaped
+    // zombie in a container, which restic then takes for a live process.
+    check
+        .args([
+            "-r",
+            &restic_url,
+            "--no-cache",
+            "--no-lock",
+            "--password-file",
+        ])
+        .arg(env.path("pw"))
+        .args(["check"]);
+    ok(check.output().unwrap());
+}
+
+/// ZFS cannot run here (no kernel module), so this test runs cairn against a recorded
+/// command interface: a fake `zfs` on PATH that logs every call and acts out what ZFS
+/// does (a snapshot appears under MOUNTPOINT/.zfs/snapshot/NAME, a read-only copy).
+/// It proves the calls cairn makes and that the backup is recorded under the dataset's
+/// mount point, not the snapshot directory. SIMULATED — not a real ZFS.
+#[test]
+fn zfs_snapshots_against_a_recorded_command_interface() {
+    let env = Env::new();
+    let mnt = env.path("tank/data");
+    std::fs::create_dir_all(mnt.join("db")).unwrap();
+    std::fs::write(mnt.join("db/file"), "at snapshot time").unwrap();
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = env.path("zfs.calls");
+    let fake = format!(
+        r#"#!/bin/sh
+echo "$@" >> {calls}
+case "$1" in
+  list)
+    if [ "$5" = snapshot ] || [ "$6" = snapshot ]; then ls {mnt}/.zfs/snapshot 2>/dev/null | sed 's/^/tank\/data@/'; exit 0; fi
+    printf 'tank\t/tank\ntank/data\t{mnt}\n' ;;
+  snapshot)
+    name="${{2#*@}}"; mkdir -p {mnt}/.zfs/snapshot/"$name"
+    (cd {mnt} && tar cf - --exclude=./.zfs .) | (cd {mnt}/.zfs/snapshot/"$name" && tar xf -) ;;
+  destroy)
+    name="${{2#*@}}"; rm -rf {mnt}/.zfs/snapshot/"$name" ;;
+  *) echo "unexpected zfs $*" >&2; exit 1 ;;
+esac
+"#,
+        calls = calls.display(),
+        mnt = mnt.display()
+    );
+    std::fs::write(bin.join("zfs"), fake).unwrap();
+    std::fs::set_permissions(bin.join("zfs"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A leftover from a crashed run, to be swept.
+    std::fs::create_dir_all(mnt.join(".zfs/snapshot/cairn-p-1700000000-42")).unwrap();
+    ok(env.cairn(&["init"]));
+    let main = env.path("cfg/cairn.toml");
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    std::fs::write(
+        &main,
+        format!(
+            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{}\"\npassword-file = \"{}\"\n\
+             [plans.p]\nrepository = \"r\"\npaths = [\"{}\"]\nexclude = [\"/**/.zfs\"]\nsnapshot = {{ kind = \"zfs\" }}\n",
+            env.path("state").display(),
+            env.repo().display(),
+            env.path("pw").display(),
+            mnt.join("db").display()
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config")
+        .arg(&main)
+        .args(["--json", "run", "p"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert!(
+        calls
+            .iter()
+            .any(|c| *c == "destroy tank/data@cairn-p-1700000000-42"),
+        "leftover swept: {calls:?}"
+    );
+    let snap = calls
+        .iter()
+        .find_map(|c| c.strip_prefix("snapshot tank/data@"))
+        .expect("a snapshot was made")
+        .to_string();
+    assert!(
+        calls
+            .last()
+            .unwrap()
+            .ends_with(&format!("destroy tank/data@{snap}")),
+        "deleted last: {calls:?}"
+    );
+    assert!(!mnt.join(".zfs/snapshot").join(&snap).exists());
+    let listing = ok(env.restic(&["ls", "latest"]));
+    assert!(
+        listing.contains(&mnt.join("db/file").display().to_string()),
+        "{listing}"
+    );
+    assert!(!listing.contains(".zfs"), "{listing}");
+    let dumped = ok(env.restic(&["dump", "latest", mnt.join("db/file").to_str().unwrap()]));
+    assert_eq!(dumped, "at snapshot time");
 }

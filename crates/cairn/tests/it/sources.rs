@@ -502,9 +502,7 @@ esac
     let calls = std::fs::read_to_string(&calls).unwrap();
     let calls: Vec<&str> = calls.lines().collect();
     assert!(
-        calls
-            .iter()
-            .any(|c| *c == "destroy tank/data@cairn-p-1700000000-42"),
+        calls.contains(&"destroy tank/data@cairn-p-1700000000-42"),
         "leftover swept: {calls:?}"
     );
     let snap = calls

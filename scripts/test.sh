@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs cairn's whole test suite on a Debian machine, installing what the tests need first:
-# the real restic (our interop oracle), attr (xattr tools), and the servers the remote
-# backend tests start on loopback: OpenSSH (SFTP), rclone (REST), Garage (S3; built with
-# cargo the first time, about 20 minutes). Called by .ci/run. Each test starts and stops
-# its own servers (crates/cairn/tests/it/peers.rs, scripts/peers/).
+# the real restic (our interop oracle), attr (xattr tools), btrfs-progs (snapshot tests on a
+# loop device), PostgreSQL and MariaDB (dump tests; private instances on Unix sockets),
+# and the servers the remote backend tests start on loopback: OpenSSH (SFTP), rclone
+# (REST), Garage (S3; built with cargo the first time, about 20 minutes). Called by
+# .ci/run. Each test starts and stops its own servers (crates/cairn/tests/it/peers.rs,
+# scripts/peers/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ command -v rclone >/dev/null 2>&1 || need+=(rclone)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v pg_dump >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

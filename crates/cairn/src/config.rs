@@ -224,6 +224,8 @@ pub struct Source {
     pub sqlite: Vec<PathBuf>,
     /// Back up from filesystem snapshots of this kind.
     pub snapshot: Option<crate::sources::SnapshotKind>,
+    /// Database dumps: (path in the snapshot, shell command writing the dump).
+    pub dumps: Vec<(PathBuf, String)>,
     pub defined_in: PathBuf,
 }
 
@@ -368,6 +370,8 @@ pub struct Plan {
     pub sqlite: Vec<PathBuf>,
     /// Paths backed up from filesystem snapshots, with the snapshot kind.
     pub snapshots: Vec<(PathBuf, crate::sources::SnapshotKind)>,
+    /// The sources' database dumps, streamed into the snapshot.
+    pub dumps: Vec<(PathBuf, String)>,
     /// Sources' excludes scoped to their paths, plus the plan's own.
     pub filter: Filter,
     pub schedule: Option<Schedule>,
@@ -1253,7 +1257,7 @@ impl<'a> Validator<'a> {
         let f = at.file;
         let s = at.value.get_ref();
         let before = self.errors();
-        if s.paths.is_empty() && s.sqlite.is_empty() {
+        if s.paths.is_empty() && s.sqlite.is_empty() && s.postgres.is_none() && s.mysql.is_none() {
             self.error(
                 f,
                 at.value,
@@ -1280,11 +1284,19 @@ impl<'a> Validator<'a> {
         );
         let hooks = self.hooks(f, &s.hooks);
         let snapshot = self.snapshot_kind(f, &format!("source `{name}`"), &s.snapshot);
+        let mut dumps = Vec::new();
+        if let Some(pg) = &s.postgres {
+            dumps.extend(crate::sources::postgres_dumps(name, pg));
+        }
+        if let Some(my) = &s.mysql {
+            dumps.extend(crate::sources::mysql_dumps(name, my));
+        }
         if self.errors() > before {
             return None;
         }
         Some(Source {
             snapshot,
+            dumps,
             name: name.to_string(),
             paths,
             filter,
@@ -1574,6 +1586,7 @@ impl<'a> Validator<'a> {
         // Assemble: the sources' paths, excludes scoped to them, tags and hooks.
         let mut paths: Vec<PathBuf> = own_paths;
         let mut sqlite: Vec<PathBuf> = Vec::new();
+        let mut dumps: Vec<(PathBuf, String)> = Vec::new();
         let mut snapshots: Vec<(PathBuf, crate::sources::SnapshotKind)> = match plan_snapshot {
             Some(k) => paths.iter().map(|p| (p.clone(), k)).collect(),
             None => Vec::new(),
@@ -1584,6 +1597,7 @@ impl<'a> Validator<'a> {
         for s in chosen.iter().filter_map(|c| sources_ok.get(c)) {
             paths.extend(s.paths.iter().cloned());
             sqlite.extend(s.sqlite.iter().cloned());
+            dumps.extend(s.dumps.iter().cloned());
             if let Some(k) = s.snapshot {
                 snapshots.extend(s.paths.iter().map(|p| (p.clone(), k)));
             }
@@ -1622,6 +1636,7 @@ impl<'a> Validator<'a> {
             paths,
             sqlite,
             snapshots,
+            dumps,
             filter,
             schedule,
             retention,

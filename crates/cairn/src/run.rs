@@ -771,6 +771,9 @@ impl Runner<'_> {
                     ));
                 }
             }
+            for (path, cmd) in &plan.dumps {
+                args.push(format!("--from-command={}={cmd}", path.display()));
+            }
             for (db, copy) in &copies {
                 args.push(format!("--source-map={}={}", db.display(), copy.display()));
                 for suffix in ["-wal", "-shm", "-journal"] {

@@ -124,6 +124,106 @@ mod tests {
     }
 }
 
+// ---- database dumps ---------------------------------------------------------------------
+
+/// Where dumps live in a snapshot: outside every path read from disk.
+pub const DUMP_ROOT: &str = "/.cairn/dumps";
+
+/// `s` quoted for `sh -c`.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| sh_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// PostgreSQL: one `pg_dump` per database (a consistent snapshot of each, plain SQL), or
+/// `pg_dumpall` for everything. Restore: `cairn dump latest PATH | psql -d DB` (for all:
+/// `| psql -d postgres`).
+pub fn postgres_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<(PathBuf, String)> {
+    let mut common = vec!["--no-password".to_string()];
+    if let Some(h) = &d.host {
+        common.push(format!("--host={h}"));
+    }
+    if let Some(p) = d.port {
+        common.push(format!("--port={p}"));
+    }
+    if let Some(u) = &d.user {
+        common.push(format!("--username={u}"));
+    }
+    common.extend(d.args.iter().cloned());
+    let dir = PathBuf::from(DUMP_ROOT).join(source);
+    if d.databases.is_empty() {
+        let mut a = vec!["pg_dumpall".to_string()];
+        a.extend(common);
+        return vec![(dir.join("postgres-all.sql"), join(&a))];
+    }
+    d.databases
+        .iter()
+        .map(|db| {
+            let mut a = vec!["pg_dump".to_string()];
+            a.extend(common.iter().cloned());
+            a.push(format!("--dbname={db}"));
+            (dir.join(format!("postgres-{db}.sql")), join(&a))
+        })
+        .collect()
+}
+
+/// MySQL/MariaDB: `mysqldump --single-transaction` (a consistent snapshot of InnoDB
+/// tables without locking them) with routines, events and triggers, one file per
+/// database (with its CREATE DATABASE) or `--all-databases`. Restore:
+/// `cairn dump latest PATH | mysql`.
+pub fn mysql_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<(PathBuf, String)> {
+    let mut common: Vec<String> = [
+        "mysqldump",
+        "--single-transaction",
+        "--quick",
+        "--routines",
+        "--events",
+        "--triggers",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(s) = &d.socket {
+        common.push(format!("--socket={s}"));
+    }
+    if let Some(h) = &d.host {
+        common.push(format!("--host={h}"));
+    }
+    if let Some(p) = d.port {
+        common.push(format!("--port={p}"));
+    }
+    if let Some(u) = &d.user {
+        common.push(format!("--user={u}"));
+    }
+    common.extend(d.args.iter().cloned());
+    let dir = PathBuf::from(DUMP_ROOT).join(source);
+    if d.databases.is_empty() {
+        let mut a = common;
+        a.push("--all-databases".into());
+        return vec![(dir.join("mysql-all.sql"), join(&a))];
+    }
+    d.databases
+        .iter()
+        .map(|db| {
+            let mut a = common.clone();
+            a.extend(["--databases".to_string(), db.clone()]);
+            (dir.join(format!("mysql-{db}.sql")), join(&a))
+        })
+        .collect()
+}
+
 // ---- filesystem snapshots ------------------------------------------------------------------
 
 /// The kinds of filesystem snapshot a source can be backed up from.

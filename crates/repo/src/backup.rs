@@ -72,6 +72,9 @@ pub struct BackupOptions {
     /// recorded file's (when it exists) and the content and size the copy's, and the file
     /// is always read (its live original may have changed only in a `-wal` file).
     pub source_map: Vec<(PathBuf, PathBuf)>,
+    /// Streams stored as files at these absolute paths of the snapshot (database dumps),
+    /// beside the files read from disk; a stream's `on_eof` error aborts the backup.
+    pub streams: Vec<(PathBuf, StdinSource)>,
 }
 
 impl Default for BackupOptions {
@@ -94,6 +97,7 @@ impl Default for BackupOptions {
                 .unwrap_or(2),
             dry_run: false,
             source_map: Vec::new(),
+            streams: Vec::new(),
         }
     }
 }
@@ -179,6 +183,8 @@ struct Counts {
 struct Targets {
     children: BTreeMap<String, Targets>,
     is_target: bool,
+    /// A streamed file (index into the walker's streams).
+    stream: Option<usize>,
     fs_path: PathBuf,
     /// For top-level nodes: the directory the target's components start from (`/`, `.`,
     /// `../..`); two targets with the same first name but different roots get `name-1`.
@@ -186,6 +192,23 @@ struct Targets {
 }
 
 impl Targets {
+    /// Adds a streamed file at an absolute path.
+    fn add_stream(&mut self, path: &Path, index: usize) {
+        let (root, components) = split_target(path);
+        let mut fs_path = root;
+        let mut t = self;
+        for c in &components {
+            fs_path.push(c);
+            t = t.children.entry(c.clone()).or_default();
+            t.fs_path = fs_path.clone();
+        }
+        t.stream = Some(index);
+    }
+
+    fn has_stream(&self) -> bool {
+        self.stream.is_some() || self.children.values().any(Targets::has_stream)
+    }
+
     /// Adds one target path (as the user gave it, lexically cleaned).
     fn add(&mut self, target: &Path) {
         let (root, components) = split_target(target);
@@ -280,6 +303,8 @@ struct Walker<'a> {
     counts: &'a Counts,
     warnings: &'a Mutex<Vec<String>>,
     notices: &'a Mutex<Vec<String>>,
+    streams: Mutex<Vec<Option<StdinSource>>>,
+    writer: &'a PackWriter<'a>,
 }
 
 /// Where a recorded path really is: the longest `source_map` prefix replaced.
@@ -388,6 +413,29 @@ impl Walker<'_> {
         for (name, child) in &t.children {
             let path = &child.fs_path;
             let parent_node = parent.and_then(|p| p.iter().find(|n| &n.name == name));
+            if let Some(i) = child.stream {
+                let src = self
+                    .streams
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.get_mut(i).and_then(Option::take));
+                let Some(src) = src else { continue };
+                let mut node = Node::for_stdin(name);
+                let (ids, size) = store_stream(
+                    src.reader,
+                    self.writer,
+                    self.repo.polynomial(),
+                    self.progress,
+                )?;
+                if let Some(check) = src.on_eof {
+                    check().map_err(|e| Error::new(crate::Kind::Io, e))?;
+                }
+                node.content = Some(ids);
+                node.size = size;
+                self.counts.files_new.fetch_add(1, Ordering::Relaxed);
+                entries.push(Entry::Ready(node));
+                continue;
+            }
             if child.is_target {
                 if let Some(e) = self.entry(path, name, parent_node, None)? {
                     entries.push(e);
@@ -395,15 +443,16 @@ impl Walker<'_> {
                 continue;
             }
             let real = self.actual(path);
-            let meta = match std::fs::symlink_metadata(&real) {
-                Ok(m) => m,
+            let mut node = match std::fs::symlink_metadata(&real) {
+                Ok(meta) => Node::from_path(&real, name, &meta, self.opts.with_xattrs)
+                    .map_err(|e| Error::io(path.display(), e))?,
+                // Directories of streamed files need not exist on disk.
+                Err(_) if child.has_stream() => Node::synthetic_dir(name),
                 Err(e) => {
                     self.warn(format!("{}: {e}", path.display()));
                     continue;
                 }
             };
-            let mut node = Node::from_path(&real, name, &meta, self.opts.with_xattrs)
-                .map_err(|e| Error::io(path.display(), e))?;
             let sub_parent = self.load_tree(parent_node.and_then(|n| n.subtree));
             let sub = self.walk_targets(child, sub_parent.as_deref())?;
             node.subtree = None;
@@ -743,7 +792,7 @@ pub fn backup(
         }
         paths.push(format!("/{}", stdin.filename));
     } else {
-        if opts.paths.is_empty() {
+        if opts.paths.is_empty() && opts.streams.is_empty() {
             return Err(Error::invalid("nothing to back up: give at least one path"));
         }
         for given in &opts.paths {
@@ -759,12 +808,41 @@ pub fn backup(
             }
             paths.push(abs.display().to_string());
         }
-        if paths.is_empty() {
+        if paths.is_empty() && opts.streams.is_empty() {
             return Err(Error::not_found(format!(
                 "none of the paths to back up exist: {}",
                 missing.join(", ")
             )));
         }
+    }
+    let mut stream_sources = Vec::new();
+    for (i, (p, src)) in std::mem::take(&mut opts.streams).into_iter().enumerate() {
+        if opts.stdin.is_some() {
+            return Err(Error::invalid(
+                "streamed files and --stdin cannot be combined",
+            ));
+        }
+        let abs = clean_absolute(&p)?;
+        if !p.is_absolute() || abs.parent().is_none() || abs.file_name().is_none() {
+            return Err(Error::invalid(format!(
+                "streamed file {}: give an absolute file path",
+                p.display()
+            )));
+        }
+        if let Some(t) = opts
+            .paths
+            .iter()
+            .find(|t| clean_absolute(t).is_ok_and(|t| abs.starts_with(t)))
+        {
+            return Err(Error::invalid(format!(
+                "streamed file {} is inside {}, which is backed up from disk: give it a path outside it (e.g. /.cairn/dumps/...)",
+                abs.display(),
+                t.display()
+            )));
+        }
+        targets.add_stream(&abs, i);
+        paths.push(abs.display().to_string());
+        stream_sources.push(Some(src));
     }
     // In the order given, without repeats, as restic records them.
     let mut seen = std::collections::HashSet::new();
@@ -814,6 +892,8 @@ pub fn backup(
             counts: &counts,
             warnings: &warnings,
             notices: &notices,
+            streams: Mutex::new(stream_sources),
+            writer: &writer,
         };
         let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress, &counts));
         let root_rx = (|| -> Result<Receiver<Result<Id>>> {

@@ -254,6 +254,17 @@ impl Node {
     }
 
     /// The node of data read from standard input or a command: a 0644 file owned by us, now.
+    /// A directory that exists only in the snapshot (it holds streamed files whose
+    /// directories are not on disk): owned by us, 0755, now.
+    pub fn synthetic_dir(name: &str) -> Node {
+        Node {
+            node_type: NodeType::Dir,
+            mode: MODE_DIR | 0o755,
+            content: None,
+            ..Node::for_stdin(name)
+        }
+    }
+
     pub fn for_stdin(name: &str) -> Node {
         let now = chrono::Local::now().fixed_offset();
         let uid = nix::unistd::getuid().as_raw();

@@ -73,9 +73,38 @@ pub struct Args {
     /// mounted elsewhere, or a consistent copy of a database; repeatable
     #[arg(long, value_name = "RECORDED=ACTUAL")]
     pub source_map: Vec<String>,
+    /// Store COMMAND's output as the file PATH (absolute) of the snapshot, streamed (no
+    /// temporary file), beside the paths backed up; if COMMAND fails, no snapshot is
+    /// saved. For database dumps: --from-command /dumps/app.sql='pg_dump app'; repeatable
+    #[arg(long, value_name = "PATH=COMMAND")]
+    pub from_command: Vec<String>,
     /// Worker threads (default: number of CPUs)
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// A command's standard output as a stream; its exit status is checked at the end.
+fn command_source(cmd: &str) -> Result<StdinSource> {
+    let mut c = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let out = c.stdout.take().context("command has no stdout")?;
+    let cmd = cmd.to_string();
+    Ok(StdinSource {
+        filename: String::new(),
+        reader: Box::new(out),
+        on_eof: Some(Box::new(move || match c.wait() {
+            Ok(st) if st.success() => Ok(()),
+            Ok(st) => Err(format!(
+                "command {cmd:?} failed ({st}): no snapshot was saved"
+            )),
+            Err(e) => Err(format!("waiting for command {cmd:?}: {e}")),
+        })),
+    })
 }
 
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
@@ -122,25 +151,9 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         (None, false) => ParentChoice::Latest,
     };
     let stdin = if let Some(cmd) = &a.stdin_from_command {
-        let mut c = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {cmd:?}"))?;
-        let out = c.stdout.take().context("command has no stdout")?;
-        let cmd = cmd.clone();
-        Some(StdinSource {
-            filename: a.stdin_filename.clone(),
-            reader: Box::new(out),
-            on_eof: Some(Box::new(move || match c.wait() {
-                Ok(st) if st.success() => Ok(()),
-                Ok(st) => Err(format!(
-                    "command {cmd:?} failed ({st}): no snapshot was saved"
-                )),
-                Err(e) => Err(format!("waiting for command {cmd:?}: {e}")),
-            })),
-        })
+        let mut src = command_source(cmd)?;
+        src.filename = a.stdin_filename.clone();
+        Some(src)
     } else if a.stdin {
         Some(StdinSource {
             filename: a.stdin_filename.clone(),
@@ -151,8 +164,8 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         None
     };
     anyhow::ensure!(
-        stdin.is_some() || !a.paths.is_empty(),
-        "nothing to back up: give paths, --stdin or --stdin-from-command"
+        stdin.is_some() || !a.paths.is_empty() || !a.from_command.is_empty(),
+        "nothing to back up: give paths, --from-command, --stdin or --stdin-from-command"
     );
     let tags: Vec<String> = a
         .tag
@@ -187,6 +200,20 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
                 .unwrap_or(2)
         }),
         dry_run: a.dry_run,
+        streams: a
+            .from_command
+            .iter()
+            .map(|spec| {
+                let (path, cmd) = spec.split_once('=').with_context(|| {
+                    format!("--from-command {spec}: expected PATH=COMMAND, e.g. /dumps/app.sql='pg_dump app'")
+                })?;
+                anyhow::ensure!(
+                    path.starts_with('/') && !path.ends_with('/'),
+                    "--from-command {spec}: PATH must be an absolute file path"
+                );
+                Ok((PathBuf::from(path), command_source(cmd)?))
+            })
+            .collect::<Result<Vec<_>>>()?,
         source_map: a
             .source_map
             .iter()

@@ -136,6 +136,12 @@ pub struct Source {
     /// Back up from a read-only filesystem snapshot made for each run (recorded under the
     /// original paths, always deleted afterwards).
     pub snapshot: Option<Snapshot>,
+    /// PostgreSQL dumps (pg_dump per database, or pg_dumpall), streamed into the snapshot
+    /// as /.cairn/dumps/SOURCE/postgres-DB.sql.
+    pub postgres: Option<DbDump>,
+    /// MySQL/MariaDB dumps (mysqldump --single-transaction), streamed into the snapshot as
+    /// /.cairn/dumps/SOURCE/mysql-DB.sql.
+    pub mysql: Option<DbDump>,
     /// Live SQLite databases: copied consistently with SQLite's online backup API and
     /// stored at their own paths (their -wal/-shm/-journal files are left out).
     #[serde(default)]
@@ -245,6 +251,23 @@ pub struct Check {
     /// Also read this share of the data: "5%" or "n/m"; "all" reads everything.
     #[schemars(with = "Option<String>")]
     pub read_data_subset: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DbDump {
+    /// Databases, one dump file each; none: every database in one file.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    pub user: Option<String>,
+    /// Host name or socket directory (PostgreSQL), host name (MySQL).
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// MySQL socket file.
+    pub socket: Option<String>,
+    /// Extra arguments for the dump command.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone)]

@@ -159,3 +159,21 @@ pub fn garage_cluster() -> Peer {
         &["n1/garage.pid", "n2/garage.pid", "n3/garage.pid"],
     )
 }
+
+pub fn postgres() -> Peer {
+    require("pg_dump", &["--version"], "apt-get install postgresql");
+    Peer::start(
+        "start-postgres.sh",
+        vec![("PG_PORT".into(), free_port().to_string())],
+        &["postgres.pid"],
+    )
+}
+
+pub fn mariadb() -> Peer {
+    require(
+        "mysqldump",
+        &["--version"],
+        "apt-get install mariadb-server",
+    );
+    Peer::start("start-mariadb.sh", Vec::new(), &["mariadb.pid"])
+}

@@ -19,7 +19,28 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     bound_malloc_caching();
+    quiet_broken_pipe();
     cli::run()
+}
+
+/// `cairn ls latest | head`: when the reader of our output goes away, stop quietly like
+/// other Unix tools (removing any lock we hold), instead of reporting a panic. SIGPIPE
+/// stays ignored so a dead ssh or dump child is an error we handle, not a silent death.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            cairn_repo::lock::release_all_held();
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 /// Big buffers (packs, chunks) go straight to mmap and back to the kernel when freed.

@@ -499,3 +499,30 @@ fn a_killed_backup_leaves_a_repository_restic_accepts() {
     ok(env.cairn(&["backup", src.to_str().unwrap()]));
     ok(env.restic(&["check", "--read-data"]));
 }
+
+/// `cairn ls latest | head -1`: the reader goes away; cairn stops quietly, no panic,
+/// no lock left behind.
+#[test]
+fn a_closed_output_pipe_stops_quietly_without_leaving_a_lock() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("f{i}")), "x").unwrap();
+    }
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", src.to_str().unwrap()]));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} -r {} --password-file {} ls latest | head -1",
+            env!("CARGO_BIN_EXE_cairn"),
+            env.repo().display(),
+            env.path("pw").display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(files_under(&env.repo().join("locks")).is_empty());
+}

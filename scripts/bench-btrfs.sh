@@ -92,7 +92,7 @@ for i in $(seq 1 "$RUNS"); do
   measure restic nochange "$BENCH_DIR/restic-script.sh" "$(date +%s%N)" script
   measure restic-fixed nochange "$BENCH_DIR/restic-script.sh" fixed fixed
 done
-"$CAIRN" --config "$BENCH_DIR/cairn.toml" history --steps | head -4
+"$CAIRN" --config "$BENCH_DIR/cairn.toml" history --steps --limit 1
 summary "no-change backup of a Btrfs-snapshot plan, $FILES files (restic: field-note script, timestamped snapshot path)" nochange
 python3 - "$RESULTS" <<'PY'
 import sys, statistics, collections

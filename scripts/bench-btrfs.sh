@@ -66,10 +66,10 @@ cat > "$BENCH_DIR/restic-script.sh" <<EOF
 #!/usr/bin/env bash
 # The field notes' approach: snapshot at a timestamped path, back it up, delete it.
 set -euo pipefail
-snap="$mnt/home/.snapshots-\$1"
-mkdir -p "$mnt/home" 
+snap="$mnt/snapshots/restic-\$1"
+mkdir -p "$mnt/snapshots"
 btrfs subvolume snapshot -r "$mnt/home" "\$snap" >/dev/null
-restic -q --no-cache -r "$BENCH_DIR/repo-restic-\$2" backup "\$snap" --tag btrfs-snapshot --exclude '$mnt/home/.snapshots-*' || { btrfs subvolume delete "\$snap" >/dev/null; exit 1; }
+restic -q --no-cache -r "$BENCH_DIR/repo-restic-\$2" backup "\$snap" --tag btrfs-snapshot || { btrfs subvolume delete "\$snap" >/dev/null; exit 1; }
 btrfs subvolume delete "\$snap" >/dev/null
 EOF
 chmod +x "$BENCH_DIR/restic-script.sh"

@@ -374,6 +374,22 @@ pub fn run(config: Config) -> Result<()> {
             "{abandoned} operation(s) of a previous cairn were interrupted (marked in the history)"
         );
     }
+    // Filesystem snapshots left by a crash (ours carry a cairn-PLAN- prefix).
+    for p in config.plans.values() {
+        for (path, kind) in &p.snapshots {
+            match crate::sources::sweep(*kind, path, &p.name) {
+                Ok(removed) => {
+                    for r in removed {
+                        eprintln!(
+                            "plan {}: removed snapshot {r} left by an interrupted run",
+                            p.name
+                        );
+                    }
+                }
+                Err(e) => eprintln!("plan {}: cannot look for leftover snapshots: {e:#}", p.name),
+            }
+        }
+    }
     let entries = entries(&config, &history)?;
     drop(history);
     let stop = Arc::new(AtomicBool::new(false));

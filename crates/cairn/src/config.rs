@@ -1317,14 +1317,11 @@ impl<'a> Validator<'a> {
         match k.get_ref().as_str() {
             "btrfs" => Some(crate::sources::SnapshotKind::Btrfs),
             "zfs" => Some(crate::sources::SnapshotKind::Zfs),
-            "lvm" => {
-                self.error(f, k, format!("{what}: LVM snapshots are not supported by this version of cairn"), Some("use kind = \"btrfs\" or \"zfs\", or a before hook with lvcreate --snapshot".into()));
-                None
-            }
+            "lvm" => Some(crate::sources::SnapshotKind::Lvm),
             other => {
                 let help = closest(other, ["btrfs", "zfs", "lvm"])
                     .map(|c| format!("did you mean \"{c}\"?"))
-                    .unwrap_or_else(|| "use \"btrfs\" or \"zfs\"".into());
+                    .unwrap_or_else(|| "use \"btrfs\", \"zfs\" or \"lvm\"".into());
                 self.error(
                     f,
                     k,

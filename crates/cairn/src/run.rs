@@ -710,7 +710,12 @@ impl Runner<'_> {
                 if fs_snaps.iter().any(|s| path.starts_with(&s.recorded)) {
                     continue;
                 }
-                match crate::sources::snapshot(*kind, path, &plan.name) {
+                match crate::sources::snapshot(
+                    *kind,
+                    path,
+                    &plan.name,
+                    &self.config.settings.state_dir.join("work").join(&plan.name),
+                ) {
                     Ok(snap) => {
                         log.line(format!(
                             "== snapshot of {}: {}",
@@ -729,7 +734,14 @@ impl Runner<'_> {
                 }
             }
         }
-        let work = self.config.settings.state_dir.join("work").join(&plan.name);
+        // SQLite copies get their own directory: LVM snapshots are mounted beside it.
+        let work = self
+            .config
+            .settings
+            .state_dir
+            .join("work")
+            .join(&plan.name)
+            .join("sqlite");
         let mut copies = Vec::new();
         if failure.is_none() && !plan.sqlite.is_empty() {
             log.line(format!(

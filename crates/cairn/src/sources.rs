@@ -232,6 +232,7 @@ pub fn mysql_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<(PathBuf
 pub enum SnapshotKind {
     Btrfs,
     Zfs,
+    Lvm,
 }
 
 /// A read-only snapshot made for one backup: back up `actual` as `recorded`.
@@ -242,7 +243,7 @@ pub struct FsSnapshot {
     pub recorded: PathBuf,
     /// Where the snapshot's files are.
     pub actual: PathBuf,
-    /// What to delete afterwards: a path (btrfs) or `dataset@name` (zfs).
+    /// What to delete afterwards: a path (btrfs), `dataset@name` (zfs), `vg/lv` (lvm).
     handle: String,
 }
 
@@ -318,6 +319,47 @@ fn zfs_dataset(path: &Path) -> Result<(String, PathBuf)> {
         .with_context(|| format!("no ZFS dataset is mounted at or above {}", path.display()))
 }
 
+/// LVM: the logical volume mounted at or above `path`: (`vg/lv`, mount point, fs type).
+fn lvm_origin(path: &Path) -> Result<(String, PathBuf, String)> {
+    let p = path.display().to_string();
+    let out = run_tool(
+        "findmnt",
+        &["-n", "-o", "SOURCE,TARGET,FSTYPE", "--target", &p],
+    )?;
+    let mut f = out.split_whitespace();
+    let (dev, target, fstype) = match (f.next(), f.next(), f.next()) {
+        (Some(d), Some(t), Some(ty)) => (d.to_string(), PathBuf::from(t), ty.to_string()),
+        _ => anyhow::bail!("cannot tell which filesystem holds {p} (findmnt said {out:?})"),
+    };
+    let lv = run_tool(
+        "lvs",
+        &[
+            "--noheadings",
+            "--separator",
+            ",",
+            "-o",
+            "vg_name,lv_name",
+            &dev,
+        ],
+    )
+    .with_context(|| format!("{p} is on {dev}, which is not an LVM logical volume"))?;
+    let lv = lv.trim();
+    let (vg, name) = lv
+        .split_once(',')
+        .with_context(|| format!("{p} is on {dev}, which is not an LVM logical volume"))?;
+    Ok((format!("{}/{}", vg.trim(), name.trim()), target, fstype))
+}
+
+fn lvm_remove(vg_lv: &str, lv_path: &str) -> Result<()> {
+    if let Ok(mounted) = run_tool("findmnt", &["-n", "-o", "TARGET", "--source", lv_path]) {
+        for dir in mounted.lines().filter(|l| !l.trim().is_empty()) {
+            run_tool("umount", &[dir.trim()])?;
+            let _ = std::fs::remove_dir(dir.trim());
+        }
+    }
+    run_tool("lvremove", &["-f", vg_lv]).map(|_| ())
+}
+
 /// Deletes the snapshots a crashed run of `plan` left behind; returns what was removed.
 pub fn sweep(kind: SnapshotKind, path: &Path, plan: &str) -> Result<Vec<String>> {
     let mut removed = Vec::new();
@@ -331,6 +373,27 @@ pub fn sweep(kind: SnapshotKind, path: &Path, plan: &str) -> Result<Vec<String>>
                         let p = e.path();
                         run_tool("btrfs", &["subvolume", "delete", &p.display().to_string()])?;
                         removed.push(p.display().to_string());
+                    }
+                }
+            }
+        }
+        SnapshotKind::Lvm => {
+            let out = run_tool(
+                "lvs",
+                &[
+                    "--noheadings",
+                    "--separator",
+                    ",",
+                    "-o",
+                    "vg_name,lv_name,lv_path",
+                ],
+            )?;
+            for line in out.lines() {
+                let f: Vec<&str> = line.trim().split(',').map(str::trim).collect();
+                if let [vg, lv, lv_path] = f.as_slice() {
+                    if leftover(lv, plan) {
+                        lvm_remove(&format!("{vg}/{lv}"), lv_path)?;
+                        removed.push(format!("{vg}/{lv}"));
                     }
                 }
             }
@@ -355,9 +418,52 @@ pub fn sweep(kind: SnapshotKind, path: &Path, plan: &str) -> Result<Vec<String>>
 }
 
 /// Makes a read-only snapshot of the subvolume or dataset holding `path`.
-pub fn snapshot(kind: SnapshotKind, path: &Path, plan: &str) -> Result<FsSnapshot> {
+/// LVM snapshots are mounted read-only under `work`.
+pub fn snapshot(kind: SnapshotKind, path: &Path, plan: &str, work: &Path) -> Result<FsSnapshot> {
     let name = snapshot_name(plan);
     match kind {
+        SnapshotKind::Lvm => {
+            let (origin, mountpoint, fstype) = lvm_origin(path)?;
+            let vg = origin.split('/').next().unwrap_or_default().to_string();
+            run_tool(
+                "lvcreate",
+                &[
+                    "--snapshot",
+                    "--name",
+                    &name,
+                    "--extents",
+                    "10%ORIGIN",
+                    &origin,
+                ],
+            )?;
+            let handle = format!("{vg}/{name}");
+            let dir = work.join("lvm").join(&name);
+            let mounted = std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))
+                .and_then(|_| {
+                    // XFS refuses a second mount of the same filesystem UUID without nouuid.
+                    let opts = if fstype == "xfs" { "ro,nouuid" } else { "ro" };
+                    run_tool(
+                        "mount",
+                        &[
+                            "-o",
+                            opts,
+                            &format!("/dev/{handle}"),
+                            &dir.display().to_string(),
+                        ],
+                    )
+                });
+            if let Err(e) = mounted {
+                let _ = run_tool("lvremove", &["-f", &handle]);
+                return Err(e);
+            }
+            Ok(FsSnapshot {
+                kind,
+                recorded: mountpoint,
+                actual: dir,
+                handle,
+            })
+        }
         SnapshotKind::Btrfs => {
             let subvol = btrfs_subvolume(path)?;
             let dir = subvol.join(BTRFS_DIR);
@@ -400,5 +506,6 @@ pub fn delete(s: &FsSnapshot) -> Result<()> {
     match s.kind {
         SnapshotKind::Btrfs => run_tool("btrfs", &["subvolume", "delete", &s.handle]).map(|_| ()),
         SnapshotKind::Zfs => run_tool("zfs", &["destroy", &s.handle]).map(|_| ()),
+        SnapshotKind::Lvm => lvm_remove(&s.handle, &format!("/dev/{}", s.handle)),
     }
 }

@@ -273,7 +273,7 @@ pub struct DbDump {
 #[derive(Deserialize, JsonSchema, Debug, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Snapshot {
-    /// "btrfs" or "zfs".
+    /// "btrfs", "zfs" or "lvm".
     #[schemars(with = "String")]
     pub kind: Spanned<String>,
 }

@@ -88,7 +88,7 @@ fn live_sqlite_is_copied_consistently_while_a_writer_commits() {
         "a declared database is not warned about"
     );
     assert!(
-        !env.path("state/work/p").exists(),
+        !env.path("state/work/p/sqlite").exists(),
         "the copy is removed after the backup"
     );
 
@@ -749,4 +749,140 @@ fn mariadb_dump_is_streamed_consistent_and_restores_with_one_command() {
         "rows committed before the run: {before}, restored: {count}"
     );
     assert_eq!(max, count - 1, "a consistent prefix");
+}
+
+/// LVM cannot run here (no device-mapper in this container), so this test runs cairn
+/// against a recorded command interface: fake `findmnt`, `lvs`, `lvcreate`, `lvremove`,
+/// `mount` and `umount` on PATH that log every call and act out LVM (a snapshot LV that,
+/// once "mounted", shows the origin's files as they were). It proves the calls, their
+/// order, the sweep of a leftover, and that files are recorded under the origin's mount
+/// point. SIMULATED — not a real LVM.
+#[test]
+fn lvm_snapshots_against_a_recorded_command_interface() {
+    let env = Env::new();
+    let origin = env.path("srv");
+    std::fs::create_dir_all(origin.join("www")).unwrap();
+    std::fs::write(origin.join("www/index.html"), "at snapshot time").unwrap();
+    let st = env.path("lvmstate");
+    std::fs::create_dir_all(&st).unwrap();
+    std::fs::write(
+        st.join("lvs"),
+        "vg0,cairn-p-1700000000-42,/dev/vg0/cairn-p-1700000000-42\n",
+    )
+    .unwrap();
+    std::fs::write(st.join("mounts"), "").unwrap();
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let (o, s) = (origin.display().to_string(), st.display().to_string());
+    let tools = [
+        (
+            "findmnt",
+            format!(
+                r#"case "$*" in
+  *--target*) echo "/dev/mapper/vg0-data {o} ext4" ;;
+  *--source*) for last; do :; done; grep "^$last " {s}/mounts | cut -d' ' -f2 ;;
+esac"#
+            ),
+        ),
+        (
+            "lvs",
+            format!(
+                r#"for last; do :; done
+case "$last" in
+  /dev/mapper/vg0-data) echo "  vg0,data" ;;
+  *) echo "  vg0,data,/dev/vg0/data"; sed 's/^/  /' {s}/lvs ;;
+esac"#
+            ),
+        ),
+        (
+            "lvcreate",
+            format!(r#"name=$3; echo "vg0,$name,/dev/vg0/$name" >> {s}/lvs"#),
+        ),
+        (
+            "lvremove",
+            format!(
+                r#"name="${{2#vg0/}}"; grep -v ",$name," {s}/lvs > {s}/lvs.new || true; mv {s}/lvs.new {s}/lvs"#
+            ),
+        ),
+        (
+            "mount",
+            format!(r#"dev=$3; dir=$4; cp -a {o}/. "$dir"/; echo "$dev $dir" >> {s}/mounts"#),
+        ),
+        (
+            "umount",
+            format!(
+                r#"rm -rf "$1"/* ; grep -v " $1\$" {s}/mounts > {s}/mounts.new || true; mv {s}/mounts.new {s}/mounts"#
+            ),
+        ),
+    ];
+    for (name, body) in tools {
+        let script = format!("#!/bin/sh\necho \"{name} $*\" >> {s}/calls\n{body}\n");
+        std::fs::write(bin.join(name), script).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    ok(env.cairn(&["init"]));
+    let main = env.path("cfg/cairn.toml");
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    std::fs::write(
+        &main,
+        format!(
+            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{}\"\npassword-file = \"{}\"\n\
+             [sources.www]\npaths = [\"{}\"]\nsnapshot = {{ kind = \"lvm\" }}\n[plans.p]\nrepository = \"r\"\nsources = [\"www\"]\n",
+            env.path("state").display(),
+            env.repo().display(),
+            env.path("pw").display(),
+            origin.join("www").display()
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config")
+        .arg(&main)
+        .args(["--json", "run", "p"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let calls = std::fs::read_to_string(st.join("calls")).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    let pos = |prefix: &str| {
+        calls
+            .iter()
+            .position(|c| c.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {calls:?}"))
+    };
+    assert!(
+        pos("lvremove -f vg0/cairn-p-1700000000-42") < pos("lvcreate --snapshot"),
+        "leftover swept first: {calls:?}"
+    );
+    assert!(pos("lvcreate --snapshot") < pos("mount -o ro /dev/vg0/cairn-p-"));
+    assert!(pos("mount -o ro") < pos("umount"));
+    assert!(
+        calls
+            .last()
+            .unwrap()
+            .starts_with("lvremove -f vg0/cairn-p-"),
+        "removed last: {calls:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(st.join("lvs")).unwrap(),
+        "",
+        "no snapshot LV left"
+    );
+    let listing = ok(env.restic(&["ls", "latest"]));
+    assert!(
+        listing.contains(&origin.join("www/index.html").display().to_string()),
+        "{listing}"
+    );
+    assert!(!listing.contains("state/work"), "{listing}");
 }

@@ -183,6 +183,29 @@ impl CachedBackend {
     }
 }
 
+/// Removes repository cache directories under `base` (named by a hex repository id) that
+/// were last used more than `max_age` ago, except `keep`.
+fn expire_old(base: &Path, keep: &Path, max_age: std::time::Duration) {
+    let Ok(rd) = fs::read_dir(base) else { return };
+    let now = std::time::SystemTime::now();
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p == keep || name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > max_age);
+        if old && p.is_dir() {
+            let _ = fs::remove_dir_all(&p);
+        }
+    }
+}
+
 fn slice(data: &[u8], offset: u64, len: u64) -> Option<Vec<u8>> {
     let start = usize::try_from(offset).ok()?;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
@@ -267,7 +290,18 @@ impl Backend for CachedBackend {
     }
     fn set_repository_id(&self, id: &str) {
         if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let _ = self.dir.set(self.base.join(id));
+            let dir = self.base.join(id);
+            // Mark this repository's cache as used, and forget caches of repositories
+            // not opened for 30 days (restic does the same).
+            if let Ok(f) = fs::File::open(&dir) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+            expire_old(
+                &self.base,
+                &dir,
+                std::time::Duration::from_secs(30 * 86_400),
+            );
+            let _ = self.dir.set(dir);
         }
         self.inner.set_repository_id(id);
     }
@@ -315,6 +349,35 @@ mod tests {
         assert_eq!(c2.read(FileType::Index, &name).unwrap(), data);
         assert_eq!(fs::read(&cached).unwrap(), data);
         assert!(tmp.path().join("cache/CACHEDIR.TAG").exists());
+    }
+
+    #[test]
+    fn caches_of_repositories_unused_for_30_days_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Backend> = Arc::new(LocalBackend::new(tmp.path().join("repo")));
+        let base = tmp.path().join("cache");
+        let old = base.join("a".repeat(64));
+        let recent = base.join("b".repeat(64));
+        let other = base.join("not-a-cache");
+        for d in [&old, &recent, &other] {
+            fs::create_dir_all(d.join("index")).unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+        fs::File::open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        fs::File::open(&other)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        let c = CachedBackend::new(inner, base.clone());
+        c.set_repository_id(&"c".repeat(64));
+        assert!(!old.exists(), "unused for 40 days: removed");
+        assert!(
+            recent.exists() && other.exists(),
+            "recent caches and foreign dirs stay"
+        );
     }
 
     #[test]

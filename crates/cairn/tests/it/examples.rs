@@ -72,10 +72,22 @@ fn excluded_example(pattern: &str) -> Option<String> {
     })
 }
 
-fn rewrite_paths(t: &mut toml::Table, root: &Path, all: &mut Vec<(PathBuf, Vec<String>)>) {
+fn rewrite_paths(
+    t: &mut toml::Table,
+    root: &Path,
+    all: &mut Vec<(PathBuf, Vec<String>)>,
+    dbs: &mut Vec<PathBuf>,
+) {
     t.remove("hooks");
     t.remove("notify");
     t.remove("exclude-file");
+    if let Some(toml::Value::Array(list)) = t.get_mut("sqlite") {
+        for p in list.iter_mut() {
+            let moved = root.join(p.as_str().unwrap().trim_start_matches('/'));
+            dbs.push(moved.clone());
+            *p = toml::Value::String(moved.display().to_string());
+        }
+    }
     let excludes: Vec<String> = t
         .get("exclude")
         .and_then(|e| e.as_array())
@@ -110,6 +122,7 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
         }
         let mut repos = Vec::new();
         let mut paths: Vec<(PathBuf, Vec<String>)> = Vec::new();
+        let mut dbs: Vec<PathBuf> = Vec::new();
         for f in &files {
             let mut t: toml::Table = std::fs::read_to_string(f).unwrap().parse().unwrap();
             if t.contains_key("settings") {
@@ -145,7 +158,7 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
             for section in ["sources", "plans"] {
                 if let Some(toml::Value::Table(entries)) = t.get_mut(section) {
                     for (_, e) in entries.iter_mut() {
-                        rewrite_paths(e.as_table_mut().unwrap(), &root, &mut paths);
+                        rewrite_paths(e.as_table_mut().unwrap(), &root, &mut paths, &mut dbs);
                     }
                 }
             }
@@ -167,6 +180,17 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
                     must_be_absent.push(f);
                 }
             }
+        }
+        // Declared SQLite databases: live ones, in WAL mode with rows only in the WAL.
+        let mut live = Vec::new();
+        for db in &dbs {
+            std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+            let c = rusqlite::Connection::open(db).unwrap();
+            c.pragma_update(None, "journal_mode", "WAL").unwrap();
+            c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+            c.execute_batch("CREATE TABLE t (n); INSERT INTO t VALUES (1), (2), (3);")
+                .unwrap();
+            live.push(c);
         }
         for r in &repos {
             ok(env.cairn_repo(r, &["init"]));
@@ -242,6 +266,18 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
                 everything.push_str(&ok(restic(&["ls", s["short_id"].as_str().unwrap()])));
             }
         }
+        for db in &dbs {
+            let d = db.display().to_string();
+            assert!(
+                everything.contains(&format!("{d}\n")),
+                "{name}: {d} was not backed up"
+            );
+            assert!(
+                !everything.contains(&format!("{d}-wal")),
+                "{name}: {d}-wal was stored"
+            );
+        }
+        drop(live);
         for (p, _) in &paths {
             let keep = p.join("keep.txt").display().to_string();
             assert!(

@@ -117,7 +117,8 @@ pub struct GlobalOpts {
     pub config: Option<std::path::PathBuf>,
 }
 
-/// Parses durations like restic's `--retry-lock`: `90s`, `5m`, `1h30m`, `2h`.
+/// Parses durations like restic's `--retry-lock` (`90s`, `5m`, `1h30m`, `2h`), and the
+/// config's (`26h`, `7d`, `2w`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let mut total = 0u64;
     let mut num = String::new();
@@ -130,9 +131,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
             's' => 1,
             'm' => 60,
             'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
             _ => {
                 return Err(format!(
-                    "{s:?}: unknown unit {c:?} (use s, m or h, e.g. 5m)"
+                    "{s:?}: unknown unit {c:?} (use s, m, h, d or w, e.g. 5m)"
                 ))
             }
         };

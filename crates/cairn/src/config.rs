@@ -418,39 +418,8 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Durations like `90s`, `5m`, `26h`, `7d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?}: a number must come before {c:?}"))?;
-        num.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(format!("{s:?}: unknown unit {c:?} (use s, m, h, d or w)")),
-        };
-    }
-    if !num.is_empty() {
-        return Err(format!(
-            "{s:?}: a unit must follow {num} (e.g. {num}h or {num}d)"
-        ));
-    }
-    Ok(Duration::from_secs(total))
-}
+/// Durations like `90s`, `5m`, `26h`, `7d`, `1h30m`: the CLI's parser (`--retry-lock`).
+pub use crate::cli::parse_duration;
 
 // ---- suggestions ---------------------------------------------------------------------------
 

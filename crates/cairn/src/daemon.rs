@@ -168,8 +168,11 @@ pub fn schedule_loop(
         for e in &entries {
             if let Some(max) = e.max_age {
                 let last = exec.last_success(&e.plan);
-                let overdue =
-                    last.is_none_or(|t| (now - t).to_std().unwrap_or(Duration::ZERO) > max);
+                let overdue = crate::run::overdue(
+                    max,
+                    last.map(|t| t.timestamp_millis() as f64 / 1000.0),
+                    now.timestamp_millis() as f64 / 1000.0,
+                );
                 if !overdue {
                     alerted.remove(&e.plan);
                 } else if alerted.insert(e.plan.clone()) {
@@ -195,6 +198,8 @@ struct PlanExecutor {
     config: Arc<Config>,
     exe: PathBuf,
     children: Children,
+    /// The scheduler's own connection, for its once-a-tick questions (runs open theirs).
+    history: Mutex<History>,
 }
 
 impl Executor for PlanExecutor {
@@ -237,7 +242,9 @@ impl Executor for PlanExecutor {
     }
 
     fn last_success(&self, plan: &str) -> Option<DateTime<Utc>> {
-        let t = History::open(&self.config.settings.state_dir)
+        let t = self
+            .history
+            .lock()
             .ok()?
             .last_ok(plan, "backup")
             .ok()??
@@ -391,26 +398,22 @@ pub fn run(config: Config) -> Result<()> {
         }
     }
     let entries = entries(&config, &history)?;
-    drop(history);
     let stop = Arc::new(AtomicBool::new(false));
     crate::cli::signals::flag_on_stop(stop.clone())?;
     let children: Children = Arc::new(Mutex::new(Vec::new()));
     // Forward the stop to running children: they remove their locks and exit.
     {
-        let (stop, children) = (stop.clone(), children.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        let children = children.clone();
+        crate::run::forward_stop(stop.clone(), move || {
             eprintln!("stopping: running operations are being stopped cleanly");
-            if let Ok(c) = children.lock() {
-                for pid in c.iter().filter_map(|c| c.lock().ok().and_then(|p| *p)) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-            }
+            children
+                .lock()
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|c| c.lock().ok().and_then(|p| *p))
+                        .collect()
+                })
+                .unwrap_or_default()
         });
     }
     let metrics = match &config.settings.metrics_listen {
@@ -433,6 +436,7 @@ pub fn run(config: Config) -> Result<()> {
         config: config.clone(),
         exe: std::env::current_exe().context("cannot find the cairn executable")?,
         children,
+        history: Mutex::new(history),
     });
     schedule_loop(
         entries,

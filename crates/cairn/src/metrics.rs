@@ -121,7 +121,7 @@ pub fn render(config: &Config, history: &History, now: f64) -> Result<String> {
         }
         if let Some(max) = plan.max_age {
             let last = history.last_ok(name, "backup")?.map(|r| r.started);
-            let overdue = last.is_none_or(|t| now - t > max.as_secs_f64());
+            let overdue = crate::run::overdue(max, last, now);
             families[7]
                 .3
                 .push(format!("{{plan=\"{}\"}} {}", esc(name), u8::from(overdue)));

@@ -97,11 +97,33 @@ fn ts(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
+/// This machine's name, for snapshots and messages.
 pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
+    Some(cairn_repo::backup::hostname())
+        .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a plan is overdue: no successful backup (started at `last_ok`, Unix seconds)
+/// within `max_age` of `now`.
+pub fn overdue(max_age: Duration, last_ok: Option<f64>, now: f64) -> bool {
+    last_ok.is_none_or(|t| now - t > max_age.as_secs_f64())
+}
+
+/// Once `stop` is set, sends SIGTERM to the cairn children `pids` lists: each removes its
+/// lock and exits. (Under systemd's KillMode=mixed only we get the SIGTERM.)
+pub fn forward_stop(stop: Arc<AtomicBool>, pids: impl Fn() -> Vec<u32> + Send + 'static) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for pid in pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    });
 }
 
 /// The failure category of a cairn child from its exit code and error report.
@@ -151,6 +173,11 @@ pub fn due(when: &When, last_ok: Option<f64>, now: DateTime<Utc>) -> bool {
 impl Runner<'_> {
     fn now(&self, flags: &RunFlags) -> DateTime<Utc> {
         flags.now.unwrap_or_else(Utc::now)
+    }
+
+    /// When a step ends: never before the (possibly injected) clock says it started.
+    fn end_ts(&self, flags: &RunFlags) -> f64 {
+        ts(self.now(flags).max(Utc::now()))
     }
 
     /// The command line and environment of a cairn child for `repo`.
@@ -279,7 +306,7 @@ impl Runner<'_> {
         };
         if operation != "backup" {
             self.history
-                .finish(id, ts(self.now(flags).max(Utc::now())), r.outcome, &finish)?;
+                .finish(id, self.end_ts(flags), r.outcome, &finish)?;
         }
         Ok((r, id))
     }
@@ -615,7 +642,7 @@ impl Runner<'_> {
             ),
         };
         self.history
-            .finish(id, ts(self.now(flags).max(Utc::now())), outcome, &finish)?;
+            .finish(id, self.end_ts(flags), outcome, &finish)?;
         Ok(result)
     }
 
@@ -800,6 +827,7 @@ impl Runner<'_> {
             args.push("--".into());
             args.extend(plan.paths.iter().map(|p| p.display().to_string()));
             let (r, id) = self.step(run_id, plan, repo, "backup", args, &mut log, flags)?;
+            // The summary line, read once: for the history and for the log.
             if let Some(summary) = r
                 .stdout
                 .lines()
@@ -815,28 +843,7 @@ impl Runner<'_> {
                     .get("snapshot_id")
                     .and_then(|v| v.as_str())
                     .map(str::to_string);
-            }
-            backup.category = r.category;
-            backup.error = r.error.clone();
-            self.history
-                .finish(id, ts(self.now(flags).max(Utc::now())), r.outcome, &backup)?;
-            match r.outcome {
-                Outcome::Success => {}
-                Outcome::Warning => warning = r.error.clone(),
-                _ => {
-                    failure = Some((
-                        r.category.unwrap_or(Category::Other),
-                        r.error.unwrap_or_default(),
-                    ))
-                }
-            }
-            if let Some(summary) = r
-                .stdout
-                .lines()
-                .rev()
-                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            {
-                let n = |k: &str| summary.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+                let n = |k: &str| n(k).unwrap_or(0);
                 log.line(format!(
                     "backup: {} files ({} new, {} changed, {} unmodified), {} processed, {} read, {} added",
                     n("total_files_processed"),
@@ -847,6 +854,20 @@ impl Runner<'_> {
                     crate::cli::format_bytes(n("bytes_read")),
                     crate::cli::format_bytes(n("data_added"))
                 ));
+            }
+            backup.category = r.category;
+            backup.error = r.error.clone();
+            self.history
+                .finish(id, self.end_ts(flags), r.outcome, &backup)?;
+            match r.outcome {
+                Outcome::Success => {}
+                Outcome::Warning => warning = r.error.clone(),
+                _ => {
+                    failure = Some((
+                        r.category.unwrap_or(Category::Other),
+                        r.error.unwrap_or_default(),
+                    ))
+                }
             }
             if let Some(id) = &backup.snapshot_id {
                 log.line(format!("snapshot {} saved", &id[..id.len().min(8)]));
@@ -968,7 +989,7 @@ impl Runner<'_> {
             );
             self.history.finish(
                 id,
-                ts(self.now(flags).max(Utc::now())),
+                self.end_ts(flags),
                 r.outcome,
                 &Finish {
                     category: r.category,
@@ -1063,12 +1084,8 @@ impl Runner<'_> {
             log: Some(log.text.clone()),
             ..backup.clone()
         };
-        self.history.finish(
-            run_id,
-            ts(self.now(flags).max(Utc::now())),
-            outcome,
-            &run_finish,
-        )?;
+        self.history
+            .finish(run_id, self.end_ts(flags), outcome, &run_finish)?;
         if let Some(tf) = &self.config.settings.metrics_textfile {
             match crate::metrics::render(self.config, self.history, ts(Utc::now())) {
                 Ok(text) => {

@@ -158,19 +158,9 @@ pub fn run(g: &GlobalOpts, a: &RunArgs) -> Result<u8> {
     super::signals::flag_on_stop(stop.clone())?;
     let child: Arc<Mutex<Option<u32>>> = Arc::new(Mutex::new(None));
     {
-        // Pass a stop on to the running child (under systemd's KillMode=mixed only we
-        // get the SIGTERM); it removes its lock and exits.
-        let (stop, child) = (stop.clone(), child.clone());
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            if let Some(pid) = child.lock().ok().and_then(|c| *c) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
+        let child = child.clone();
+        crate::run::forward_stop(stop.clone(), move || {
+            child.lock().ok().and_then(|c| *c).into_iter().collect()
         });
     }
     let runner = Runner {
@@ -250,9 +240,9 @@ pub fn status(g: &GlobalOpts, _a: &StatusArgs) -> Result<u8> {
     for (name, p) in &c.plans {
         let last_run = history.last(name, "run")?;
         let last_success = history.last_ok(name, "backup")?.map(|r| r.started);
-        let overdue = p.max_age.is_some_and(|m| {
-            last_success.is_none_or(|t| now.timestamp() as f64 - t > m.as_secs_f64())
-        });
+        let overdue = p
+            .max_age
+            .is_some_and(|m| crate::run::overdue(m, last_success, now.timestamp() as f64));
         rows.push(PlanStatus {
             plan: name.clone(),
             repository: p.repository.clone(),

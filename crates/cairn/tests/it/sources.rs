@@ -16,6 +16,29 @@ fn open_wal(db: &Path) -> rusqlite::Connection {
     c
 }
 
+/// Writes `cfg/cairn.toml`: a scratch state directory, repository `r` at `repo_url` with
+/// the env's password (plus `repo_extra` keys), then `rest` (sources and plan `p`).
+fn plan_config(env: &Env, repo_url: &str, repo_extra: &str, rest: &str) -> PathBuf {
+    let main = env.path("cfg/cairn.toml");
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    std::fs::write(
+        &main,
+        format!(
+            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{repo_url}\"\npassword-file = \"{}\"\n{repo_extra}\n{rest}",
+            env.path("state").display(),
+            env.path("pw").display()
+        ),
+    )
+    .unwrap();
+    main
+}
+
+/// An executable shell script `bin/name`.
+fn fake_tool(bin: &Path, name: &str, script: &str) {
+    std::fs::write(bin.join(name), script).unwrap();
+    std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[test]
 fn live_sqlite_is_copied_consistently_while_a_writer_commits() {
     let env = Env::new();
@@ -52,21 +75,15 @@ fn live_sqlite_is_copied_consistently_while_a_writer_commits() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     ok(env.cairn(&["init"]));
-    let main = env.path("cfg/cairn.toml");
-    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
-    std::fs::write(
-        &main,
-        format!(
-            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{}\"\npassword-file = \"{}\"\n\
-             [sources.hass]\npaths = [\"{}\"]\nsqlite = [\"{}\"]\n[plans.p]\nrepository = \"r\"\nsources = [\"hass\"]\n",
-            env.path("state").display(),
-            env.repo().display(),
-            env.path("pw").display(),
-            hass.display(),
-            db.display()
+    let main = plan_config(
+        &env,
+        &env.repo().display().to_string(),
+        "",
+        &format!(
+            "[sources.hass]\npaths = [\"{}\"]\nsqlite = [\"{}\"]\n[plans.p]\nrepository = \"r\"\nsources = [\"hass\"]\n",
+            hass.display(), db.display()
         ),
-    )
-    .unwrap();
+    );
     let before_copy = committed.load(Ordering::SeqCst);
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .arg("--config")
@@ -258,20 +275,15 @@ impl Drop for Btrfs {
 }
 
 fn btrfs_config(env: &Env, repo_url: &str, vol: &Path, extra_repo: &str) -> PathBuf {
-    let main = env.path("cfg/cairn.toml");
-    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
-    std::fs::write(
-        &main,
-        format!(
-            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{repo_url}\"\npassword-file = \"{}\"\n{extra_repo}\n\
-             [sources.home]\npaths = [\"{}\"]\nsnapshot = {{ kind = \"btrfs\" }}\n[plans.p]\nrepository = \"r\"\nsources = [\"home\"]\n",
-            env.path("state").display(),
-            env.path("pw").display(),
+    plan_config(
+        env,
+        repo_url,
+        extra_repo,
+        &format!(
+            "[sources.home]\npaths = [\"{}\"]\nsnapshot = {{ kind = \"btrfs\" }}\n[plans.p]\nrepository = \"r\"\nsources = [\"home\"]\n",
             vol.display()
         ),
     )
-    .unwrap();
-    main
 }
 
 fn run_plan(main: &Path) -> serde_json::Value {
@@ -467,25 +479,19 @@ esac
         calls = calls.display(),
         mnt = mnt.display()
     );
-    std::fs::write(bin.join("zfs"), fake).unwrap();
-    std::fs::set_permissions(bin.join("zfs"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    fake_tool(&bin, "zfs", &fake);
     // A leftover from a crashed run, to be swept.
     std::fs::create_dir_all(mnt.join(".zfs/snapshot/cairn-p-1700000000-42")).unwrap();
     ok(env.cairn(&["init"]));
-    let main = env.path("cfg/cairn.toml");
-    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
-    std::fs::write(
-        &main,
-        format!(
-            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{}\"\npassword-file = \"{}\"\n\
-             [plans.p]\nrepository = \"r\"\npaths = [\"{}\"]\nexclude = [\"/**/.zfs\"]\nsnapshot = {{ kind = \"zfs\" }}\n",
-            env.path("state").display(),
-            env.repo().display(),
-            env.path("pw").display(),
+    let main = plan_config(
+        &env,
+        &env.repo().display().to_string(),
+        "",
+        &format!(
+            "[plans.p]\nrepository = \"r\"\npaths = [\"{}\"]\nexclude = [\"/**/.zfs\"]\nsnapshot = {{ kind = \"zfs\" }}\n",
             mnt.join("db").display()
         ),
-    )
-    .unwrap();
+    );
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -532,20 +538,12 @@ esac
 
 /// A plan whose only source is a database dump; returns the config path.
 fn dump_config(env: &Env, source: &str) -> PathBuf {
-    let main = env.path("cfg/cairn.toml");
-    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
-    std::fs::write(
-        &main,
-        format!(
-            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{}\"\npassword-file = \"{}\"\n\
-             [sources.db]\n{source}\n[plans.p]\nrepository = \"r\"\nsources = [\"db\"]\n",
-            env.path("state").display(),
-            env.repo().display(),
-            env.path("pw").display()
-        ),
+    plan_config(
+        env,
+        &env.repo().display().to_string(),
+        "",
+        &format!("[sources.db]\n{source}\n[plans.p]\nrepository = \"r\"\nsources = [\"db\"]\n"),
     )
-    .unwrap();
-    main
 }
 
 /// Runs `sh -c cmd`; true if it succeeded.
@@ -816,25 +814,22 @@ esac"#
         ),
     ];
     for (name, body) in tools {
-        let script = format!("#!/bin/sh\necho \"{name} $*\" >> {s}/calls\n{body}\n");
-        std::fs::write(bin.join(name), script).unwrap();
-        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        fake_tool(
+            &bin,
+            name,
+            &format!("#!/bin/sh\necho \"{name} $*\" >> {s}/calls\n{body}\n"),
+        );
     }
     ok(env.cairn(&["init"]));
-    let main = env.path("cfg/cairn.toml");
-    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
-    std::fs::write(
-        &main,
-        format!(
-            "[settings]\nstate-dir = \"{}\"\n[repositories.r]\nurl = \"{}\"\npassword-file = \"{}\"\n\
-             [sources.www]\npaths = [\"{}\"]\nsnapshot = {{ kind = \"lvm\" }}\n[plans.p]\nrepository = \"r\"\nsources = [\"www\"]\n",
-            env.path("state").display(),
-            env.repo().display(),
-            env.path("pw").display(),
+    let main = plan_config(
+        &env,
+        &env.repo().display().to_string(),
+        "",
+        &format!(
+            "[sources.www]\npaths = [\"{}\"]\nsnapshot = {{ kind = \"lvm\" }}\n[plans.p]\nrepository = \"r\"\nsources = [\"www\"]\n",
             origin.join("www").display()
         ),
-    )
-    .unwrap();
+    );
     let path = format!(
         "{}:{}",
         bin.display(),

@@ -1186,32 +1186,44 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A duration longer than zero, or an error at `at` naming `what`.
+    fn positive_duration(
+        &mut self,
+        f: usize,
+        at: &Spanned<String>,
+        what: &str,
+        example: &str,
+    ) -> Option<Duration> {
+        match parse_duration(at.get_ref()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.error(
+                    f,
+                    at,
+                    format!("{what} must be longer than 0s"),
+                    Some(format!("e.g. {example}")),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(
+                    f,
+                    at,
+                    format!("{what}: {e}"),
+                    Some(format!("e.g. {example}")),
+                );
+                None
+            }
+        }
+    }
+
     fn hooks(&mut self, f: usize, h: &Option<raw::Hooks>) -> Hooks {
         let Some(h) = h else { return Hooks::default() };
-        let timeout = match &h.timeout {
-            None => Duration::from_secs(300),
-            Some(t) => match parse_duration(t.get_ref()) {
-                Ok(d) if !d.is_zero() => d,
-                Ok(_) => {
-                    self.error(
-                        f,
-                        t,
-                        "hooks.timeout must be longer than 0s",
-                        Some("e.g. \"5m\"".into()),
-                    );
-                    Duration::from_secs(300)
-                }
-                Err(e) => {
-                    self.error(
-                        f,
-                        t,
-                        format!("hooks.timeout: {e}"),
-                        Some("e.g. \"90s\", \"5m\", \"1h\"".into()),
-                    );
-                    Duration::from_secs(300)
-                }
-            },
-        };
+        let timeout = h
+            .timeout
+            .as_ref()
+            .and_then(|t| self.positive_duration(f, t, "hooks.timeout", "\"90s\", \"5m\", \"1h\""))
+            .unwrap_or(Duration::from_secs(300));
         Hooks {
             before: h.before.clone(),
             after: h.after.clone(),
@@ -1516,30 +1528,14 @@ impl<'a> Validator<'a> {
                 }
             },
         });
-        let max_age = p
-            .max_age
-            .as_ref()
-            .and_then(|m| match parse_duration(m.get_ref()) {
-                Ok(d) if !d.is_zero() => Some(d),
-                Ok(_) => {
-                    self.error(
-                        f,
-                        m,
-                        format!("plan `{name}`: max-age must be longer than 0s"),
-                        Some("e.g. \"26h\"".into()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    self.error(
-                        f,
-                        m,
-                        format!("plan `{name}`: max-age: {e}"),
-                        Some("e.g. \"26h\" or \"8d\"".into()),
-                    );
-                    None
-                }
-            });
+        let max_age = p.max_age.as_ref().and_then(|m| {
+            self.positive_duration(
+                f,
+                m,
+                &format!("plan `{name}`: max-age"),
+                "\"26h\" or \"8d\"",
+            )
+        });
         let plan_hooks = self.hooks(f, &p.hooks);
         let plan_snapshot = self.snapshot_kind(f, &format!("plan `{name}`"), &p.snapshot);
         let notify = match &p.notify {

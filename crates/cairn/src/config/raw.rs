@@ -106,6 +106,8 @@ pub struct Source {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub paths: Vec<Spanned<String>>,
+    // The exclude keys below are the same in Source and Plan: serde's `flatten` would lose
+    // both `deny_unknown_fields` and the value spans the error messages point at.
     /// restic patterns: `*.log`, `/var/lib/hass/tts`, `**/node_modules`.
     #[serde(default)]
     pub exclude: Vec<String>,

@@ -5,14 +5,20 @@
 
 mod bad_input;
 mod browse;
+mod damaged;
 mod examples;
+mod faults;
 mod forget;
 mod interop;
 mod lifecycle;
+mod limits;
+mod local_user;
+mod names;
 mod peers;
 mod plans;
 mod remote;
 mod repair;
+mod restore_safety;
 mod sources;
 mod usage;
 

@@ -1,0 +1,1 @@
+//! Issue 11 (hardening): see the module owner.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::exclude::{ExcludeIfPresent, PatternSet};
 use crate::id::Id;
 use crate::index::Index;
-use crate::node::{self, Node, NodeType};
+use crate::node::{self, Node, NodeName, NodeType};
 use crate::pack::BlobType;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
@@ -181,7 +181,7 @@ struct Counts {
 /// `fs_path` is where the node is read from.
 #[derive(Default)]
 struct Targets {
-    children: BTreeMap<String, Targets>,
+    children: BTreeMap<NodeName, Targets>,
     is_target: bool,
     /// A streamed file (index into the walker's streams).
     stream: Option<usize>,
@@ -198,7 +198,7 @@ impl Targets {
         let mut fs_path = root;
         let mut t = self;
         for c in &components {
-            fs_path.push(c);
+            fs_path.push(c.as_path());
             t = t.children.entry(c.clone()).or_default();
             t.fs_path = fs_path.clone();
         }
@@ -223,14 +223,16 @@ impl Targets {
                 break;
             }
             i += 1;
-            name = format!("{first}-{i}");
+            let mut renamed = first.as_bytes().to_vec();
+            renamed.extend_from_slice(format!("-{i}").as_bytes());
+            name = NodeName::new(renamed);
         }
-        let mut fs_path = root.join(&first);
+        let mut fs_path = root.join(first.as_path());
         let mut t = self.children.entry(name).or_default();
         t.root = root.clone();
         t.fs_path = fs_path.clone();
         for c in &components[1..] {
-            fs_path.push(c);
+            fs_path.push(c.as_path());
             t = t.children.entry(c.clone()).or_default();
             t.fs_path = fs_path.clone();
         }
@@ -241,16 +243,16 @@ impl Targets {
 /// Lexically cleans `p` (no filesystem access) and splits it into the directory its
 /// stored components start from and those components: `/a/b` -> (`/`, [a, b]),
 /// `x/../y` -> (`.`, [y]), `../../z` -> (`../..`, [z]).
-fn split_target(p: &Path) -> (PathBuf, Vec<String>) {
+fn split_target(p: &Path) -> (PathBuf, Vec<NodeName>) {
     let mut root = PathBuf::from(if p.is_absolute() { "/" } else { "." });
-    let mut parts: Vec<String> = Vec::new();
+    let mut parts: Vec<NodeName> = Vec::new();
     for c in p.components() {
         match c {
             // `..` drops the last component; with none left it climbs the root instead.
             Component::ParentDir if parts.pop().is_none() && !p.is_absolute() => {
                 root.push("..");
             }
-            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::Normal(n) => parts.push(NodeName::from(n)),
             _ => {}
         }
     }
@@ -420,7 +422,7 @@ impl Walker<'_> {
                     .ok()
                     .and_then(|mut s| s.get_mut(i).and_then(Option::take));
                 let Some(src) = src else { continue };
-                let mut node = Node::for_stdin(name);
+                let mut node = Node::for_stdin(name.clone());
                 let (ids, size) = store_stream(
                     src.reader,
                     self.writer,
@@ -444,10 +446,10 @@ impl Walker<'_> {
             }
             let real = self.actual(path);
             let mut node = match std::fs::symlink_metadata(&real) {
-                Ok(meta) => Node::from_path(&real, name, &meta, self.opts.with_xattrs)
+                Ok(meta) => Node::from_path(&real, name.clone(), &meta, self.opts.with_xattrs)
                     .map_err(|e| Error::io(path.display(), e))?,
                 // Directories of streamed files need not exist on disk.
-                Err(_) if child.has_stream() => Node::synthetic_dir(name),
+                Err(_) if child.has_stream() => Node::synthetic_dir(name.clone()),
                 Err(e) => {
                     self.warn(format!("{}: {e}", path.display()));
                     continue;
@@ -469,7 +471,7 @@ impl Walker<'_> {
     fn entry(
         &self,
         path: &Path,
-        name: &str,
+        name: &NodeName,
         parent: Option<&Node>,
         dev: Option<u64>,
     ) -> Result<Option<Entry>> {
@@ -509,7 +511,7 @@ impl Walker<'_> {
                         .as_ref()
                         .is_some_and(|c| c.iter().all(|id| self.index.has(BlobType::Data, id)))
                 {
-                    let mut node = Node::from_path(&real, name, &meta, false)
+                    let mut node = Node::from_path(&real, name.clone(), &meta, false)
                         .map_err(|e| Error::io(path.display(), e))?;
                     node.extended_attributes = p.extended_attributes.clone();
                     node.content = p.content.clone();
@@ -529,11 +531,13 @@ impl Walker<'_> {
             None
         };
         let node = match original {
-            Some(om) => Node::from_path(path, name, &om, self.opts.with_xattrs).map(|mut n| {
-                n.size = meta.size();
-                n
-            }),
-            None => Node::from_path(&real, name, &meta, self.opts.with_xattrs),
+            Some(om) => {
+                Node::from_path(path, name.clone(), &om, self.opts.with_xattrs).map(|mut n| {
+                    n.size = meta.size();
+                    n
+                })
+            }
+            None => Node::from_path(&real, name.clone(), &meta, self.opts.with_xattrs),
         };
         let node = match node {
             Ok(n) => n,
@@ -591,10 +595,10 @@ impl Walker<'_> {
             let parent_tree = self.load_tree(parent.and_then(|p| p.subtree));
             let mut entries = Vec::with_capacity(names.len());
             for n in names {
-                let name = n.to_string_lossy();
+                let name = NodeName::from(n.as_os_str());
                 let child_path = path.join(&n);
                 let pnode = parent_tree.as_deref().and_then(|t| {
-                    t.binary_search_by(|x| x.name.as_str().cmp(&name))
+                    t.binary_search_by(|x| x.name.cmp(&name))
                         .ok()
                         .map(|i| &t[i])
                 });
@@ -899,7 +903,7 @@ pub fn backup(
         let root_rx = (|| -> Result<Receiver<Result<Id>>> {
             let entries = match stdin {
                 Some(src) => {
-                    let mut node = Node::for_stdin(&src.filename);
+                    let mut node = Node::for_stdin(src.filename.as_str());
                     let (ids, size) = store_stream(src.reader, &writer, pol, progress)?;
                     if let Some(check) = src.on_eof {
                         check().map_err(|e| Error::new(crate::Kind::Io, e))?;

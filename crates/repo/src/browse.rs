@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::exclude::Pattern;
 use crate::id::Id;
 use crate::index::Index;
-use crate::node::{self, Node, NodeType};
+use crate::node::{self, Node, NodeName, NodeType};
 use crate::pack::BlobType;
 use crate::repository::Repository;
 use serde::Serialize;
@@ -83,8 +83,8 @@ pub fn lookup(trees: &Trees, root: Id, path: &str) -> Result<Located> {
     Ok(Located::Root(tree))
 }
 
-/// Joins a directory's snapshot path and a name.
-pub fn join(dir: &str, name: &str) -> String {
+/// Joins a directory's snapshot path and a name (lossily: for display and matching).
+pub fn join(dir: &str, name: &NodeName) -> String {
     format!("{}/{}", dir.trim_end_matches('/'), name)
 }
 

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod error;
 pub mod exclude;
 pub mod forget;
+pub mod goquote;
 pub mod gotime;
 pub mod id;
 pub mod index;

@@ -74,9 +74,104 @@ pub struct ExtendedAttribute {
     pub value: Vec<u8>,
 }
 
+/// A node's name: the exact bytes of the file name. A file name need not be UTF-8, and
+/// a tree from elsewhere may hold any bytes at all (`/`, NUL, `..`): check
+/// [`NodeName::is_plain_component`] before using one as a path component.
+///
+/// Ordered by bytes, like Go strings (restic sorts a tree's nodes by name). Displayed
+/// lossily (invalid UTF-8 as U+FFFD); `{:?}` shows the bytes Go-quoted, so every name is
+/// told apart.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeName(Vec<u8>);
+
+impl NodeName {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> NodeName {
+        NodeName(bytes.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    pub fn as_os_str(&self) -> &std::ffi::OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(&self.0)
+    }
+
+    /// The name as a path of one component (check [`NodeName::is_plain_component`] first).
+    pub fn as_path(&self) -> &Path {
+        Path::new(self.as_os_str())
+    }
+
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the name can stand as one path component: not empty, `.` or `..`, and
+    /// without `/` or NUL.
+    pub fn is_plain_component(&self) -> bool {
+        !self.0.is_empty()
+            && self.0 != b"."
+            && self.0 != b".."
+            && !self.0.iter().any(|&b| b == b'/' || b == 0)
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_string_lossy())
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{}\"", crate::goquote::quote(&self.0))
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(s: &str) -> NodeName {
+        NodeName(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(s: String) -> NodeName {
+        NodeName(s.into_bytes())
+    }
+}
+
+impl From<&std::ffi::OsStr> for NodeName {
+    fn from(s: &std::ffi::OsStr) -> NodeName {
+        use std::os::unix::ffi::OsStrExt;
+        NodeName(s.as_bytes().to_vec())
+    }
+}
+
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for NodeName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
-    pub name: String,
+    /// The real name; trees store it Go-quoted (see `goquote`).
+    pub name: NodeName,
     pub node_type: NodeType,
     /// Go `os.FileMode` bits (type bits high, permissions low).
     pub mode: u32,
@@ -185,7 +280,7 @@ impl Node {
     /// it. `content`/`subtree` are left for the caller.
     pub fn from_path(
         path: &Path,
-        name: &str,
+        name: impl Into<NodeName>,
         meta: &std::fs::Metadata,
         with_xattrs: bool,
     ) -> std::io::Result<Node> {
@@ -209,7 +304,7 @@ impl Node {
         };
         let mtime = gotime::local_from_unix(meta.mtime(), meta.mtime_nsec() as u32);
         let mut node = Node {
-            name: name.to_string(),
+            name: name.into(),
             node_type,
             mode: go_mode(meta.mode()),
             mtime,
@@ -256,7 +351,7 @@ impl Node {
     /// The node of data read from standard input or a command: a 0644 file owned by us, now.
     /// A directory that exists only in the snapshot (it holds streamed files whose
     /// directories are not on disk): owned by us, 0755, now.
-    pub fn synthetic_dir(name: &str) -> Node {
+    pub fn synthetic_dir(name: impl Into<NodeName>) -> Node {
         Node {
             node_type: NodeType::Dir,
             mode: MODE_DIR | 0o755,
@@ -265,12 +360,12 @@ impl Node {
         }
     }
 
-    pub fn for_stdin(name: &str) -> Node {
+    pub fn for_stdin(name: impl Into<NodeName>) -> Node {
         let now = chrono::Local::now().fixed_offset();
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
         Node {
-            name: name.to_string(),
+            name: name.into(),
             node_type: NodeType::File,
             mode: 0o644,
             mtime: now,
@@ -444,7 +539,8 @@ fn push_id(out: &mut Vec<u8>, id: &Id) {
 
 fn encode_node(out: &mut Vec<u8>, n: &Node) {
     out.extend_from_slice(b"{\"name\":");
-    push_go_string(out, &n.name);
+    // restic 0.14's Node.MarshalJSON: `strconv.Quote(name)` without its quotes.
+    push_go_string(out, &crate::goquote::quote(n.name.as_bytes()));
     push_field_name(out, "type");
     push_go_string(out, n.node_type.as_str());
     if n.mode != 0 {
@@ -623,6 +719,12 @@ pub fn decode_tree(bytes: &[u8]) -> Result<Vec<Node>, serde_json::Error> {
         .unwrap_or_default()
         .into_iter()
         .map(|r| {
+            // restic 0.14's Node.UnmarshalJSON: `strconv.Unquote("\"" + name + "\"")`.
+            let name = crate::goquote::unquote(&r.name)
+                .map(NodeName)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!("node name {:?}: Unquote: {e}", r.name))
+                })?;
             let xattrs = r
                 .extended_attributes
                 .unwrap_or_default()
@@ -645,7 +747,7 @@ pub fn decode_tree(bytes: &[u8]) -> Result<Vec<Node>, serde_json::Error> {
                 mtime: parse_time(&r.mtime)?,
                 atime: parse_time(&r.atime)?,
                 ctime: parse_time(&r.ctime)?,
-                name: r.name,
+                name,
                 mode: r.mode,
                 uid: r.uid,
                 gid: r.gid,

@@ -121,7 +121,7 @@ impl Planner<'_> {
         };
         let mut any = false;
         for n in nodes {
-            if n.name.is_empty() || n.name == "." || n.name == ".." || n.name.contains('/') {
+            if !n.name.is_plain_component() {
                 self.plan.errors.push(RestoreError {
                     path: dest.display().to_string(),
                     error: format!("invalid file name {:?} in snapshot, skipped", n.name),
@@ -129,7 +129,7 @@ impl Planner<'_> {
                 continue;
             }
             let snap_path = format!("{}/{}", snap_dir.trim_end_matches('/'), n.name);
-            let path = dest.join(&n.name);
+            let path = dest.join(n.name.as_path());
             if n.node_type == NodeType::Dir {
                 if !self.opts.exclude.is_empty() && self.opts.exclude.matches(&snap_path) {
                     continue;

@@ -33,7 +33,8 @@ pub struct Args {
 /// restic's JSON for one node (`ls --json`), fields in restic's order.
 #[derive(serde::Serialize)]
 pub struct NodeJson<'a> {
-    name: &'a str,
+    /// Lossy like Go's encoding/json, which writes invalid UTF-8 as U+FFFD.
+    name: std::borrow::Cow<'a, str>,
     #[serde(rename = "type")]
     node_type: &'static str,
     path: &'a str,
@@ -52,7 +53,7 @@ pub struct NodeJson<'a> {
 
 pub fn node_json<'a>(path: &'a str, n: &'a Node) -> NodeJson<'a> {
     NodeJson {
-        name: &n.name,
+        name: n.name.to_string_lossy(),
         node_type: n.node_type.as_str(),
         path,
         uid: n.uid,

@@ -809,12 +809,14 @@ mod tests {
         let n = file_node();
         let got = String::from_utf8(encode_tree(&[n])).unwrap();
         let want = format!(
-            "{{\"nodes\":[{{\"name\":\"a \\u003c\\u0026\\u003e b\\u0001\\u2028é\\\"\\\\\\n\",\"type\":\"file\",\"mode\":420,\
+            "{{\"nodes\":[{{\"name\":{name},\"type\":\"file\",\"mode\":420,\
 \"mtime\":\"2020-09-13T14:26:40.123456789+02:00\",\"atime\":\"2020-09-13T14:26:40.123456789+02:00\",\
 \"ctime\":\"2024-01-02T03:04:05Z\",\"uid\":1000,\"gid\":0,\"user\":\"alice\",\"inode\":42,\"device_id\":2049,\
 \"size\":5,\"links\":1,\"extended_attributes\":[{{\"name\":\"user.x\",\"value\":\"AAH/\"}}],\
 \"content\":[\"{}\"]}}]}}\n",
-            Id::hash(b"hello")
+            Id::hash(b"hello"),
+            // Go-quoted (`\x01`, `\u2028`, `\"`, `\\`, `\n`), then JSON-escaped.
+            name = r#""a \u003c\u0026\u003e b\\x01\\u2028é\\\"\\\\\\n""#,
         );
         assert_eq!(got, want);
         let dir = Node {
@@ -846,6 +848,66 @@ mod tests {
         let nodes = decode_tree(&bytes).unwrap();
         assert_eq!(nodes[0], file_node());
         assert_eq!(encode_tree(&nodes), bytes);
+    }
+
+    #[test]
+    fn names_are_go_quoted_in_trees_and_unquoted_on_read() {
+        let named = |name: &[u8]| Node {
+            name: NodeName::new(name),
+            ..file_node()
+        };
+        // What restic 0.14 stores for these names (strconv.Quote, then encoding/json).
+        for (name, stored) in [
+            (&b"new\nline"[..], r#""new\\nline""#),
+            (b"quo\"te", r#""quo\\\"te""#),
+            (b"back\\slash", r#""back\\\\slash""#),
+            (b"bad\xff\xc3utf8", r#""bad\\xff\\xc3utf8""#),
+            (b"tab\there", r#""tab\\there""#),
+        ] {
+            let bytes = encode_tree(&[named(name)]);
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(
+                text.starts_with(&format!("{{\"nodes\":[{{\"name\":{stored},")),
+                "{text}"
+            );
+            let back = decode_tree(&bytes).unwrap();
+            assert_eq!(back[0].name.as_bytes(), name);
+            assert_eq!(encode_tree(&back), bytes);
+        }
+    }
+
+    #[test]
+    fn a_name_that_does_not_unquote_fails_the_tree_like_restic() {
+        // Written unquoted (as cairn did before): restic fails with "Unquote: invalid syntax".
+        for stored in [r#"back\\slash"#, r#"quo\"te"#, r#"new\nline"#, r#"end\\"#] {
+            let tree = format!("{{\"nodes\":[{{\"name\":\"{stored}\",\"type\":\"file\"}}]}}");
+            let err = decode_tree(tree.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("Unquote: invalid syntax"), "{stored}: {err}");
+        }
+    }
+
+    #[test]
+    fn node_names_order_by_bytes_and_check_components() {
+        let mut names = vec![
+            NodeName::new(&b"\xff"[..]),
+            NodeName::from("b"),
+            NodeName::from("a"),
+            NodeName::from("é"),
+        ];
+        names.sort();
+        let bytes: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        assert_eq!(bytes, [&b"a"[..], b"b", "é".as_bytes(), b"\xff"]);
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"nul\0"] {
+            assert!(!NodeName::new(bad).is_plain_component(), "{bad:?}");
+        }
+        for good in [&b"..."[..], b".a", b"a\\b", b"\xff", b"new\nline"] {
+            assert!(NodeName::new(good).is_plain_component(), "{good:?}");
+        }
+        assert_eq!(
+            format!("{:?}", NodeName::new(&b"a\n\xff"[..])),
+            r#""a\n\xff""#
+        );
+        assert_eq!(NodeName::new(&b"a\xff"[..]).to_string(), "a\u{fffd}");
     }
 
     #[test]

@@ -575,38 +575,13 @@ impl Conn {
             Err(e) if e.kind() == Kind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
-        let result = (|| -> Result<()> {
-            loop {
-                let mut b = Vec::new();
-                put_str(&mut b, &h);
-                let pkt = self.call(FXP_READDIR, &b)?;
-                match pkt.typ {
-                    FXP_NAME => {
-                        let mut r = Reader::new(&pkt.data);
-                        let count = r.u32()?;
-                        for _ in 0..count {
-                            let name = String::from_utf8_lossy(&r.string()?).into_owned();
-                            let _long = r.string()?;
-                            let attrs = Attrs::parse(&mut r)?;
-                            if name != "." && name != ".." {
-                                out.push((name, attrs));
-                            }
-                        }
-                    }
-                    FXP_STATUS => {
-                        let code = status_code(&pkt.data)?;
-                        if code == FX_EOF {
-                            return Ok(());
-                        }
-                        return status_result(&pkt.data, dir);
-                    }
-                    t => return Err(unexpected(t, dir)),
-                }
-            }
-        })();
+        let result = read_dir_replies(dir, MAX_DIR_ENTRIES, || {
+            let mut b = Vec::new();
+            put_str(&mut b, &h);
+            self.call(FXP_READDIR, &b)
+        });
         let closed = self.close(&h, dir);
-        result?;
+        let out = result?;
         closed?;
         Ok(out)
     }
@@ -628,6 +603,67 @@ impl Conn {
                 .err()
                 .unwrap_or_else(|| unexpected(FXP_STATUS, what))),
             t => Err(unexpected(t, what)),
+        }
+    }
+}
+
+/// Entries one directory listing may hold. A repository's largest directories (`data/xx`)
+/// hold tens of thousands of packs; a server sending more is broken or hostile, and would
+/// otherwise grow our memory without end.
+const MAX_DIR_ENTRIES: usize = 1 << 20;
+
+/// READDIR answers in a row that carry no entry. Servers send EOF when a directory is done;
+/// one answering empty NAME replies forever would keep us listing forever.
+const MAX_EMPTY_READDIRS: u32 = 100;
+
+/// Collects a directory's entries from READDIR replies (`next` sends one READDIR and
+/// returns its reply) until EOF; `.` and `..` are left out. More than `max_entries`
+/// entries is an error.
+fn read_dir_replies(
+    dir: &str,
+    max_entries: usize,
+    mut next: impl FnMut() -> Result<Packet>,
+) -> Result<Vec<(String, Attrs)>> {
+    let mut out = Vec::new();
+    let mut empty = 0u32;
+    loop {
+        let pkt = next()?;
+        match pkt.typ {
+            FXP_NAME => {
+                let mut r = Reader::new(&pkt.data);
+                let count = r.u32()?;
+                for _ in 0..count {
+                    let name = String::from_utf8_lossy(&r.string()?).into_owned();
+                    let _long = r.string()?;
+                    let attrs = Attrs::parse(&mut r)?;
+                    if name != "." && name != ".." {
+                        out.push((name, attrs));
+                    }
+                }
+                if count == 0 {
+                    empty += 1;
+                } else {
+                    empty = 0;
+                }
+                if out.len() > max_entries || empty > MAX_EMPTY_READDIRS {
+                    return Err(Error::new(
+                        Kind::Io,
+                        format!(
+                            "{dir}: the SFTP server's listing does not end ({} entries, {empty} empty replies in a row); check the server",
+                            out.len()
+                        ),
+                    ));
+                }
+            }
+            FXP_STATUS => {
+                let code = status_code(&pkt.data)?;
+                if code == FX_EOF {
+                    return Ok(out);
+                }
+                status_result(&pkt.data, dir)?;
+                return Ok(out);
+            }
+            t => return Err(unexpected(t, dir)),
         }
     }
 }
@@ -721,7 +757,7 @@ fn status_result(data: &[u8], what: &str) -> Result<()> {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Attrs {
     size: Option<u64>,
     perms: Option<u32>,
@@ -1164,6 +1200,74 @@ mod tests {
         let s = Spec::parse("//u@h:2222/abs/path").unwrap();
         assert_eq!((s.port, s.path.as_str()), (Some(2222), "/abs/path"));
         assert!(Spec::parse("hostonly").is_err());
+    }
+
+    fn name_reply(names: &[&str]) -> Packet {
+        let mut data = Vec::new();
+        put_u32(&mut data, names.len() as u32);
+        for n in names {
+            put_str(&mut data, n.as_bytes());
+            put_str(&mut data, b"");
+            put_u32(&mut data, ATTR_SIZE);
+            put_u64(&mut data, 5);
+        }
+        Packet {
+            typ: FXP_NAME,
+            data,
+        }
+    }
+
+    /// A fake server answering READDIR with `reply` forever; the test gives up (an error
+    /// the listing would pass on) after many calls, so a missing cap fails instead of hanging.
+    fn endless(reply: Packet, calls: &mut u32) -> impl FnMut() -> Result<Packet> + '_ {
+        move || {
+            *calls += 1;
+            if *calls > 100_000 {
+                return Err(Error::new(Kind::Network, "test: the listing never stopped"));
+            }
+            Ok(Packet {
+                typ: reply.typ,
+                data: reply.data.clone(),
+            })
+        }
+    }
+
+    #[test]
+    fn listing_collects_names_until_eof() {
+        let mut replies = vec![
+            name_reply(&[".", "..", "a", "b"]),
+            name_reply(&["c"]),
+            Packet {
+                typ: FXP_STATUS,
+                data: [FX_EOF.to_be_bytes().as_slice(), &[0; 8]].concat(),
+            },
+        ]
+        .into_iter();
+        let got = read_dir_replies("d", 10, || {
+            Ok(replies.next().expect("no READDIR after EOF"))
+        })
+        .unwrap();
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(got[0].1.size, Some(5));
+    }
+
+    #[test]
+    fn listing_stops_when_the_server_answers_empty_names_forever() {
+        let mut calls = 0;
+        let err = read_dir_replies("d", 10, endless(name_reply(&[]), &mut calls)).unwrap_err();
+        assert_eq!(err.kind(), Kind::Io, "{err}");
+        assert!(err.to_string().contains("does not end"), "{err}");
+        assert!(calls <= MAX_EMPTY_READDIRS + 1, "{calls} READDIRs");
+    }
+
+    #[test]
+    fn listing_stops_at_the_entry_cap() {
+        let mut calls = 0;
+        let reply = name_reply(&["a", "b", "c"]);
+        let err = read_dir_replies("d", 10, endless(reply, &mut calls)).unwrap_err();
+        assert!(err.to_string().contains("does not end"), "{err}");
+        assert_eq!(calls, 4);
     }
 
     #[test]

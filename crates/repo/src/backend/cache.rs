@@ -11,6 +11,10 @@
 //! `forget` or `prune`, by cairn or by restic), so the cache never serves a deleted file.
 //!
 //! Whole-pack reads (`check --read-data`, restore of data) always go to the repository.
+//!
+//! Like restic's, the cache is private: directories are created 0700 and files 0600
+//! (explicit modes, whatever the umask); a repository's cache directory left wider by an
+//! older version is narrowed to 0700 when the repository is opened.
 
 use super::{Backend, FileInfo, FileType};
 use crate::error::Result;
@@ -18,8 +22,21 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+/// Creates `dir` and its missing parents, owner-only (0700).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// A fresh temporary name per write, so two writers never share one.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The default cache directory: `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
 pub fn default_dir() -> Option<PathBuf> {
@@ -91,12 +108,20 @@ impl CachedBackend {
             return;
         }
         let Some(parent) = path.parent() else { return };
-        if fs::create_dir_all(parent).is_err() {
+        if private_dir(parent).is_err() {
             return;
         }
         self.tag_base();
-        let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
-        let ok = fs::File::create(&tmp)
+        let tmp = parent.join(format!(
+            ".{name}.tmp{}-{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let ok = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
             .and_then(|mut f| f.write_all(data))
             .and_then(|_| fs::rename(&tmp, path));
         if ok.is_err() {
@@ -295,6 +320,8 @@ impl Backend for CachedBackend {
             // not opened for 30 days (restic does the same).
             if let Ok(f) = fs::File::open(&dir) {
                 let _ = f.set_modified(std::time::SystemTime::now());
+                // A cache made by an older cairn may be world-readable: it is ours alone.
+                let _ = f.set_permissions(fs::Permissions::from_mode(0o700));
             }
             expire_old(
                 &self.base,
@@ -349,6 +376,29 @@ mod tests {
         assert_eq!(c2.read(FileType::Index, &name).unwrap(), data);
         assert_eq!(fs::read(&cached).unwrap(), data);
         assert!(tmp.path().join("cache/CACHEDIR.TAG").exists());
+    }
+
+    #[test]
+    fn the_cache_is_private_to_its_owner() {
+        use std::os::unix::fs::MetadataExt;
+        let (tmp, inner, c) = setup();
+        let data = b"index file".to_vec();
+        let name = named(&data);
+        inner.write(FileType::Index, &name, &data).unwrap();
+        c.read(FileType::Index, &name).unwrap();
+        let mode = |p: &str| fs::metadata(tmp.path().join(p)).unwrap().mode() & 0o777;
+        assert_eq!(mode("cache"), 0o700);
+        assert_eq!(mode("cache/abcd"), 0o700);
+        assert_eq!(mode("cache/abcd/index"), 0o700);
+        assert_eq!(mode(&format!("cache/abcd/index/{name}")), 0o600);
+        // A repository cache left world-readable by an older version is narrowed.
+        fs::set_permissions(
+            tmp.path().join("cache/abcd"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        CachedBackend::new(inner, tmp.path().join("cache")).set_repository_id("abcd");
+        assert_eq!(mode("cache/abcd"), 0o700);
     }
 
     #[test]

@@ -3,20 +3,97 @@
 //!
 //! Writes go to a temporary file in the target directory, are fsynced, renamed into place
 //! and the directory is fsynced, so a file that exists is complete.
+//!
+//! Modes, like restic's local backend: directories 0700, files 0600 while written and
+//! read-only (0400) once stored, so no other local user can read `keys/` and attack the
+//! password offline. A repository whose `config` (or, before `init`, whose top directory)
+//! is group-readable keeps group access: new directories get the top directory's group
+//! bits (at least r-x), new files 0440. Modes are set explicitly with `chmod` after
+//! creation, so neither a permissive nor a strict umask changes them. Existing files and
+//! directories are never re-moded.
 
 use super::{Backend, FileInfo, FileType};
 use crate::error::{Error, Kind, Result};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub struct LocalBackend {
     root: PathBuf,
+    modes: OnceLock<Modes>,
+}
+
+/// The permissions of new directories and stored files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modes {
+    pub dir: u32,
+    /// A stored (read-only) file.
+    pub file: u32,
+}
+
+impl Modes {
+    /// No access for group or others (restic's default).
+    pub const PRIVATE: Modes = Modes {
+        dir: 0o700,
+        file: 0o400,
+    };
+
+    /// Restic's rule: a group-readable `config` means a group-accessible repository.
+    /// `config_mode` is the config file's mode (if it exists), `root_mode` the top
+    /// directory's (if it exists); the group bits of new directories follow the top one.
+    pub fn derive(config_mode: Option<u32>, root_mode: Option<u32>) -> Modes {
+        let group_readable = match (config_mode, root_mode) {
+            (Some(c), _) => c & 0o040 != 0,
+            (None, Some(r)) => r & 0o040 != 0,
+            (None, None) => false,
+        };
+        if !group_readable {
+            return Modes::PRIVATE;
+        }
+        Modes {
+            dir: 0o700 | 0o050 | (root_mode.unwrap_or(0) & 0o070),
+            file: 0o440,
+        }
+    }
 }
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            modes: OnceLock::new(),
+        }
+    }
+
+    /// The modes for new directories and files, derived once from what is on disk.
+    pub fn modes(&self) -> Modes {
+        *self.modes.get_or_init(|| {
+            let mode = |p: &Path| fs::metadata(p).ok().map(|m| m.mode());
+            Modes::derive(mode(&self.root.join("config")), mode(&self.root))
+        })
+    }
+
+    /// Creates `dir` and any missing parents with the repository's directory mode
+    /// (a setgid bit the kernel gave it is kept). Existing directories are left alone.
+    fn mkdir(&self, dir: &Path) -> std::io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.mkdir(parent)?;
+        }
+        let mode = self.modes().dir;
+        match fs::DirBuilder::new().mode(mode).create(dir) {
+            Ok(()) => {
+                let setgid = fs::metadata(dir)?.mode() & 0o2000;
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode | setgid))
+            }
+            // Another writer (a second thread, restic) made it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn path(&self, t: FileType, name: &str) -> PathBuf {
@@ -55,7 +132,7 @@ impl Backend for LocalBackend {
                 ),
             ));
         }
-        let mk = |p: &Path| fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e));
+        let mk = |p: &Path| self.mkdir(p).map_err(|e| Error::io(p.display(), e));
         mk(&self.root)?;
         for t in FileType::ALL {
             if t != FileType::Config {
@@ -166,18 +243,24 @@ impl Backend for LocalBackend {
         let p = self.path(t, name);
         let dir = p.parent().unwrap_or(&self.root).to_path_buf();
         if t == FileType::Pack {
-            fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+            self.mkdir(&dir).map_err(|e| Error::io(dir.display(), e))?;
         }
         let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        let mode = self.modes().file;
         let result = (|| -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            // Owner-only from the first byte; a stale temporary file is replaced.
+            let _ = fs::remove_file(&tmp);
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
+            // Stored files are immutable: read-only, as restic does; set on the open file,
+            // so the umask plays no part.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
             drop(f);
-            // Stored files are immutable: make them read-only, as restic does.
-            let mut perm = fs::metadata(&tmp)?.permissions();
-            perm.set_readonly(true);
-            fs::set_permissions(&tmp, perm)?;
             fs::rename(&tmp, &p)?;
             fsync_dir(&dir)
         })();
@@ -200,10 +283,79 @@ impl Backend for LocalBackend {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn local_backend_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         let be = super::LocalBackend::new(dir.path().join("repo"));
         crate::backend::conformance::run(&be);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    /// Sets a permissive umask for the rest of this process's threads; the modes must not
+    /// depend on it. Returns the old one.
+    fn umask(m: u32) -> u32 {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m)).bits()
+    }
+
+    #[test]
+    fn a_new_repository_is_private_to_its_owner_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let old = umask(0o000);
+        let be = LocalBackend::new(&root);
+        let created = be.create();
+        let written = be
+            .write(FileType::Key, "k1", b"key")
+            .and_then(|_| be.write(FileType::Config, "", b"config"))
+            .and_then(|_| be.write(FileType::Pack, "abcdef", b"pack"));
+        umask(old);
+        created.unwrap();
+        written.unwrap();
+        for d in ["", "keys", "locks", "snapshots", "index", "data", "data/ab"] {
+            assert_eq!(mode(&root.join(d)), 0o700, "{d}/");
+        }
+        for f in ["keys/k1", "config", "data/ab/abcdef"] {
+            assert_eq!(mode(&root.join(f)), 0o400, "{f}");
+        }
+    }
+
+    #[test]
+    fn a_group_readable_repository_keeps_its_group_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o750)).unwrap();
+        let be = LocalBackend::new(&root);
+        be.create().unwrap();
+        be.write(FileType::Config, "", b"config").unwrap();
+        assert_eq!(mode(&root.join("keys")), 0o750);
+        assert_eq!(mode(&root.join("data/00")), 0o750);
+        assert_eq!(mode(&root.join("config")), 0o440);
+        // Reopened: the config's group bit decides, as in restic.
+        let be = LocalBackend::new(&root);
+        be.write(FileType::Pack, "77aa", b"pack").unwrap();
+        assert_eq!(mode(&root.join("data/77/77aa")), 0o440);
+        fs::remove_dir(root.join("data/12")).unwrap();
+        be.write(FileType::Pack, "12aa", b"pack").unwrap();
+        assert_eq!(mode(&root.join("data/12")), 0o750);
+    }
+
+    #[test]
+    fn modes_follow_restic_rule() {
+        assert_eq!(Modes::derive(None, None), Modes::PRIVATE);
+        assert_eq!(Modes::derive(Some(0o400), Some(0o755)), Modes::PRIVATE);
+        assert_eq!(
+            Modes::derive(Some(0o440), Some(0o770)),
+            Modes {
+                dir: 0o770,
+                file: 0o440
+            }
+        );
+        assert_eq!(Modes::derive(None, Some(0o700)), Modes::PRIVATE);
     }
 }

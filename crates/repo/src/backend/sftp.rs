@@ -998,6 +998,19 @@ impl SftpBackend {
     }
 }
 
+/// A whole file is read into memory at the size the server reports: refuse sizes no file
+/// of that type can have before allocating them.
+fn whole_file_size(t: FileType, size: u64, path: &str) -> Result<u64> {
+    let max = super::http::max_file(t);
+    if size > max {
+        return Err(Error::corrupt(format!(
+            "{path}: the SFTP server reports {size} bytes, more than any {kind} file may have ({max}); check the repository and the server",
+            kind = if t == FileType::Config { "config" } else { t.dir() },
+        )));
+    }
+    Ok(size)
+}
+
 fn shell_words(s: &str) -> Vec<String> {
     // Simple POSIX-like splitting: whitespace separates, quotes group.
     let mut out = Vec::new();
@@ -1142,6 +1155,7 @@ impl Backend for SftpBackend {
             let h = c.open(&p, OPEN_READ)?;
             let result = c
                 .fstat_size(&h, &p)
+                .and_then(|size| whole_file_size(t, size, &p))
                 .and_then(|size| c.read_handle(&h, &p, 0, size, &self.limits));
             let closed = c.close(&h, &p);
             let data = result?;
@@ -1268,6 +1282,124 @@ mod tests {
         let err = read_dir_replies("d", 10, endless(reply, &mut calls)).unwrap_err();
         assert!(err.to_string().contains("does not end"), "{err}");
         assert_eq!(calls, 4);
+    }
+
+    /// An SFTP server in python3 that answers each request, in order, with the next of
+    /// `replies` (packet type, body after the id), putting in the request's id; it exits
+    /// when the replies are used up. Returns the `sftp.command` that starts it.
+    fn scripted_server(dir: &std::path::Path, replies: &[(u8, Vec<u8>)]) -> String {
+        let mut script = Vec::new();
+        for (typ, body) in replies {
+            script.push(*typ);
+            put_str(&mut script, body);
+        }
+        std::fs::write(dir.join("replies"), script).unwrap();
+        std::fs::write(
+            dir.join("server.py"),
+            r#"
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+at, first = 0, True
+while at < len(raw):
+    typ, n = raw[at], struct.unpack(">I", raw[at + 1:at + 5])[0]
+    body = raw[at + 5:at + 5 + n]
+    at += 5 + n
+    head = inp.read(4)
+    if len(head) < 4:
+        break
+    req = inp.read(struct.unpack(">I", head)[0])
+    payload = (b"" if first else req[1:5]) + body
+    first = False
+    out.write(struct.pack(">I", len(payload) + 1) + bytes([typ]) + payload)
+    out.flush()
+"#,
+        )
+        .unwrap();
+        format!(
+            "python3 {} {}",
+            dir.join("server.py").display(),
+            dir.join("replies").display()
+        )
+    }
+
+    fn backend(command: &str) -> SftpBackend {
+        let retry = Retry {
+            max_time: Duration::ZERO,
+            first_wait: Duration::from_millis(1),
+            max_wait: Duration::from_millis(1),
+        };
+        SftpBackend::new(
+            Spec::parse("fake:/repo").unwrap(),
+            Some(command),
+            None,
+            retry,
+            Arc::new(Limits::new(None, None)),
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    }
+
+    /// Found by the `sftp` fuzz target: a whole-file read allocated the size FSTAT
+    /// reported, so a server claiming 2^64-1 bytes made cairn panic (capacity overflow)
+    /// and one claiming terabytes made it abort for lack of memory.
+    #[test]
+    fn whole_file_read_refuses_a_size_no_file_of_its_type_has() {
+        for (t, size) in [
+            (FileType::Snapshot, u64::MAX),
+            (FileType::Snapshot, 1 << 40),
+            (FileType::Key, 2 << 20),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut attrs = Vec::new();
+            put_u32(&mut attrs, ATTR_SIZE);
+            put_u64(&mut attrs, size);
+            let mut handle = Vec::new();
+            put_str(&mut handle, b"h");
+            let mut ok = Vec::new();
+            put_u32(&mut ok, FX_OK);
+            let mut version = Vec::new();
+            put_u32(&mut version, 3);
+            let replies = [
+                (FXP_VERSION, version),
+                (FXP_HANDLE, handle),
+                (FXP_ATTRS, attrs),
+                (FXP_STATUS, ok),
+            ];
+            let be = backend(&scripted_server(dir.path(), &replies));
+            let err = be.read(t, &"ab".repeat(32)).unwrap_err();
+            assert_eq!(err.kind(), Kind::Corrupt, "{err}");
+            assert!(
+                err.to_string().contains(&format!("reports {size} bytes")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_file_read_through_a_scripted_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut attrs = Vec::new();
+        put_u32(&mut attrs, ATTR_SIZE);
+        put_u64(&mut attrs, 5);
+        let mut handle = Vec::new();
+        put_str(&mut handle, b"h");
+        let mut data = Vec::new();
+        put_str(&mut data, b"hello");
+        let mut ok = Vec::new();
+        put_u32(&mut ok, FX_OK);
+        let mut version = Vec::new();
+        put_u32(&mut version, 3);
+        let replies = [
+            (FXP_VERSION, version),
+            (FXP_HANDLE, handle),
+            (FXP_ATTRS, attrs),
+            (FXP_DATA, data),
+            (FXP_STATUS, ok),
+        ];
+        let be = backend(&scripted_server(dir.path(), &replies));
+        assert_eq!(be.read(FileType::Snapshot, "x").unwrap(), b"hello");
     }
 
     #[test]

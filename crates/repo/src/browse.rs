@@ -582,10 +582,14 @@ pub fn stats(trees: &Trees, roots: &[Id], mode: StatsMode) -> Result<Stats> {
     match mode {
         StatsMode::RawData => {
             st.total_blob_count = Some(blobs.len() as u64);
+            // Like restic: a blob a snapshot uses but no index has makes the total wrong.
             for (t, id) in &blobs {
-                if let Some(loc) = trees.index.get(*t, id) {
-                    st.total_size += loc.blob.length as u64;
-                }
+                let loc = trees.index.get(*t, id).ok_or_else(|| {
+                    Error::corrupt(format!(
+                        "{t} blob {id} is used by a snapshot but not in the index: run `cairn check`, then `cairn repair index`"
+                    ))
+                })?;
+                st.total_size += loc.blob.length as u64;
             }
         }
         StatsMode::BlobsPerFile => {

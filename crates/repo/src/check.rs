@@ -80,8 +80,11 @@ pub struct Progress {
 pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
 
+    // Packs as stored, so index entries are checked against their pack's real size.
+    let listed: HashMap<Id, u64> = repo.pack_sizes()?;
+
     // Indexes, one by one so a damaged one is named and the rest still count.
-    let mut index = Index::new();
+    let mut index = Index::with_pack_sizes(listed.clone());
     let index_ids = repo.list_ids(FileType::Index)?;
     let loaded = crate::parallel::map(index_ids, 4, |id| {
         Ok((id, repo.load_json::<IndexFile>(FileType::Index, &id)))
@@ -110,13 +113,11 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
         }
     }
 
+    for problem in index.damaged_entries() {
+        report.errors.push(format!("index: {problem}"));
+    }
+
     // Packs: every indexed pack exists with a plausible size.
-    let listed: HashMap<Id, u64> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .into_iter()
-        .filter_map(|f| Id::parse(&f.name).map(|id| (id, f.size)))
-        .collect();
     report.packs = listed.len();
     for (pack_id, blobs) in &indexed_packs {
         match listed.get(pack_id) {
@@ -198,9 +199,11 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
         }
     }
 
-    // Data.
+    // Data: the packs the index names (a pack no index names is only warned about, like
+    // restic: its content is nobody's, and prune removes it).
     let mut to_read: Vec<(Id, u64)> = listed
         .iter()
+        .filter(|(id, _)| indexed_packs.contains_key(id))
         .filter(|(id, _)| match read {
             ReadData::None => false,
             ReadData::All | ReadData::Fraction(_) => true,

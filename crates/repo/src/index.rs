@@ -2,7 +2,9 @@
 //!
 //! Owns the JSON format of index files and the compact in-memory lookup table built from
 //! all of them. Loading tolerates duplicates (the same blob in several packs): the first
-//! entry wins, as in restic.
+//! entry wins, as in restic. An entry that cannot be right (longer than any blob, or past
+//! the end of its pack when the pack's size is known) is refused when it is added and kept
+//! aside as damage, so no reader ever sizes a buffer by it.
 
 use crate::id::Id;
 use crate::pack::{BlobType, PackedBlob};
@@ -80,6 +82,10 @@ pub struct Index {
     pack_numbers: HashMap<Id, u32>,
     data: HashMap<Id, Location>,
     trees: HashMap<Id, Location>,
+    /// Packs' real sizes (from the backend's listing), when known.
+    pack_sizes: HashMap<Id, u64>,
+    /// Refused entries: why each blob's (first) entry cannot be right.
+    damaged: HashMap<(BlobType, Id), String>,
 }
 
 impl Index {
@@ -94,7 +100,50 @@ impl Index {
         }
     }
 
-    /// Adds every blob of a pack; a blob already known keeps its first location.
+    /// An index that checks entries against these pack sizes (as listed by the backend).
+    pub fn with_pack_sizes(pack_sizes: HashMap<Id, u64>) -> Index {
+        Index {
+            pack_sizes,
+            ..Index::default()
+        }
+    }
+
+    /// A pack's size as listed, if known.
+    pub fn pack_size(&self, pack: &Id) -> Option<u64> {
+        self.pack_sizes.get(pack).copied()
+    }
+
+    /// Why the index entry of a blob was refused, if it was (and no good entry replaced it).
+    pub fn damage(&self, t: BlobType, id: &Id) -> Option<&str> {
+        if self.has(t, id) {
+            return None;
+        }
+        self.damaged.get(&(t, *id)).map(String::as_str)
+    }
+
+    /// Every refused entry's problem, sorted.
+    pub fn damaged_entries(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.damaged.values().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether an entry of `pack` can be right; the problem if not.
+    pub fn entry_problem(&self, pack: &Id, b: &IndexBlob) -> Option<String> {
+        let blob = PackedBlob {
+            blob_type: b.blob_type,
+            id: b.id,
+            offset: b.offset,
+            length: b.length,
+            uncompressed_length: b.uncompressed_length,
+        };
+        blob.check_fits(self.pack_size(pack))
+            .err()
+            .map(|e| format!("pack {pack}: {e}"))
+    }
+
+    /// Adds every blob of a pack; a blob already known keeps its first location. Entries
+    /// that cannot be right are refused (see [`Index::damage`]).
     pub fn add_pack(&mut self, pack: &IndexPack) {
         let n = match self.pack_numbers.get(&pack.id) {
             Some(n) => *n,
@@ -106,6 +155,10 @@ impl Index {
             }
         };
         for b in &pack.blobs {
+            if let Some(problem) = self.entry_problem(&pack.id, b) {
+                self.damaged.entry((b.blob_type, b.id)).or_insert(problem);
+                continue;
+            }
             let map = match b.blob_type {
                 BlobType::Data => &mut self.data,
                 BlobType::Tree => &mut self.trees,
@@ -217,5 +270,45 @@ mod tests {
         let loc = idx.get(BlobType::Data, &Id::hash(b"x")).unwrap();
         assert_eq!(loc.pack, Id::hash(b"p1"));
         assert!(!idx.has(BlobType::Tree, &Id::hash(b"x")));
+    }
+
+    #[test]
+    fn entries_longer_than_their_pack_are_refused_and_a_good_duplicate_wins() {
+        let pack = Id::hash(b"small pack");
+        let good_pack = Id::hash(b"good pack");
+        let sizes = HashMap::from([(pack, 142), (good_pack, 1000)]);
+        let mut idx = Index::with_pack_sizes(sizes);
+        let blob = |id: &[u8], offset, length| IndexBlob {
+            id: Id::hash(id),
+            blob_type: BlobType::Data,
+            offset,
+            length,
+            uncompressed_length: 0,
+        };
+        idx.add_pack(&IndexPack {
+            id: pack,
+            blobs: vec![
+                blob(b"huge", 0, u32::MAX),
+                blob(b"past end", 100, 60),
+                blob(b"fits", 0, 100),
+                blob(b"dup", 0, 1 << 20),
+            ],
+        });
+        idx.add_pack(&IndexPack {
+            id: good_pack,
+            blobs: vec![blob(b"dup", 0, 100)],
+        });
+        assert!(idx.has(BlobType::Data, &Id::hash(b"fits")));
+        for bad in [&b"huge"[..], b"past end"] {
+            assert!(!idx.has(BlobType::Data, &Id::hash(bad)));
+            let why = idx.damage(BlobType::Data, &Id::hash(bad)).unwrap();
+            assert!(why.contains("damaged"), "{why}");
+        }
+        assert_eq!(
+            idx.get(BlobType::Data, &Id::hash(b"dup")).unwrap().pack,
+            good_pack
+        );
+        assert_eq!(idx.damage(BlobType::Data, &Id::hash(b"dup")), None);
+        assert_eq!(idx.damaged_entries().len(), 3);
     }
 }

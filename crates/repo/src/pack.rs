@@ -40,6 +40,40 @@ pub struct PackedBlob {
 }
 
 impl PackedBlob {
+    /// Whether this entry can describe a blob in a pack of `pack_size` bytes (None: size
+    /// unknown, only the lengths are checked). Run before anything is allocated for it: an
+    /// index or header claiming a 4 GiB blob in a small pack is corruption, not a request.
+    pub fn check_fits(&self, pack_size: Option<u64>) -> Result<()> {
+        let what = || format!("{} blob {}", self.blob_type, self.id);
+        if self.length > MAX_BLOB_SIZE || self.uncompressed_length > MAX_BLOB_SIZE {
+            return Err(Error::corrupt(format!(
+                "{}: claims {} bytes ({} uncompressed), more than any blob may have ({MAX_BLOB_SIZE}); the index or pack header is damaged",
+                what(),
+                self.length,
+                self.uncompressed_length
+            )));
+        }
+        if (self.length as usize) < OVERHEAD {
+            return Err(Error::corrupt(format!(
+                "{}: claims {} bytes, too short for an encrypted blob; the index or pack header is damaged",
+                what(),
+                self.length
+            )));
+        }
+        if let Some(size) = pack_size {
+            // Every pack ends with an encrypted header and its 4-byte length.
+            let end = self.offset as u64 + self.length as u64;
+            if end + 4 + OVERHEAD as u64 > size {
+                return Err(Error::corrupt(format!(
+                    "{}: claims bytes {}..{end} of a pack of {size} bytes; the index is damaged (run `cairn repair index`)",
+                    what(),
+                    self.offset
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Length of the plaintext the blob decodes to.
     pub fn data_length(&self) -> u32 {
         if self.uncompressed_length != 0 {
@@ -49,6 +83,11 @@ impl PackedBlob {
         }
     }
 }
+
+/// The most bytes one blob may take, stored or decoded. restic's chunker cuts data blobs at
+/// 8 MiB at most and a tree blob this large would list millions of entries: a larger length
+/// in an index or pack header is damage, and is refused before any buffer is sized by it.
+pub const MAX_BLOB_SIZE: u32 = 1 << 30;
 
 const ENTRY_LEN: usize = 1 + 4 + 32;
 const COMPRESSED_ENTRY_LEN: usize = 1 + 4 + 4 + 32;
@@ -210,13 +249,16 @@ pub fn parse_header(key: &Key, encrypted_header: &[u8], pack_size: u64) -> Resul
         if offset + length as u64 > header_start {
             return Err(Error::corrupt("pack header: blob extends into the header"));
         }
-        out.push(PackedBlob {
+        let blob = PackedBlob {
             blob_type,
             id: Id(id),
             offset: offset as u32,
             length,
             uncompressed_length,
-        });
+        };
+        blob.check_fits(Some(pack_size))
+            .map_err(|e| e.context("pack header"))?;
+        out.push(blob);
         offset += length as u64;
         pos += need;
     }
@@ -250,11 +292,27 @@ pub fn decode_blob_in_place<'a>(
     stored: &'a mut [u8],
     out: &'a mut Vec<u8>,
 ) -> Result<&'a [u8]> {
+    blob.check_fits(None)?;
     let plain = key.open_in_place(stored)?;
     let data: &[u8] = if blob.uncompressed_length != 0 {
         let want = blob.uncompressed_length as usize;
+        // The frame says how long it decodes to (restic and cairn both write that): a
+        // different claim in the index is damage, found before sizing a buffer by it.
+        if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(&plain[..]) {
+            if declared != want as u64 {
+                return Err(Error::corrupt(format!(
+                    "blob {}: the index says it decompresses to {want} bytes, its data says {declared}",
+                    blob.id
+                )));
+            }
+        }
         out.clear();
-        out.reserve(want);
+        out.try_reserve(want).map_err(|_| {
+            Error::corrupt(format!(
+                "blob {}: cannot allocate {want} bytes to decompress it",
+                blob.id
+            ))
+        })?;
         let n = DECOMPRESSOR.with(|cell| -> Result<usize> {
             let mut slot = cell.borrow_mut();
             if slot.is_none() {
@@ -311,6 +369,32 @@ mod tests {
         for (p, want) in parsed.iter().zip([&d1, &d2]) {
             let stored = &bytes[p.offset as usize..(p.offset + p.length) as usize];
             assert_eq!(&decode_blob(&key, p, stored).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_decompressed_length_claim_is_checked_before_a_buffer_is_sized_by_it() {
+        let key = Key::random();
+        let plain = vec![1u8; 3000];
+        let stored = key.seal(&zstd::bulk::compress(&plain, 3).unwrap());
+        let mut blob = PackedBlob {
+            blob_type: BlobType::Data,
+            id: Id::hash(&plain),
+            offset: 0,
+            length: stored.len() as u32,
+            uncompressed_length: 3000,
+        };
+        assert_eq!(decode_blob(&key, &blob, &stored).unwrap(), plain);
+        for claim in [u32::MAX, MAX_BLOB_SIZE, 3001] {
+            blob.uncompressed_length = claim;
+            let (mut copy, mut out) = (stored.clone(), Vec::new());
+            let e = decode_blob_in_place(&key, &blob, &mut copy, &mut out).unwrap_err();
+            assert_eq!(e.kind(), crate::Kind::Corrupt, "{claim}: {e}");
+            assert!(
+                out.capacity() < 1 << 20,
+                "{claim}: {} bytes reserved for a 3000-byte blob",
+                out.capacity()
+            );
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Prune: delete what no snapshot references, repacking partly used packs.
 //!
 //! Plan first, from complete knowledge: every index file must load, every snapshot and
-//! tree must decode, every indexed pack must exist. Anything missing aborts before a
-//! single file is touched: deleting on partial knowledge is how repositories lose data.
+//! tree must decode, every pack holding a used blob must exist. Anything missing aborts
+//! before a single file is touched: deleting on partial knowledge is how repositories lose
+//! data. A missing pack that holds only unused blobs is dropped from the index, like restic.
 //!
 //! Then execute in the order that keeps every referenced blob reachable at every instant
 //! (a kill at any point leaves a repository `restic check --read-data` accepts):
@@ -106,6 +107,8 @@ pub struct PruneStats {
     pub packs_delete: usize,
     /// Pack files no index mentions (left by interrupted backups).
     pub packs_unreferenced: usize,
+    /// Packs the index names that are gone, holding nothing in use: dropped from the index.
+    pub packs_missing: usize,
     pub repack_size: u64,
     /// Used bytes copied while repacking.
     pub repack_used_size: u64,
@@ -144,6 +147,8 @@ pub struct PrunePlan {
     pub stats: PruneStats,
     packs: Vec<PackInfo>,
     unreferenced: Vec<Id>,
+    /// Indexed packs that are gone (none holds a used blob): left out of the new index.
+    missing: Vec<Id>,
     old_indexes: Vec<Id>,
 }
 
@@ -231,15 +236,22 @@ pub fn used_blobs(
 /// Decides what to delete and repack. Reads indexes, snapshots and trees; writes nothing.
 pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Result<PrunePlan> {
     let threads = opts.threads.max(1);
+    let listed: HashMap<Id, u64> = repo.pack_sizes()?;
     let (old_indexes, files) = load_indexes(repo, threads)?;
-    let mut index = Index::new();
+    let mut index = Index::with_pack_sizes(listed.clone());
     let mut pack_blobs: HashMap<Id, Vec<IndexBlob>> = HashMap::new();
     for f in &files {
         index.add_file(f);
         for p in &f.packs {
-            let list = pack_blobs.entry(p.id).or_default();
-            if list.is_empty() {
-                list.extend(p.blobs.iter().cloned());
+            // An entry that cannot be right (past its pack's end) is not carried over.
+            if let std::collections::hash_map::Entry::Vacant(v) = pack_blobs.entry(p.id) {
+                v.insert(
+                    p.blobs
+                        .iter()
+                        .filter(|b| index.entry_problem(&p.id, b).is_none())
+                        .cloned()
+                        .collect(),
+                );
             }
         }
     }
@@ -248,19 +260,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resu
     let used = used_blobs(repo, &index, &snapshots, threads, progress)?;
     for (t, id) in &used {
         if !index.has(*t, id) {
+            let why = index
+                .damage(*t, id)
+                .map(|d| format!(" (its entry is damaged: {d})"))
+                .unwrap_or_default();
             return Err(Error::corrupt(format!(
-                "{t:?} blob {id} is referenced by a snapshot but in no index; prune stops so nothing is lost (run `cairn check`, then `cairn repair index`)"
+                "{t:?} blob {id} is referenced by a snapshot but in no index{why}; prune stops so nothing is lost (run `cairn check`, then `cairn repair index`)"
             )));
         }
     }
     drop(index);
 
-    let listed: HashMap<Id, u64> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .into_iter()
-        .filter_map(|f| Id::parse(&f.name).map(|id| (id, f.size)))
-        .collect();
     let mut stats = PruneStats {
         snapshots: snapshots.len(),
         packs_total: listed.len(),
@@ -268,11 +278,12 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resu
         ..Default::default()
     };
     let mut packs = Vec::with_capacity(pack_blobs.len());
+    // Packs the index names that are gone: harmless if nothing in use is only there.
+    let mut missing: HashMap<Id, Vec<IndexBlob>> = HashMap::new();
     for (id, blobs) in pack_blobs {
         let Some(size) = listed.get(&id) else {
-            return Err(Error::corrupt(format!(
-                "pack {id} is in the index but missing from the repository; prune stops (run `cairn repair index`)"
-            )));
+            missing.insert(id, blobs);
+            continue;
         };
         let unreferenced: u64 = blobs
             .iter()
@@ -317,6 +328,27 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resu
     }
     stats.unused_size += stats.duplicate_size;
     stats.unused_blobs += stats.duplicate_blobs;
+    let mut needed_missing: Vec<String> = missing
+        .iter()
+        .filter_map(|(pack, blobs)| {
+            let b = blobs.iter().find(|b| {
+                let key = (b.blob_type, b.id);
+                used.contains(&key) && !claimed.contains(&key)
+            })?;
+            Some(format!("pack {pack} (holds {} blob {})", b.blob_type, b.id))
+        })
+        .collect();
+    if !needed_missing.is_empty() {
+        needed_missing.sort();
+        return Err(Error::corrupt(format!(
+            "{} pack(s) holding blobs that snapshots use are missing from the repository: {}; prune stops so nothing more is lost (run `cairn check`; `cairn repair index` and `cairn repair snapshots` can recover what is left)",
+            needed_missing.len(),
+            needed_missing.join(", ")
+        )));
+    }
+    let mut missing: Vec<Id> = missing.into_keys().collect();
+    missing.sort();
+    stats.packs_missing = missing.len();
 
     // Fully unused packs go; partly used ones are repacked, most wasteful first, until
     // the unused space left is within the limit (and the repack budget allows).
@@ -381,6 +413,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resu
         stats,
         packs,
         unreferenced,
+        missing,
         old_indexes,
     })
 }
@@ -388,7 +421,10 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &Progress) -> Resu
 impl PrunePlan {
     /// True when executing would change nothing.
     pub fn is_noop(&self) -> bool {
-        self.stats.packs_repack == 0 && self.stats.packs_delete == 0 && self.unreferenced.is_empty()
+        self.stats.packs_repack == 0
+            && self.stats.packs_delete == 0
+            && self.unreferenced.is_empty()
+            && self.missing.is_empty()
     }
 
     /// Carries the plan out in crash-safe order; see the module documentation.

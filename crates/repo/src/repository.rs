@@ -38,12 +38,14 @@ impl Config {
 }
 
 /// A key file (JSON, not encrypted itself; `data` holds the encrypted master key).
+/// `created`, `username` and `hostname` are informational: rustic leaves them out or null.
 #[derive(Serialize, Deserialize, Debug)]
 pub struct KeyFile {
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub created: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub username: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub hostname: String,
     pub kdf: String,
     #[serde(rename = "N")]
@@ -52,6 +54,22 @@ pub struct KeyFile {
     pub p: u32,
     pub salt: String,
     pub data: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The largest file of each type read from a repository, stored and (format v2) decoded.
+/// Anything larger is damage or an attack, reported before it is read into memory. restic
+/// writes index files of at most a few MiB, snapshots, keys and locks of a few hundred bytes.
+fn max_file_size(t: FileType) -> u64 {
+    match t {
+        FileType::Index => 1 << 30,
+        FileType::Snapshot => 64 << 20,
+        FileType::Key | FileType::Lock | FileType::Config => 1 << 20,
+        FileType::Pack => u64::MAX,
+    }
 }
 
 /// scrypt parameters restic uses for new keys (N=2^15, r=8, p=5).
@@ -122,6 +140,9 @@ fn username() -> String {
         .unwrap_or_default()
 }
 
+/// File sizes by type and name, as last listed.
+type SizeCache = std::collections::HashMap<FileType, std::collections::HashMap<String, u64>>;
+
 /// An open repository. Cloning is cheap (the backend is shared).
 #[derive(Clone)]
 pub struct Repository {
@@ -130,6 +151,8 @@ pub struct Repository {
     config: Config,
     key_id: String,
     compression: Compression,
+    /// File sizes from the latest listing of each type, to bound reads before they happen.
+    sizes: Arc<std::sync::Mutex<SizeCache>>,
 }
 
 impl Repository {
@@ -162,6 +185,7 @@ impl Repository {
             config,
             key_id,
             compression: Compression::Auto,
+            sizes: Arc::default(),
         };
         repo.backend.set_repository_id(&repo.config.id);
         let cfg = serde_json::to_vec(&repo.config).map_err(|e| Error::invalid(e.to_string()))?;
@@ -180,9 +204,10 @@ impl Repository {
         }
         let mut keys = backend.list(FileType::Key)?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut last_err = None;
+        let mut wrong = 0;
+        let mut damaged = Vec::new();
         for k in &keys {
-            match open_key_file(backend.as_ref(), &k.name, password) {
+            match open_key_file(backend.as_ref(), &k.name, k.size, password) {
                 Ok(master) => {
                     let raw = backend.read(FileType::Config, "")?;
                     let plain = master.open(&raw).map_err(|e| e.context("config file"))?;
@@ -205,16 +230,29 @@ impl Repository {
                         config,
                         key_id: k.name.clone(),
                         compression: Compression::Auto,
+                        sizes: Arc::default(),
                     });
                 }
-                Err(e) if e.kind() == Kind::WrongPassword => {}
-                Err(e) => last_err = Some(e),
+                Err(e) if e.kind() == Kind::WrongPassword => wrong += 1,
+                Err(e) => damaged.push(e),
             }
         }
-        if let Some(e) = last_err {
-            if keys.len() == 1 {
+        // Only a key that decrypts to nothing is a wrong password; a key file that cannot
+        // be read or parsed says so, even beside wrong-password ones.
+        if wrong == 0 {
+            if let Some(e) = damaged.into_iter().next() {
                 return Err(e);
             }
+        } else if !damaged.is_empty() {
+            let notes: Vec<String> = damaged.iter().map(|e| e.to_string()).collect();
+            return Err(Error::new(
+                Kind::WrongPassword,
+                format!(
+                    "wrong password for repository {} ({wrong} key file(s) tried; also: {}): check --password-file, --password-command or RESTIC_PASSWORD",
+                    backend.location(),
+                    notes.join("; ")
+                ),
+            ));
         }
         Err(Error::new(
             Kind::WrongPassword,
@@ -259,10 +297,34 @@ impl Repository {
         }
     }
 
+    /// A file's size from the latest listing of its type, listing again when it is not
+    /// there (written since, or never listed). None when the backend does not list it.
+    fn listed_size(&self, t: FileType, name: &str) -> Result<Option<u64>> {
+        let cached = self
+            .sizes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&t).and_then(|s| s.get(name).copied()));
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        self.list_ids(t)?;
+        Ok(self
+            .sizes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&t).and_then(|s| s.get(name).copied())))
+    }
+
     /// Loads, verifies and decrypts an unpacked file (snapshot, index), decompressing v2 data.
+    /// A file larger than any of its type is reported as damaged without being read.
     pub fn load_file(&self, t: FileType, id: &Id) -> Result<Vec<u8>> {
         let name = id.to_hex();
+        if let Some(size) = self.listed_size(t, &name)? {
+            check_file_size(t, &name, size)?;
+        }
         let raw = self.backend.read(t, &name)?;
+        check_file_size(t, &name, raw.len() as u64)?;
         if Id::hash(&raw) != *id {
             return Err(Error::corrupt(format!(
                 "{}/{name}: content does not match its name (the file is damaged)",
@@ -273,20 +335,29 @@ impl Repository {
             .key
             .open(&raw)
             .map_err(|e| e.context(format!("{}/{name}", t.dir())))?;
-        self.decompress_unpacked(plain)
+        self.decompress_unpacked(plain, max_file_size(t))
             .map_err(|e| e.context(format!("{}/{name}", t.dir())))
     }
 
-    fn decompress_unpacked(&self, plain: Vec<u8>) -> Result<Vec<u8>> {
+    fn decompress_unpacked(&self, plain: Vec<u8>, max: u64) -> Result<Vec<u8>> {
         if self.config.version < 2 {
             return Ok(plain);
         }
         match plain.first() {
             None | Some(b'[') | Some(b'{') => Ok(plain),
             Some(2) => {
+                use std::io::Read;
                 let mut out = Vec::new();
-                zstd::stream::copy_decode(&plain[1..], &mut out)
+                zstd::stream::read::Decoder::new(&plain[1..])
+                    .map_err(|e| Error::corrupt(format!("zstd: {e}")))?
+                    .take(max.saturating_add(1))
+                    .read_to_end(&mut out)
                     .map_err(|e| Error::corrupt(format!("zstd: {e}")))?;
+                if out.len() as u64 > max {
+                    return Err(Error::corrupt(format!(
+                        "decompresses to more than {max} bytes, more than any such file has (the file is damaged)"
+                    )));
+                }
                 Ok(out)
             }
             Some(v) => Err(Error::corrupt(format!("unknown encoding version {v}"))),
@@ -324,12 +395,11 @@ impl Repository {
 
     /// Ids of all files of a type (names that are not ids are ignored).
     pub fn list_ids(&self, t: FileType) -> Result<Vec<Id>> {
-        Ok(self
-            .backend
-            .list(t)?
-            .iter()
-            .filter_map(|f| Id::parse(&f.name))
-            .collect())
+        let files = self.backend.list(t)?;
+        if let Ok(mut sizes) = self.sizes.lock() {
+            sizes.insert(t, files.iter().map(|f| (f.name.clone(), f.size)).collect());
+        }
+        Ok(files.iter().filter_map(|f| Id::parse(&f.name)).collect())
     }
 
     /// Resolves an id prefix (at least 1 hex digit) among files of a type.
@@ -354,13 +424,24 @@ impl Repository {
         }
     }
 
-    /// Loads every index file into memory (in parallel).
+    /// The size of every pack, as listed.
+    pub fn pack_sizes(&self) -> Result<std::collections::HashMap<Id, u64>> {
+        Ok(self
+            .backend
+            .list(FileType::Pack)?
+            .into_iter()
+            .filter_map(|f| Id::parse(&f.name).map(|id| (id, f.size)))
+            .collect())
+    }
+
+    /// Loads every index file into memory (in parallel), checking each entry against the
+    /// listed size of its pack.
     pub fn load_index(&self) -> Result<Index> {
         let ids = self.list_ids(FileType::Index)?;
         let files = crate::parallel::map(ids, 4, |id| {
             self.load_json::<IndexFile>(FileType::Index, &id)
         })?;
-        let mut index = Index::new();
+        let mut index = Index::with_pack_sizes(self.pack_sizes()?);
         for f in &files {
             index.add_file(f);
         }
@@ -371,11 +452,13 @@ impl Repository {
 
     /// Reads one blob through the index, verified.
     pub fn load_blob(&self, index: &Index, t: BlobType, id: &Id) -> Result<Vec<u8>> {
-        let loc = index.get(t, id).ok_or_else(|| {
-            Error::corrupt(format!(
+        let loc = index.get(t, id).ok_or_else(|| match index.damage(t, id) {
+            Some(problem) => Error::corrupt(problem.to_string()),
+            None => Error::corrupt(format!(
                 "{t} blob {id} is not in the index (run `cairn check`)"
-            ))
+            )),
         })?;
+        loc.blob.check_fits(index.pack_size(&loc.pack))?;
         let stored = self.backend.read_range(
             FileType::Pack,
             &loc.pack.to_hex(),
@@ -407,9 +490,7 @@ impl Repository {
     pub fn list_keys(&self) -> Result<Vec<(String, KeyFile)>> {
         let mut out = Vec::new();
         for f in self.backend.list(FileType::Key)? {
-            let bytes = self.backend.read(FileType::Key, &f.name)?;
-            let kf: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::corrupt(format!("key file {}: {e}", f.name)))?;
+            let kf = read_key_file(self.backend.as_ref(), &f.name, f.size)?;
             out.push((f.name, kf));
         }
         out.sort_by(|a, b| a.1.created.cmp(&b.1.created).then(a.0.cmp(&b.0)));
@@ -447,10 +528,31 @@ fn write_key_file(backend: &dyn Backend, master: &Key, password: &str) -> Result
     Ok(id)
 }
 
-fn open_key_file(backend: &dyn Backend, name: &str, password: &str) -> Result<Key> {
+fn check_file_size(t: FileType, name: &str, size: u64) -> Result<()> {
+    let max = max_file_size(t);
+    if size > max {
+        return Err(Error::corrupt(format!(
+            "{}/{name} is {size} bytes, more than any such file has ({max}): the file is damaged; remove it or restore it from a copy",
+            t.dir()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads and parses a key file of the listed `size`.
+fn read_key_file(backend: &dyn Backend, name: &str, size: u64) -> Result<KeyFile> {
+    check_file_size(FileType::Key, name, size)?;
     let bytes = backend.read(FileType::Key, name)?;
-    let kf: KeyFile = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupt(format!("key file {name}: {e}")))?;
+    check_file_size(FileType::Key, name, bytes.len() as u64)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(format!(
+            "key file {name} is not a valid key file (malformed JSON: {e}); remove it with `cairn key remove` if other keys open the repository"
+        ))
+    })
+}
+
+fn open_key_file(backend: &dyn Backend, name: &str, size: u64, password: &str) -> Result<Key> {
+    let kf = read_key_file(backend, name, size)?;
     if kf.kdf != "scrypt" {
         return Err(Error::new(
             Kind::Unsupported,

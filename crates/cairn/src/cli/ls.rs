@@ -93,6 +93,21 @@ pub fn long_line(path: &str, n: &Node) -> String {
     s
 }
 
+/// A filter as restic 0.14 prints it: `(Paths:[a b] Tags:[[t1 t2]] Hosts:[h])`.
+fn restic_filter(f: &Filter) -> String {
+    let tags: Vec<String> = f
+        .tags
+        .iter()
+        .map(|set| format!("[{}]", set.split(',').collect::<Vec<_>>().join(" ")))
+        .collect();
+    format!(
+        "(Paths:[{}] Tags:[{}] Hosts:[{}])",
+        f.paths.join(" "),
+        tags.join(" "),
+        f.hosts.join(" ")
+    )
+}
+
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
@@ -101,7 +116,19 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         paths: a.path.clone(),
         tags: a.tag.clone(),
     };
-    let snap = Snapshot::find(&repo, &a.snapshot, &filter)?;
+    let snap = match Snapshot::find(&repo, &a.snapshot, &filter) {
+        Ok(s) => s,
+        // restic 0.14 says so and lists nothing, successfully (an empty repository is not
+        // an error to list).
+        Err(e) if a.snapshot == "latest" && e.kind() == cairn_repo::Kind::NotFound => {
+            eprintln!(
+                "Ignoring \"latest\", no snapshot matched given filter {}",
+                restic_filter(&filter)
+            );
+            return Ok(super::exit::OK);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let index = repo.load_index()?;
     let trees = Trees::new(&repo, &index);
     let dirs: Vec<String> = a

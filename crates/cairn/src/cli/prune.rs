@@ -59,7 +59,12 @@ pub fn run_on(
     let stats = plan.execute(repo, opts, &progress)?;
     if g.json {
         super::print_json(&serde_json::json!({"dry_run": false, "result": stats}))?;
-    } else if stats.packs_repack + stats.packs_delete + stats.packs_unreferenced > 0 {
+    } else if stats.packs_repack
+        + stats.packs_delete
+        + stats.packs_unreferenced
+        + stats.packs_missing
+        > 0
+    {
         g.say(format!(
             "done: {} freed, {} index file(s) written",
             super::format_bytes(stats.freed_size),
@@ -101,6 +106,12 @@ fn print_plan(g: &GlobalOpts, s: &PruneStats, dry_run: bool) {
         s.packs_delete,
         b(s.delete_size)
     ));
+    if s.packs_missing > 0 {
+        eprintln!(
+            "warning: {} pack(s) named by the index are missing from the repository; nothing in use was in them, so they are dropped from the index",
+            s.packs_missing
+        );
+    }
     if s.packs_unreferenced > 0 {
         g.say(format!(
             "unreferenced:     {} packs / {} (left by interrupted backups)",

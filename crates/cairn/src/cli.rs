@@ -117,9 +117,19 @@ pub struct GlobalOpts {
     pub config: Option<std::path::PathBuf>,
 }
 
+/// The longest duration [`parse_duration`] accepts: 100 years. Longer ones are typos, and
+/// adding one to a clock (`Instant + d`) would overflow.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
 /// Parses durations like restic's `--retry-lock` (`90s`, `5m`, `1h30m`, `2h`), and the
-/// config's (`26h`, `7d`, `2w`).
+/// config's (`26h`, `7d`, `2w`). Never overflows: past [`MAX_DURATION`] is an error.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let too_long = || {
+        format!(
+            "{s:?} is too long: durations are at most {} days (100 years)",
+            MAX_DURATION.as_secs() / 86_400
+        )
+    };
     let mut total = 0u64;
     let mut num = String::new();
     for c in s.trim().chars() {
@@ -139,10 +149,16 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
                 ))
             }
         };
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?}: expected a number before {c:?} (e.g. 5m)"))?;
-        total += n * unit;
+        if num.is_empty() {
+            return Err(format!("{s:?}: expected a number before {c:?} (e.g. 5m)"));
+        }
+        total = num
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .and_then(|n| n.checked_add(total))
+            .filter(|&t| t <= MAX_DURATION.as_secs())
+            .ok_or_else(too_long)?;
         num.clear();
     }
     if !num.is_empty() {

@@ -255,8 +255,10 @@ impl Retention {
             ("--keep-monthly", self.keep_monthly),
             ("--keep-yearly", self.keep_yearly),
         ] {
-            if let Some(n) = v {
-                a.push(format!("{flag}={n}"));
+            match v {
+                Some(u32::MAX) => a.push(format!("{flag}=unlimited")),
+                Some(n) => a.push(format!("{flag}={n}")),
+                None => {}
             }
         }
         if let Some(w) = &self.keep_within {
@@ -1639,18 +1641,48 @@ impl<'a> Validator<'a> {
             return None;
         }
         if let Some(w) = &r.keep_within {
-            if !valid_restic_duration(w.get_ref()) {
+            if let Err(e) = cairn_repo::forget::Duration::parse(w.get_ref()) {
                 self.error(
                     f,
                     w,
-                    format!(
-                        "plan `{plan}`: keep-within {:?} is not a restic duration",
-                        w.get_ref()
-                    ),
+                    format!("plan `{plan}`: keep-within: {e}"),
                     Some("numbers with y, m, d, h: \"30d\", \"1y6m\", \"2d12h\"".into()),
                 );
                 return None;
             }
+        }
+        // Counts: -1 keeps all (restic >= 0.16), stored as "unlimited" (u32::MAX).
+        let mut bad_count = None;
+        let mut count = |key: &'static str, v: Option<i64>| match v {
+            None => None,
+            Some(-1) => Some(u32::MAX),
+            Some(n) => match u32::try_from(n).ok().filter(|&n| n < u32::MAX) {
+                Some(n) => Some(n),
+                None => {
+                    bad_count.get_or_insert((key, n));
+                    None
+                }
+            },
+        };
+        let counts = [
+            count("keep-last", r.keep_last),
+            count("keep-hourly", r.keep_hourly),
+            count("keep-daily", r.keep_daily),
+            count("keep-weekly", r.keep_weekly),
+            count("keep-monthly", r.keep_monthly),
+            count("keep-yearly", r.keep_yearly),
+        ];
+        if let Some((key, n)) = bad_count {
+            self.error(
+                f,
+                at,
+                format!("plan `{plan}`: retention {key} = {n} is not a count"),
+                Some(format!(
+                    "a number from 0 to {}, or -1 to keep all",
+                    u32::MAX - 1
+                )),
+            );
+            return None;
         }
         if let Some(g) = &r.group_by {
             if g.split(',')
@@ -1664,13 +1696,14 @@ impl<'a> Validator<'a> {
                 return None;
             }
         }
+        let [keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly] = counts;
         Some(Retention {
-            keep_last: r.keep_last,
-            keep_hourly: r.keep_hourly,
-            keep_daily: r.keep_daily,
-            keep_weekly: r.keep_weekly,
-            keep_monthly: r.keep_monthly,
-            keep_yearly: r.keep_yearly,
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
             keep_within: r.keep_within.as_ref().map(|w| w.get_ref().clone()),
             keep_tag: r.keep_tag.clone(),
             group_by: r.group_by.clone(),
@@ -1710,22 +1743,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-fn valid_restic_duration(s: &str) -> bool {
-    let mut saw_digit = false;
-    let mut any = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            saw_digit = true;
-        } else if "ymdh".contains(c) && saw_digit {
-            saw_digit = false;
-            any = true;
-        } else {
-            return false;
-        }
-    }
-    any && !saw_digit
 }
 
 /// `scheme://user:password@host` with a password.
@@ -1834,9 +1851,20 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("26").is_err());
         assert!(parse_duration("5x").is_err());
-        assert!(valid_restic_duration("1y6m"));
-        assert!(!valid_restic_duration("6"));
-        assert!(!valid_restic_duration("1w"));
+        // Past 100 years, or past u64, is an error instead of a wrap or a panic.
+        assert_eq!(
+            parse_duration("36500d").unwrap(),
+            Duration::from_secs(36_500 * 86_400)
+        );
+        for s in [
+            "36501d",
+            "99999999999999999w",
+            "18446744073709551615s",
+            "99999999999999999999s",
+            "1w".repeat(6000).as_str(),
+        ] {
+            assert!(parse_duration(s).unwrap_err().contains("too long"), "{s}");
+        }
     }
 
     #[test]
@@ -1908,6 +1936,39 @@ mod tests {
         #[test]
         fn arbitrary_text_never_panics(text in ".{0,400}") {
             let _ = load_text(text.as_bytes());
+        }
+
+        /// Arbitrary Unicode in each value a plan takes as text (schedule, durations,
+        /// keep-within, URL), any integer as a keep count: a config or problems, no panic.
+        #[test]
+        fn arbitrary_values_never_panic(
+            schedule in "\\PC{0,30}",
+            age in "\\PC{0,30}",
+            within in "\\PC{0,20}",
+            url in "\\PC{0,40}",
+            count in proptest::num::i64::ANY,
+        ) {
+            let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+            let text = format!(
+                "[repositories.r]\nurl = {}\npassword-command = \"true\"\n\
+                 [plans.p]\nrepository = \"r\"\npaths = [\"/etc\"]\nschedule = {}\nmax-age = {}\n\
+                 hooks = {{ timeout = {} }}\nretention = {{ keep-last = {count}, keep-within = {} }}\n\
+                 check = {{ schedule = {} }}\n",
+                q(&url), q(&schedule), q(&age), q(&age), q(&within), q(&schedule)
+            );
+            let _ = load_text(text.as_bytes());
+        }
+
+        /// Durations: any text is a duration of at most MAX_DURATION or an error.
+        #[test]
+        fn arbitrary_durations_never_panic(text in "\\PC{0,30}", digits in "[0-9smhdw]{0,40}") {
+            for t in [text, digits] {
+                if let Ok(d) = parse_duration(&t) {
+                    proptest::prop_assert!(d <= crate::cli::MAX_DURATION);
+                    let _ = std::time::Instant::now() + d;
+                    let _ = format_duration(d);
+                }
+            }
         }
     }
 }

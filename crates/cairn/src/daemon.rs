@@ -21,7 +21,6 @@ use crate::run::{RunFlags, Runner};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Local, Utc};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -288,70 +287,6 @@ impl Executor for PlanExecutor {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until `stop`.
-fn serve_metrics(
-    addr: String,
-    config: Arc<Config>,
-    stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>> {
-    let listener = std::net::TcpListener::bind(&addr)
-        .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
-    listener.set_nonblocking(true)?;
-    eprintln!("metrics on http://{addr}/metrics");
-    Ok(std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let (mut conn, _) = match listener.accept() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-                Err(_) => continue,
-            };
-            let _ = conn.set_nonblocking(false);
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-            let mut line = String::new();
-            let mut reader = BufReader::new(match conn.try_clone() {
-                Ok(c) => c,
-                Err(_) => continue,
-            });
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            // Drain the headers.
-            let mut h = String::new();
-            while reader.read_line(&mut h).map(|n| n > 2).unwrap_or(false) {
-                h.clear();
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (status, ctype, body) = match path {
-                "/metrics" => match History::open(&config.settings.state_dir).and_then(|h| {
-                    crate::metrics::render(
-                        &config,
-                        &h,
-                        Utc::now().timestamp_millis() as f64 / 1000.0,
-                    )
-                }) {
-                    Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
-                    Err(e) => (
-                        "500 Internal Server Error",
-                        "text/plain",
-                        format!("{e:#}\n"),
-                    ),
-                },
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    }))
-}
-
 /// Builds the scheduler's entries from the config and the history.
 pub fn entries(config: &Config, history: &History) -> Result<Vec<Entry>> {
     let ts = |t: f64| DateTime::<Utc>::from_timestamp(t as i64, 0);
@@ -417,7 +352,7 @@ pub fn run(config: Config) -> Result<()> {
         });
     }
     let metrics = match &config.settings.metrics_listen {
-        Some(addr) => Some(serve_metrics(addr.clone(), config.clone(), stop.clone())?),
+        Some(addr) => Some(crate::metrics::serve(addr, config.clone(), stop.clone())?),
         None => None,
     };
     let now = Utc::now();

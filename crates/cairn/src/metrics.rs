@@ -4,6 +4,12 @@
 //! Per plan and operation (backup, forget, prune, check, copy, restore-test): time of the last run and of the
 //! last success, duration and result of the last run; per plan: bytes and files of the
 //! last backup, and whether it is overdue (no success within `max-age`).
+//!
+//! [`serve`] is the HTTP server of `/metrics` and `/healthz`: axum on a small tokio runtime,
+//! serving connections concurrently with a header-read timeout, a whole-connection timeout,
+//! a cap on the request head and on open connections, so a slow or hostile client cannot
+//! block a scrape or exhaust memory. It must not do blocking work on the runtime's threads
+//! (the history is read in `spawn_blocking`).
 
 use crate::config::Config;
 use crate::history::History;
@@ -154,4 +160,128 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// A client must send its whole request head within this time.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A connection (request, rendering, response) is closed after this time, whatever it does.
+pub const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Connections served at once; more are refused until one ends (the timeouts bound how long).
+pub const MAX_CONNECTIONS: usize = 64;
+/// The largest request head (request line and headers) read; larger ones get 431.
+const MAX_HEAD_BYTES: usize = 16 << 10;
+
+/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own until `stop` is set.
+/// Fails at once if the address cannot be bound.
+pub fn serve(
+    addr: &str,
+    config: std::sync::Arc<Config>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    use anyhow::Context;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .thread_name("cairn-http")
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("cannot start the metrics server's runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
+    eprintln!("metrics on http://{addr}/metrics");
+    let app = router(config);
+    Ok(std::thread::spawn(move || {
+        runtime.block_on(accept_loop(listener, app, stop));
+        // Connections still open are dropped with the runtime.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    }))
+}
+
+fn router(config: std::sync::Arc<Config>) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(config)
+}
+
+async fn scrape(
+    axum::extract::State(config): axum::extract::State<std::sync::Arc<Config>>,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let rendered = tokio::task::spawn_blocking(move || {
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        History::open(&config.settings.state_dir).and_then(|h| render(&config, &h, now))
+    })
+    .await;
+    match rendered {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            eprintln!("metrics: cannot read the run history: {e:#}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the run history: see the daemon's log\n",
+            )
+                .into_response()
+        }
+        Err(e) => {
+            eprintln!("metrics: rendering failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the metrics failed: see the daemon's log\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    while !stop.load(Ordering::Relaxed) {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: do not spin.
+                    eprintln!("metrics: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+        };
+        // Over the limit the connection is closed at once rather than queued behind
+        // connections that may be stalling on purpose.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(permit);
+        });
+    }
 }

@@ -63,8 +63,8 @@ fn weekday(s: &str) -> Result<u32, String> {
     WEEKDAYS
         .iter()
         .position(|d| {
-            l.len() >= 3
-                && d.starts_with(&l[..3])
+            // `get`, not indexing: the third byte may fall inside a non-ASCII character.
+            l.get(..3).is_some_and(|p| d.starts_with(p))
                 && "mondaytuesdaywednesdaythursdayfridaysaturdaysunday".contains(&l)
         })
         .map(|p| p as u32)
@@ -108,10 +108,9 @@ fn field(s: &str, lo: u32, hi: u32, name: &str, range_sep: &str) -> Result<Set, 
         if a > b {
             return Err(format!("{name}: empty range {base:?}"));
         }
-        let mut v = a;
-        while v <= b {
+        // Values are below 64, so `step_by` cannot overflow whatever the step.
+        for v in (a..=b).step_by(step as usize) {
             set.0 |= 1 << v;
-            v += step;
         }
     }
     if set.0 == 0 {
@@ -479,9 +478,38 @@ mod tests {
             ("61 * * * *", "cron minute"),
             ("every day", "weekday"),
             ("", "empty"),
+            ("Moé 03:00", "weekday"),
+            ("Dié..Fri 03:00", "weekday"),
+            ("*:1/4294967295", "minute"),
         ] {
-            let err = Schedule::parse(e).unwrap_err();
-            assert!(err.contains(want), "{e:?}: {err}");
+            match Schedule::parse(e) {
+                Err(err) => assert!(err.contains(want), "{e:?}: {err}"),
+                Ok(s) => assert_eq!(want, "minute", "{e:?} parsed as {s:?}"),
+            }
+        }
+        // A step larger than the field keeps only the start.
+        let s = Schedule::parse("*:1/4294967295").unwrap();
+        assert_eq!(s.minutes, Set(1 << 1));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Any Unicode text is a schedule or an error, never a panic; and a parsed schedule
+        /// can always be asked for its next time and its systemd form.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,40}") {
+            if let Ok(s) = Schedule::parse(&text) {
+                let _ = s.next_after(&at("2026-11-28T03:00:00Z"));
+                let _ = s.to_systemd();
+            }
+        }
+
+        /// Text shaped like schedules (digits, separators, weekday letters, non-ASCII).
+        #[test]
+        fn schedule_like_text_never_panics(text in "[0-9*,./:\\- MoTuWeThFrSaSué]{0,30}") {
+            if let Ok(s) = Schedule::parse(&text) {
+                let _ = s.next_after(&at("2026-11-28T03:00:00Z"));
+            }
         }
     }
 }

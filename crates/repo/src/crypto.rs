@@ -183,9 +183,82 @@ impl Key {
     }
 }
 
+/// The salt length restic's KDF requires (it refuses any other).
+pub const KDF_SALT_LEN: usize = 64;
+/// The most memory scrypt may use for a key file (128 * N * r bytes). restic allows up
+/// to 2 GiB but its own key files use at most 60 MiB (it calibrates within that), rustic's
+/// 128 MiB; a key file is not authenticated, so anyone who can write one must not make us
+/// allocate gigabytes.
+pub const KDF_MAX_MEMORY: u64 = 512 << 20;
+/// The most work scrypt may do for a key file (N * r * p): 50 times restic's default
+/// (N=2^15, r=8, p=5), a few seconds rather than hours.
+pub const KDF_MAX_WORK: u64 = 1 << 26;
+
+/// Checks scrypt parameters read from a (not authenticated) key file: restic's rules
+/// (simple-scrypt's `Params.Check` and its salt length), then our memory and work caps.
+pub fn check_kdf_params(n: u64, r: u32, p: u32, salt_len: usize) -> Result<()> {
+    const MAX_INT: u64 = (1 << 31) - 1;
+    let (r64, p64) = (u64::from(r), u64::from(p));
+    let bad = |why: &str| {
+        Err(Error::corrupt(format!(
+            "key file: scrypt parameters N={n}, r={r}, p={p} (salt of {salt_len} bytes) refused: {why}; restic would refuse them too or they would need more than {} MiB or minutes of work: the key file is damaged or not restic's",
+            KDF_MAX_MEMORY >> 20
+        )))
+    };
+    if n <= 1 || n > MAX_INT || !n.is_power_of_two() {
+        return bad("N must be a power of two from 2 to 2^30");
+    }
+    if r == 0 || p == 0 {
+        return bad("r and p must be at least 1");
+    }
+    if r64 * p64 >= 1 << 30
+        || r64 > MAX_INT / 128 / p64
+        || r64 > MAX_INT / 256
+        || n > MAX_INT / 128 / r64
+    {
+        return bad("beyond scrypt's limits");
+    }
+    if salt_len != KDF_SALT_LEN {
+        return bad("the salt must be 64 bytes");
+    }
+    if 128 * n * r64 > KDF_MAX_MEMORY {
+        return bad("too much memory");
+    }
+    if n * r64 * p64 > KDF_MAX_WORK {
+        return bad("too much work");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kdf_parameters_are_bounded_like_restic_and_in_memory() {
+        // restic's defaults and rustic's.
+        check_kdf_params(1 << 15, 8, 5, 64).unwrap();
+        check_kdf_params(1 << 17, 8, 1, 64).unwrap();
+        for (n, r, p, salt) in [
+            (0, 8, 1, 64),
+            (1, 8, 1, 64),
+            (3 << 10, 8, 1, 64),
+            (1 << 31, 1, 1, 64),
+            (u64::MAX, 8, 1, 64),
+            (1 << 15, 0, 1, 64),
+            (1 << 15, 8, 0, 64),
+            (1 << 15, 8, 1, 16),
+            (1 << 20, 8, 1, 64),      // 1 GiB: restic accepts it, we do not
+            (1 << 24, 1 << 7, 1, 64), // 256 GiB
+            (2, 1 << 24, 1, 64),
+            (1 << 15, 8, 1 << 20, 64), // hours of work
+            (1 << 15, u32::MAX, u32::MAX, 64),
+        ] {
+            let e = check_kdf_params(n, r, p, salt).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::Corrupt, "{n} {r} {p}");
+            assert!(e.to_string().contains("refused"), "{e}");
+        }
+    }
 
     #[test]
     fn seal_then_open_round_trips_and_detects_a_flipped_bit() {

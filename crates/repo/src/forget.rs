@@ -28,6 +28,12 @@ impl Duration {
                 "{s:?} is not a duration: use numbers with y, m, d, h (e.g. 1y6m, 14d, 2d12h)"
             ))
         };
+        let too_large = || {
+            Error::invalid(format!(
+                "duration {s:?} is too large: each of y, m, d, h must be below {}",
+                i32::MAX
+            ))
+        };
         let mut d = Duration::default();
         let mut num = String::new();
         for c in s.trim().chars() {
@@ -35,15 +41,19 @@ impl Duration {
                 num.push(c);
                 continue;
             }
-            let n: i32 = num.parse().map_err(|_| bad())?;
-            num.clear();
-            match c {
-                'y' => d.years += n,
-                'm' => d.months += n,
-                'd' => d.days += n,
-                'h' => d.hours += n,
-                _ => return Err(bad()),
+            if num.is_empty() {
+                return Err(bad());
             }
+            let n: i32 = num.parse().map_err(|_| too_large())?;
+            num.clear();
+            let field = match c {
+                'y' => &mut d.years,
+                'm' => &mut d.months,
+                'd' => &mut d.days,
+                'h' => &mut d.hours,
+                _ => return Err(bad()),
+            };
+            *field = field.checked_add(n).ok_or_else(too_large)?;
         }
         if !num.is_empty() || s.trim().is_empty() {
             return Err(bad());
@@ -56,20 +66,24 @@ impl Duration {
     }
 
     /// `t` minus this duration, like Go's `AddDate(-y, -m, -d).Add(-h)` (which normalises
-    /// overflowing days, e.g. March 31 minus one month is March 3).
-    fn before(&self, t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
-        let months = self.years * 12 + self.months;
+    /// overflowing days, e.g. March 31 minus one month is March 3). `None` when that is
+    /// before the earliest time we can represent (about 262,000 BC): every snapshot is
+    /// after it, which is exactly what restic computes for such a duration.
+    fn before(&self, t: DateTime<FixedOffset>) -> Option<DateTime<FixedOffset>> {
+        // i64: 12 * i32::MAX + i32::MAX cannot overflow.
+        let months = i64::from(self.years) * 12 + i64::from(self.months);
         // Go's AddDate adds to year/month/day and normalises; emulate via the first of
         // the month, then add the day offset back.
-        let day = t.day() as i64;
-        let first = t.with_day(1).unwrap_or(t);
+        let day = i64::from(t.day());
+        let first = t.with_day(1)?;
         let shifted = if months >= 0 {
-            first.checked_sub_months(Months::new(months as u32))
+            first.checked_sub_months(Months::new(u32::try_from(months).ok()?))?
         } else {
-            first.checked_add_months(Months::new((-months) as u32))
-        }
-        .unwrap_or(first);
-        shifted + TimeDelta::days(day - 1 - self.days as i64) - TimeDelta::hours(self.hours as i64)
+            first.checked_add_months(Months::new(u32::try_from(-months).ok()?))?
+        };
+        shifted
+            .checked_add_signed(TimeDelta::try_days(day - 1 - i64::from(self.days))?)?
+            .checked_sub_signed(TimeDelta::try_hours(i64::from(self.hours))?)
     }
 }
 
@@ -226,7 +240,7 @@ pub fn apply(mut list: Vec<Snapshot>, p: &Policy) -> Decision {
                 reasons.push(format!("has tags [{}]", tags.join(" ")));
             }
         }
-        if !p.within.is_zero() && cur.time > p.within.before(latest) {
+        if !p.within.is_zero() && p.within.before(latest).is_none_or(|b| cur.time > b) {
             reasons.push(format!("within {}", p.within));
         }
         for (count, bucker, last, reason) in &mut buckets {
@@ -244,7 +258,7 @@ pub fn apply(mut list: Vec<Snapshot>, p: &Policy) -> Decision {
             }
         }
         for (dur, bucker, last, reason) in &mut within {
-            if dur.is_zero() || cur.time <= dur.before(latest) {
+            if dur.is_zero() || dur.before(latest).is_some_and(|b| cur.time <= b) {
                 continue;
             }
             let val = bucker(&cur.time);
@@ -364,8 +378,62 @@ mod tests {
         assert!(Duration::parse("5").is_err());
         let t = DateTime::parse_from_rfc3339("2024-03-31T12:00:00+02:00").unwrap();
         // Go: 2024-03-31 AddDate(0,-1,0) = 2024-02-31 = 2024-03-02.
-        let back = Duration::parse("1m").unwrap().before(t);
+        let back = Duration::parse("1m").unwrap().before(t).unwrap();
         assert_eq!(back.to_rfc3339(), "2024-03-02T12:00:00+02:00");
+    }
+
+    /// restic keeps everything for a `within` longer than the calendar: so do we, rather
+    /// than panicking (`99999999d`) or shrinking the duration to nothing (`1000000y`).
+    #[test]
+    fn huge_within_durations_keep_everything() {
+        for w in [
+            "1000000y",
+            "99999999d",
+            "2147483647h",
+            "2147483647y2147483647m",
+        ] {
+            let list = vec![
+                snap("1970-01-01T00:00:00Z", &[]),
+                snap("2024-01-02T10:00:00Z", &[]),
+            ];
+            for p in [
+                Policy {
+                    within: Duration::parse(w).unwrap(),
+                    ..Default::default()
+                },
+                Policy {
+                    within_daily: Duration::parse(w).unwrap(),
+                    ..Default::default()
+                },
+            ] {
+                let d = apply(list.clone(), &p);
+                assert_eq!((d.keep.len(), d.remove.len()), (2, 0), "{w}");
+            }
+        }
+        for w in [
+            "2147483648y",
+            "2147483647y1y",
+            "99999999999999999999d",
+            "d",
+            "1y-1d",
+        ] {
+            let e = Duration::parse(w).unwrap_err();
+            assert!(e.to_string().contains(w), "{w}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any Unicode text is a duration or an error; any duration can be subtracted.
+        #[test]
+        fn arbitrary_durations_never_panic(text in "\\PC{0,30}", digits in "[0-9ymdh]{0,30}") {
+            let t = DateTime::parse_from_rfc3339("2024-03-31T12:00:00+02:00").unwrap();
+            for s in [text, digits] {
+                if let Ok(d) = Duration::parse(&s) {
+                    let _ = d.before(t);
+                    let _ = d.to_string();
+                }
+            }
+        }
     }
 
     #[test]

@@ -109,9 +109,7 @@ impl Compression {
 }
 
 fn derive_key(password: &str, salt: &[u8], n: u64, r: u32, p: u32) -> Result<Key> {
-    if !n.is_power_of_two() || n < 2 {
-        return Err(Error::corrupt(format!("key file: invalid scrypt N {n}")));
-    }
+    crate::crypto::check_kdf_params(n, r, p, salt.len())?;
     let log_n = n.trailing_zeros() as u8;
     let params = scrypt::Params::new(log_n, r, p, 64)
         .map_err(|e| Error::corrupt(format!("key file: invalid scrypt parameters: {e}")))?;

@@ -12,23 +12,23 @@ use serde::Serialize;
 pub struct Args {
     /// Snapshots to forget (instead of a policy)
     pub snapshots: Vec<String>,
-    /// Keep the last N snapshots
-    #[arg(short = 'l', long, value_name = "N")]
+    /// Keep the last N snapshots (-1 or "unlimited": all)
+    #[arg(short = 'l', long, value_name = "N", allow_negative_numbers = true)]
     pub keep_last: Option<String>,
     /// Keep the last N hourly snapshots
-    #[arg(short = 'H', long, value_name = "N")]
+    #[arg(short = 'H', long, value_name = "N", allow_negative_numbers = true)]
     pub keep_hourly: Option<String>,
     /// Keep the last N daily snapshots
-    #[arg(short = 'd', long, value_name = "N")]
+    #[arg(short = 'd', long, value_name = "N", allow_negative_numbers = true)]
     pub keep_daily: Option<String>,
     /// Keep the last N weekly snapshots
-    #[arg(short = 'w', long, value_name = "N")]
+    #[arg(short = 'w', long, value_name = "N", allow_negative_numbers = true)]
     pub keep_weekly: Option<String>,
     /// Keep the last N monthly snapshots
-    #[arg(short = 'm', long, value_name = "N")]
+    #[arg(short = 'm', long, value_name = "N", allow_negative_numbers = true)]
     pub keep_monthly: Option<String>,
     /// Keep the last N yearly snapshots
-    #[arg(short = 'y', long, value_name = "N")]
+    #[arg(short = 'y', long, value_name = "N", allow_negative_numbers = true)]
     pub keep_yearly: Option<String>,
     /// Keep snapshots newer than DURATION (e.g. 1y5m7d2h) before the newest
     #[arg(long, value_name = "DURATION")]
@@ -90,9 +90,13 @@ pub struct PruneFlags {
 fn count(flag: &str, v: &Option<String>) -> Result<Option<u32>> {
     match v.as_deref() {
         None => Ok(None),
-        Some("unlimited") => Ok(Some(u32::MAX)),
+        // -1 is restic's (>= 0.16) spelling of "unlimited".
+        Some("unlimited" | "-1") => Ok(Some(u32::MAX)),
         Some(s) => s.parse::<u32>().map(Some).map_err(|_| {
-            anyhow::anyhow!("--{flag} {s:?}: give a positive number or \"unlimited\"")
+            anyhow::anyhow!(
+                "--{flag} {s:?}: give a number from 0 to {}, or -1 or \"unlimited\" for all",
+                u32::MAX - 1
+            )
         }),
     }
 }
@@ -262,4 +266,29 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         return super::prune::run_on(g, &repo, &opts, false);
     }
     Ok(super::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_take_minus_one_and_unlimited_as_all() {
+        for v in ["-1", "unlimited"] {
+            assert_eq!(count("keep-last", &Some(v.into())).unwrap(), Some(u32::MAX));
+        }
+        assert_eq!(count("keep-last", &Some("7".into())).unwrap(), Some(7));
+        for v in ["-2", "4294967296", "", "1.5", "٣"] {
+            let e = count("keep-last", &Some(v.into())).unwrap_err().to_string();
+            assert!(e.contains("-1"), "{v}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_counts_and_durations_never_panic(v in "\\PC{0,24}") {
+            let _ = count("keep-last", &Some(v.clone()));
+            let _ = duration(&Some(v));
+        }
+    }
 }

@@ -229,12 +229,13 @@ pub struct Plan {
 #[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Retention {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
+    /// Counts: a number, or -1 for all (like restic >= 0.16).
+    pub keep_last: Option<i64>,
+    pub keep_hourly: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+    pub keep_yearly: Option<i64>,
     /// Keep everything newer than this (e.g. "30d", "1y6m").
     #[schemars(with = "Option<String>")]
     pub keep_within: Option<Spanned<String>>,

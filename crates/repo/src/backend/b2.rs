@@ -44,6 +44,7 @@ pub fn open(spec: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
             &auth_url,
             &|| vec![("Authorization", format!("Basic {basic}"))],
             None,
+            super::http::MAX_DOCUMENT,
             "B2 authorization",
         )
         .map_err(|e| {

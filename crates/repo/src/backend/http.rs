@@ -11,6 +11,27 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The largest response body read for a listing (REST JSON, S3 XML) or an answer to a
+/// write or delete: far above what a server sends, far below what would hurt. A larger
+/// body is an error, not a read.
+pub const MAX_DOCUMENT: u64 = 64 << 20;
+/// The largest whole pack file read at once: restic's packs are at most 128 MiB.
+pub const MAX_PACK: u64 = 256 << 20;
+/// How much of an error response's body is read for its message; the rest is dropped.
+pub const MAX_ERROR_BODY: u64 = 4 << 10;
+
+/// The most a whole-file read of type `t` may return: the limits the repository applies
+/// to each type before parsing (old restic versions wrote one large index file).
+pub fn max_file(t: super::FileType) -> u64 {
+    use super::FileType;
+    match t {
+        FileType::Pack => MAX_PACK,
+        FileType::Index => 1 << 30,
+        FileType::Snapshot => 64 << 20,
+        FileType::Key | FileType::Lock | FileType::Config => 1 << 20,
+    }
+}
+
 /// Timeouts and retry policy of a remote backend.
 #[derive(Clone, Debug)]
 pub struct Timeouts {
@@ -72,15 +93,18 @@ impl Http {
 
     /// One request, no retry. `what` names the object for messages. Statuses >= 400 become
     /// errors: 404 NotFound, 401/403 Auth, 408/429/5xx Network (retried by callers), others Io.
+    /// A successful response's body longer than `max_body` bytes is an error (never read
+    /// past the limit); an error response's body is read up to [`MAX_ERROR_BODY`].
     pub fn send(
         &self,
         method: &str,
         url: &str,
         headers: &[(&str, String)],
         body: Option<&[u8]>,
+        max_body: u64,
         what: &str,
     ) -> Result<Response> {
-        self.send_raw(method, url, headers, body, what)?
+        self.send_raw(method, url, headers, body, max_body, what)?
             .map_err(|e| e.into_error(what))
     }
 
@@ -92,6 +116,7 @@ impl Http {
         url: &str,
         headers: &[(&str, String)],
         body: Option<&[u8]>,
+        max_body: u64,
         what: &str,
     ) -> Result<Result<Response, HttpError>> {
         let mut req = self.agent.request(method, url);
@@ -111,7 +136,12 @@ impl Http {
             Ok(resp) => {
                 let status = resp.status();
                 let headers = header_pairs(&resp);
-                let body = read_body(resp, self.limits.download.as_ref(), what)?;
+                // A HEAD answer's Content-Length is the object's, with no body to read.
+                let body = if method == "HEAD" {
+                    Vec::new()
+                } else {
+                    read_body(resp, self.limits.download.as_ref(), max_body, what)?
+                };
                 Ok(Ok(Response {
                     status,
                     body,
@@ -120,7 +150,7 @@ impl Http {
             }
             Err(ureq::Error::Status(status, resp)) => {
                 let headers = header_pairs(&resp);
-                let body = read_body(resp, None, what).unwrap_or_default();
+                let body = read_error_body(resp);
                 Ok(Err(HttpError {
                     status,
                     body,
@@ -138,10 +168,11 @@ impl Http {
         url: &str,
         headers: &dyn Fn() -> Vec<(&'static str, String)>,
         body: Option<&[u8]>,
+        max_body: u64,
         what: &str,
     ) -> Result<Response> {
         self.retry.run(&|| format!("{method} {what}"), || {
-            self.send(method, url, &headers(), body, what)
+            self.send(method, url, &headers(), body, max_body, what)
         })
     }
 }
@@ -153,21 +184,36 @@ fn header_pairs(resp: &ureq::Response) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Reads a successful response's body, at most `limit` bytes: a server announcing or
+/// sending more gets an error, and we stop reading at `limit + 1` bytes.
 fn read_body(
     resp: ureq::Response,
     bucket: Option<&super::limit::Bucket>,
+    limit: u64,
     what: &str,
 ) -> Result<Vec<u8>> {
-    let cap = resp
+    let too_long = |n: &str| {
+        Error::new(
+            Kind::Io,
+            format!(
+                "{what}: the server sent {n} where at most {limit} bytes were expected; refusing to read it (is the URL a restic repository server? a misbehaving server or proxy can send this)"
+            ),
+        )
+    };
+    let announced = resp
         .header("Content-Length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(64 << 20);
-    let mut body = Vec::with_capacity(cap);
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = announced.filter(|&n| n > limit) {
+        return Err(too_long(&format!("{n} bytes")));
+    }
+    // Allocate what was announced (within the limit) or a little, then grow as data comes.
+    let cap = announced.unwrap_or(0).min(limit).min(MAX_DOCUMENT);
+    let mut body = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
     Throttled {
         inner: resp.into_reader(),
         bucket,
     }
+    .take(limit.saturating_add(1))
     .read_to_end(&mut body)
     .map_err(|e| {
         Error::new(
@@ -175,7 +221,21 @@ fn read_body(
             format!("{what}: connection lost while reading the response: {e}"),
         )
     })?;
+    if body.len() as u64 > limit {
+        return Err(too_long(&format!("more than {limit} bytes")));
+    }
     Ok(body)
+}
+
+/// The first [`MAX_ERROR_BODY`] bytes of an error response (for its message); a body that
+/// cannot be read is empty: the status alone is the error.
+fn read_error_body(resp: ureq::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let _ = resp
+        .into_reader()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut body);
+    body
 }
 
 /// A failed status with its body, before it is turned into an error.
@@ -250,41 +310,53 @@ pub fn encode(s: &str, keep_slash: bool) -> String {
 }
 
 /// Splits `user:password@` off an http(s) URL: (URL without credentials, credentials).
-pub fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
+/// A bad percent-escape in the credentials is an error (naming neither of them).
+pub fn split_userinfo(url: &str) -> Result<(String, Option<(String, String)>)> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), None);
+        return Ok((url.to_string(), None));
     };
     let host_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..host_end];
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            (
+            let bad = |what: &str| {
+                Error::invalid(format!(
+                    "{scheme}://{host}: the {what} in the URL has an invalid %-escape (write % as %25, and each escape as % and two hex digits)"
+                ))
+            };
+            let user = decode(u).ok_or_else(|| bad("user name"))?;
+            let password = decode(p).ok_or_else(|| bad("password"))?;
+            Ok((
                 format!("{scheme}://{host}{}", &rest[host_end..]),
-                Some((decode(u), decode(p))),
-            )
+                Some((user, password)),
+            ))
         }
-        None => (url.to_string(), None),
+        None => Ok((url.to_string(), None)),
     }
 }
 
-/// Decodes %XX escapes (user names and passwords in URLs).
-pub fn decode(s: &str) -> String {
+/// Decodes %XX escapes (user names and passwords in URLs); `None` if an escape is not `%`
+/// and two hex digits, or the result is not UTF-8.
+pub fn decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
             }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
         }
-        out.push(b[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -293,11 +365,43 @@ mod tests {
 
     #[test]
     fn credentials_are_split_from_urls() {
-        let (u, c) = split_userinfo("http://restic:p%40ss@127.0.0.1:8000/repo");
+        let (u, c) = split_userinfo("http://restic:p%40ss@127.0.0.1:8000/repo").unwrap();
         assert_eq!(u, "http://127.0.0.1:8000/repo");
         assert_eq!(c, Some(("restic".into(), "p@ss".into())));
-        let (u, c) = split_userinfo("https://host/x@y");
+        let (u, c) = split_userinfo("https://host/x@y").unwrap();
         assert_eq!((u.as_str(), c), ("https://host/x@y", None));
+        let (_, c) = split_userinfo("http://%C3%A9:%41%2a@h/").unwrap();
+        assert_eq!(c, Some(("é".into(), "A*".into())));
+    }
+
+    /// A bad or truncated escape used to panic (slicing inside a character) or pass
+    /// through silently; now it is an error that does not echo the secret.
+    #[test]
+    fn bad_escapes_in_credentials_are_errors() {
+        for url in [
+            "http://u:%@host/",
+            "http://u:%4@host/",
+            "http://a%zz:b@host/",
+            "http://u:%€x@host/",
+            "http://u:%é@host/",
+            "http://u:%+1@host/",
+            "http://u:%FF@host/",
+        ] {
+            let e = split_userinfo(url).unwrap_err();
+            assert_eq!(e.kind(), Kind::Invalid, "{url}");
+            assert!(e.to_string().contains("%-escape"), "{url}: {e}");
+            assert!(!e.to_string().contains(":%"), "{url}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any Unicode URL splits or fails cleanly.
+        #[test]
+        fn arbitrary_urls_never_panic(url in "\\PC{0,60}", creds in "[a-z%0-9A-Fé€:@]{0,20}") {
+            let _ = split_userinfo(&url);
+            let _ = split_userinfo(&format!("http://{creds}@host/x"));
+            let _ = decode(&creds);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! on its disk. Listings ask for v2 (names with sizes) and understand v1 (names only, sizes
 //! then come from HEAD requests).
 
-use super::http::{split_userinfo, Http};
+use super::http::{max_file, split_userinfo, Http, MAX_DOCUMENT};
 use super::{Backend, FileInfo, FileType};
 use crate::error::{Error, Kind, Result};
 use base64::Engine;
@@ -27,7 +27,7 @@ impl RestBackend {
                 "rest:{url}: expected rest:http://host:port/path or rest:https://..."
             )));
         }
-        let (base, creds) = split_userinfo(url);
+        let (base, creds) = split_userinfo(url)?;
         // Like restic 0.16+: credentials may come from the environment instead of the URL
         // (so they stay out of configs and process listings); the URL wins if it has them.
         let env_creds = match (
@@ -77,11 +77,13 @@ impl RestBackend {
             .map(|(off, len)| vec![("Range", format!("bytes={off}-{}", off + len - 1))])
             .unwrap_or_default();
         let what = self.what(t, name);
+        let max_body = range.map_or(max_file(t), |(_, len)| len);
         let resp = self.http.send_retry(
             "GET",
             &self.url(t, name),
             &|| self.headers(&extra),
             None,
+            max_body,
             &what,
         )?;
         if let Some((_, len)) = range {
@@ -120,6 +122,7 @@ impl Backend for RestBackend {
             &url,
             &|| self.headers(&[]),
             Some(b""),
+            MAX_DOCUMENT,
             &self.location(),
         )?;
         Ok(())
@@ -132,6 +135,7 @@ impl Backend for RestBackend {
             &self.url(FileType::Config, ""),
             &|| self.headers(&[]),
             None,
+            MAX_DOCUMENT,
             &what,
         ) {
             Ok(_) => Ok(true),
@@ -150,6 +154,7 @@ impl Backend for RestBackend {
             &url,
             &|| self.headers(&[("Accept", V2.to_string())]),
             None,
+            MAX_DOCUMENT,
             &url,
         ) {
             Ok(r) => r,
@@ -180,6 +185,7 @@ impl Backend for RestBackend {
                         &self.url(t, &name),
                         &|| self.headers(&[]),
                         None,
+                        MAX_DOCUMENT,
                         &what,
                     )?;
                     let size = head
@@ -213,6 +219,7 @@ impl Backend for RestBackend {
             &self.url(t, name),
             &|| self.headers(&[("Content-Type", "application/octet-stream".into())]),
             Some(data),
+            MAX_DOCUMENT,
             &what,
         )?;
         Ok(())
@@ -225,6 +232,7 @@ impl Backend for RestBackend {
             &self.url(t, name),
             &|| self.headers(&[]),
             None,
+            MAX_DOCUMENT,
             &what,
         ) {
             Ok(_) => Ok(()),

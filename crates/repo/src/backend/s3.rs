@@ -5,7 +5,7 @@
 //! Several endpoints may be given (`-o s3.endpoints=http://a:3900,http://b:3900`, for a
 //! replicated cluster): a request that cannot reach one endpoint moves on to the next.
 
-use super::http::{encode, Http, HttpError, Response};
+use super::http::{encode, max_file, Http, HttpError, Response, MAX_DOCUMENT};
 use super::{Backend, FileInfo, FileType};
 use crate::error::{Error, Kind, Result};
 use hmac::{Hmac, Mac};
@@ -66,6 +66,12 @@ impl Target {
             None => ("https", spec),
         };
         let (host, path) = rest.split_once('/').ok_or_else(bad)?;
+        if let Some((_, host)) = host.rsplit_once('@') {
+            // Not restic's syntax; and `bad` would print the secret.
+            return Err(Error::invalid(format!(
+                "s3:{scheme}://…@{host}: credentials in an S3 URL are not supported: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
+            )));
+        }
         let path = path.trim_matches('/');
         let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
         if host.is_empty() || bucket.is_empty() {
@@ -138,6 +144,7 @@ impl S3Backend {
         query: &[(&str, String)],
         extra: &[(&'static str, String)],
         body: Option<&[u8]>,
+        max_body: u64,
     ) -> Result<std::result::Result<Response, HttpError>> {
         let what = self.describe(&Obj { key });
         let payload_hash = match body {
@@ -150,7 +157,9 @@ impl S3Backend {
             let endpoint = &self.target.endpoints[i];
             let (url, headers) = self.signed(method, endpoint, key, query, extra, &payload_hash);
             let hdrs: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.clone())).collect();
-            let result = self.http.send_raw(method, &url, &hdrs, body, &what);
+            let result = self
+                .http
+                .send_raw(method, &url, &hdrs, body, max_body, &what);
             let transient = match &result {
                 Err(e) => e.kind() == Kind::Network,
                 Ok(Err(h)) => matches!(h.status, 408 | 429 | 500..=599),
@@ -310,14 +319,17 @@ impl S3Backend {
         query: &[(&str, String)],
         extra: &[(&'static str, String)],
         body: Option<&[u8]>,
+        max_body: u64,
     ) -> Result<Response> {
         let what = self.describe(&Obj { key });
-        match self.request(method, key, query, extra, body)? {
+        match self.request(method, key, query, extra, body, max_body)? {
             Ok(r) => Ok(r),
             Err(mut h) => {
                 if h.status == 400 && h.body.is_empty() && method == "HEAD" {
                     // HEAD answers carry no body; the same GET says what was wrong.
-                    if let Err(g) = self.request("GET", key, query, extra, None)? {
+                    if let Err(g) =
+                        self.request("GET", key, query, extra, None, super::http::MAX_PACK)?
+                    {
                         h = g;
                     }
                 }
@@ -328,7 +340,7 @@ impl S3Backend {
                         if let Ok(mut r) = self.region.write() {
                             *r = region;
                         }
-                        self.request(method, key, query, extra, body)?
+                        self.request(method, key, query, extra, body, max_body)?
                             .map_err(|h| self.error(h, &what))
                     }
                     _ => Err(self.error(h, &what)),
@@ -340,6 +352,7 @@ impl S3Backend {
     fn list_prefix(&self, prefix: &str) -> Result<Vec<FileInfo>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let mut pages = Pages::default();
         loop {
             let mut q = vec![
                 ("list-type", "2".to_string()),
@@ -348,8 +361,9 @@ impl S3Backend {
             if let Some(t) = &token {
                 q.push(("continuation-token", t.clone()));
             }
-            let resp = self.call("GET", "", &q, &[], None)?;
+            let resp = self.call("GET", "", &q, &[], None, MAX_DOCUMENT)?;
             let body = String::from_utf8_lossy(&resp.body).into_owned();
+            let before = out.len();
             for item in xml_blocks(&body, "Contents") {
                 let key = xml_value(item, "Key").unwrap_or_default();
                 let size = xml_value(item, "Size")
@@ -362,12 +376,80 @@ impl S3Backend {
                     });
                 }
             }
-            let truncated = xml_value(&body, "IsTruncated").is_some_and(|v| v == "true");
-            token = xml_value(&body, "NextContinuationToken");
-            if !truncated || token.is_none() {
+            if xml_value(&body, "IsTruncated").is_none_or(|v| v != "true") {
                 return Ok(out);
             }
+            let next = xml_value(&body, "NextContinuationToken");
+            token = Some(
+                pages
+                    .next(next, out.len() - before, out.len())
+                    .map_err(|e| {
+                        Error::new(
+                            Kind::Io,
+                            format!(
+                                "{}: listing {prefix:?}: {e}; the server's listing is broken, refusing to follow it",
+                                self.location()
+                            ),
+                        )
+                    })?,
+            );
         }
+    }
+}
+
+/// Guards ListObjectsV2 pagination against a server that never ends it: a missing, empty
+/// or repeated continuation token, too many pages, too many empty pages in a row, or more
+/// entries than any repository has end the listing with an error.
+#[derive(Default)]
+struct Pages {
+    seen: std::collections::HashSet<String>,
+    pages: usize,
+    empty_in_a_row: usize,
+}
+
+/// 100,000 pages of S3's 1,000 keys: 100 million files, far beyond any repository.
+const MAX_LIST_PAGES: usize = 100_000;
+/// S3 may return an empty page now and then, never many in a row.
+const MAX_EMPTY_PAGES: usize = 100;
+/// Ten million files of one type: 160 TB of 16 MiB packs.
+const MAX_LIST_ENTRIES: usize = 10_000_000;
+
+impl Pages {
+    /// The token for the next page, after a truncated page of `on_page` entries
+    /// (`total` so far) that named `token`.
+    fn next(
+        &mut self,
+        token: Option<String>,
+        on_page: usize,
+        total: usize,
+    ) -> std::result::Result<String, String> {
+        self.pages += 1;
+        self.empty_in_a_row = if on_page == 0 {
+            self.empty_in_a_row + 1
+        } else {
+            0
+        };
+        let token = match token {
+            None => return Err("a truncated page without a continuation token".into()),
+            Some(t) if t.is_empty() => return Err("an empty continuation token".into()),
+            Some(t) => t,
+        };
+        if self.pages >= MAX_LIST_PAGES {
+            return Err(format!("more than {MAX_LIST_PAGES} pages"));
+        }
+        if self.empty_in_a_row > MAX_EMPTY_PAGES {
+            return Err(format!("{MAX_EMPTY_PAGES} empty pages in a row"));
+        }
+        if total > MAX_LIST_ENTRIES {
+            return Err(format!("more than {MAX_LIST_ENTRIES} entries"));
+        }
+        if !self.seen.insert(token.clone()) {
+            return Err(format!(
+                "a continuation token repeated after {} pages",
+                self.pages
+            ));
+        }
+        Ok(token)
     }
 }
 
@@ -427,10 +509,10 @@ impl Backend for S3Backend {
     }
 
     fn create(&self) -> Result<()> {
-        match self.call("HEAD", "", &[], &[], None) {
+        match self.call("HEAD", "", &[], &[], None, 0) {
             Ok(_) => {}
             Err(e) if e.kind() == Kind::NotFound => {
-                self.call("PUT", "", &[], &[], Some(b""))
+                self.call("PUT", "", &[], &[], Some(b""), MAX_DOCUMENT)
                     .map_err(|e| e.context(format!("creating bucket {:?}", self.target.bucket)))?;
             }
             Err(e) => return Err(e),
@@ -445,11 +527,11 @@ impl Backend for S3Backend {
     }
 
     fn has_config(&self) -> Result<bool> {
-        match self.call("HEAD", &self.key(FileType::Config, ""), &[], &[], None) {
+        match self.call("HEAD", &self.key(FileType::Config, ""), &[], &[], None, 0) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == Kind::NotFound => {
                 // HEAD has no body to tell a missing bucket from a missing object.
-                match self.call("HEAD", "", &[], &[], None) {
+                match self.call("HEAD", "", &[], &[], None, 0) {
                     Ok(_) => Ok(false),
                     Err(b) if b.kind() == Kind::NotFound => Err(Error::not_found(format!(
                         "{}: there is no repository here: bucket {:?} does not exist (`cairn init` creates it)",
@@ -471,7 +553,9 @@ impl Backend for S3Backend {
     }
 
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        Ok(self.call("GET", &self.key(t, name), &[], &[], None)?.body)
+        Ok(self
+            .call("GET", &self.key(t, name), &[], &[], None, max_file(t))?
+            .body)
     }
 
     fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -480,7 +564,7 @@ impl Backend for S3Backend {
         }
         let key = self.key(t, name);
         let range = [("Range", format!("bytes={offset}-{}", offset + len - 1))];
-        let resp = self.call("GET", &key, &[], &range, None)?;
+        let resp = self.call("GET", &key, &[], &range, None, len)?;
         if resp.body.len() as u64 != len {
             return Err(Error::corrupt(format!(
                 "{}: asked for {len} bytes at {offset}, got {} (the object is shorter than the index says)",
@@ -493,12 +577,19 @@ impl Backend for S3Backend {
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         let ct = [("Content-Type", "application/octet-stream".to_string())];
-        self.call("PUT", &self.key(t, name), &[], &ct, Some(data))?;
+        self.call(
+            "PUT",
+            &self.key(t, name),
+            &[],
+            &ct,
+            Some(data),
+            MAX_DOCUMENT,
+        )?;
         Ok(())
     }
 
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
-        match self.call("DELETE", &self.key(t, name), &[], &[], None) {
+        match self.call("DELETE", &self.key(t, name), &[], &[], None, MAX_DOCUMENT) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == Kind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -535,6 +626,59 @@ mod tests {
             .collect();
         assert_eq!(keys, ["a/b&c", "x"]);
         assert_eq!(xml_value(x, "NextContinuationToken").as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn pagination_ends_on_a_broken_listing() {
+        let mut p = Pages::default();
+        assert_eq!(p.next(Some("a".into()), 1000, 1000).unwrap(), "a");
+        assert_eq!(p.next(Some("b".into()), 1000, 2000).unwrap(), "b");
+        let e = p.next(Some("a".into()), 1000, 3000).unwrap_err();
+        assert!(e.contains("repeated"), "{e}");
+        assert!(Pages::default().next(None, 5, 5).is_err());
+        assert!(Pages::default().next(Some(String::new()), 5, 5).is_err());
+        let mut p = Pages::default();
+        let e = (0..)
+            .map(|i| p.next(Some(format!("t{i}")), 0, 0))
+            .find_map(|r| r.err())
+            .unwrap();
+        assert!(e.contains("empty pages"), "{e}");
+        assert_eq!(p.pages, MAX_EMPTY_PAGES + 1);
+        let mut p = Pages::default();
+        let e = (0..)
+            .map(|i| p.next(Some(format!("t{i}")), 1, i))
+            .find_map(|r| r.err())
+            .unwrap();
+        assert!(e.contains("pages"), "{e}");
+        assert_eq!(p.pages, MAX_LIST_PAGES);
+        let e = Pages::default()
+            .next(Some("x".into()), 1000, MAX_LIST_ENTRIES + 1)
+            .unwrap_err();
+        assert!(e.contains("entries"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_an_s3_url_are_refused_without_echoing_them() {
+        for spec in [
+            "https://a%zz:b@host/bucket",
+            "https://key:sec%@host/b/p",
+            "u:pw@host/b",
+        ] {
+            let e = Target::parse(spec).unwrap_err();
+            assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{spec}: {e}");
+            assert!(
+                !e.to_string().contains(":b@") && !e.to_string().contains("sec"),
+                "{e}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any Unicode repository spec parses or fails cleanly.
+        #[test]
+        fn arbitrary_specs_never_panic(spec in "\\PC{0,60}") {
+            let _ = Target::parse(&spec);
+        }
     }
 
     /// The signing example of AWS's documentation ("GET Object" with a range), which pins

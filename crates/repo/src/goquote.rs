@@ -51,27 +51,28 @@ fn push_escaped_char(out: &mut String, c: char) {
     }
 }
 
-/// Go's `unicode.IsPrint`: letters, marks, numbers, punctuation, symbols and U+0020.
-///
-/// Rust's `escape_debug` keeps exactly the characters of those categories (its
-/// "printable" table excludes Cc, Cf, Cs, Co, Cn, Zl, Zp and Zs other than the space) apart
-/// from the backslash-escaped ASCII ones and grapheme extenders at the start of a string.
-/// Behind a leading 'a' no grapheme extender is escaped, so `c` is printable exactly when
-/// it comes back unescaped there.
+mod print13;
+
+/// Go 1.19's `strconv.IsPrint` (restic 0.14 is built with it): letters, marks, numbers,
+/// punctuation, symbols and U+0020, as Unicode 13.0.0 assigns them. A character assigned
+/// later is not printable there, so it is escaped, or trees would differ from restic's.
 fn is_print(c: char) -> bool {
-    match c as u32 {
+    let c = c as u32;
+    match c {
         0x20..=0x7e => true,
-        0..=0xa0 => false,
-        0xad => false,
+        0..=0xa0 | 0xad => false,
         0xa1..=0xff => true,
-        _ => {
-            let mut buf = [0u8; 8];
-            buf[0] = b'a';
-            let len = 1 + c.encode_utf8(&mut buf[1..]).len();
-            let s = std::str::from_utf8(&buf[..len]).unwrap_or("");
-            let mut escaped = s.escape_debug();
-            escaped.next() == Some('a') && escaped.next() == Some(c) && escaped.next().is_none()
-        }
+        _ => print13::PRINTABLE
+            .binary_search_by(|&(lo, hi)| {
+                if hi < c {
+                    std::cmp::Ordering::Less
+                } else if lo > c {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok(),
     }
 }
 
@@ -268,6 +269,34 @@ mod tests {
         ] {
             assert_eq!(unquote(s), Err(InvalidSyntax), "unquote({s:?})");
         }
+    }
+
+    /// Rust's own idea of printable (newer Unicode): `escape_debug` keeps exactly the
+    /// characters of categories L, M, N, P, S and the space, apart from the backslashed
+    /// ASCII ones and a grapheme extender at the start of a string.
+    fn rust_printable(c: char) -> bool {
+        let s = format!("a{c}");
+        let mut escaped = s.escape_debug();
+        escaped.next() == Some('a') && escaped.next() == Some(c) && escaped.next().is_none()
+    }
+
+    #[test]
+    fn printable_is_unicode_13_as_go_1_19_has_it() {
+        // Everything Go 1.19 prints, Rust's newer tables print too (nothing printable
+        // became unprintable), and what only Rust prints was assigned after Unicode 13.
+        let mut only_rust = 0;
+        for c in (0x100..=0x10ffff).filter_map(char::from_u32) {
+            if is_print(c) {
+                assert!(rust_printable(c), "{:#x}", c as u32);
+            } else if rust_printable(c) {
+                only_rust += 1;
+            }
+        }
+        assert!((800..20_000).contains(&only_rust), "{only_rust}");
+        // Unicode 14 and 15 additions are escaped, as restic 0.14 escapes them.
+        assert_eq!(quote("\u{1fae8}".as_bytes()), "\\U0001fae8"); // shaking face, 15.0
+        assert_eq!(quote("\u{1f6dd}".as_bytes()), "\\U0001f6dd"); // playground slide, 14.0
+        assert_eq!(quote("\u{1f972}".as_bytes()), "\u{1f972}"); // smiling face with tear, 13.0
     }
 
     proptest! {

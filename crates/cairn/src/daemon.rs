@@ -9,8 +9,12 @@
 //! - Alerts: a plan with `max-age` and no successful backup within it is reported once
 //!   through its notifications (and as `cairn_plan_overdue` in the metrics).
 //! - Shutdown (SIGTERM, SIGINT): no new runs start; a running cairn child gets SIGTERM,
-//!   removes its lock and exits; the run's failure and finally hooks still run; the run is
-//!   recorded as interrupted.
+//!   removes its lock and exits; a running hook gets SIGTERM and, after a grace period,
+//!   SIGKILL (with its process group); the run's failure and finally hooks still run; the
+//!   run is recorded as interrupted.
+//! - A plan already run by another cairn (a manual `cairn run`) is skipped, recorded with
+//!   category `lock`; at start, leftover filesystem snapshots are swept only for plans
+//!   nobody runs.
 //! - `/metrics` (Prometheus) and `/healthz` on `settings.metrics.listen`.
 //!
 //! The clock is a parameter, so the scheduler is tested with simulated time.
@@ -316,10 +320,25 @@ pub fn run(config: Config) -> Result<()> {
             "{abandoned} operation(s) of a previous cairn were interrupted (marked in the history)"
         );
     }
-    // Filesystem snapshots left by a crash (ours carry a cairn-PLAN- prefix).
-    for p in config.plans.values() {
+    // Filesystem snapshots left by a crash (named cairn-PLAN-TIME-PID), of plans no other
+    // cairn is running now (a manual `cairn run` holds the plan's lock).
+    for p in config.plans.values().filter(|p| !p.snapshots.is_empty()) {
+        let held = match crate::run::lock::try_lock(&config.settings.state_dir, &p.name) {
+            Ok(Ok(l)) => l,
+            Ok(Err(holder)) => {
+                eprintln!(
+                    "plan {}: running elsewhere ({holder}): its snapshots are left alone",
+                    p.name
+                );
+                continue;
+            }
+            Err(e) => {
+                eprintln!("plan {}: cannot look for leftover snapshots: {e:#}", p.name);
+                continue;
+            }
+        };
         for (path, kind) in &p.snapshots {
-            match crate::sources::sweep(*kind, path, &p.name) {
+            match crate::sources::sweep(*kind, path, &p.name, &held) {
                 Ok(removed) => {
                     for r in removed {
                         eprintln!(

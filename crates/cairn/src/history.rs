@@ -189,10 +189,39 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 
 impl History {
     /// Opens (creating) `dir/history.db`.
+    ///
+    /// The state directory is created 0700 and the database 0600 (SQLite gives its `-wal`
+    /// and `-shm` files the database's mode): run logs name files and errors, for the
+    /// owner only. A database left wider by an older version is narrowed on open.
     pub fn open(dir: &Path) -> Result<History> {
-        std::fs::create_dir_all(dir)
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
         let path = dir.join("history.db");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create the history database {}", path.display())
+                })
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let p = dir.join(format!("history.db{suffix}"));
+            if std::fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                // Best effort: only the owner may narrow it, and a reader need not be it.
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+            }
+        }
         let db = Connection::open(&path)
             .with_context(|| format!("cannot open the history database {}", path.display()))?;
         db.busy_timeout(Duration::from_secs(10))?;
@@ -341,6 +370,38 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_dir_and_database_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let h = History::open(&state);
+        nix::sys::stat::umask(old);
+        let h = h.unwrap();
+        h.start(None, "nightly", "nas", "run", 100.0).unwrap();
+        let mode = |p: &str| {
+            std::fs::metadata(state.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(""), 0o700);
+        for f in ["history.db", "history.db-wal", "history.db-shm"] {
+            assert_eq!(mode(f), 0o600, "{f}");
+        }
+        drop(h);
+        // An older version's world-readable database is narrowed when opened.
+        std::fs::set_permissions(
+            state.join("history.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        History::open(&state).unwrap();
+        assert_eq!(mode("history.db"), 0o600);
+    }
 
     #[test]
     fn runs_and_steps_round_trip() {

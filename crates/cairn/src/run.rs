@@ -8,10 +8,16 @@
 //! with SIGTERM, on which cairn removes its lock files and exits (130/143), so a shutdown
 //! never leaves a lock behind.
 //!
+//! One run per plan at a time: a run holds the plan's lock ([`lock`]) from start to end;
+//! a run started meanwhile is refused, recorded as skipped (category `lock`), and `cairn
+//! run` exits 11 like restic's "repository is already locked".
+//!
 //! Hook order: `before` hooks run plan first, then each source; the others run sources
 //! first, then the plan (like nested scopes unwinding). A failing `before` hook aborts the
 //! run; `failure` and `finally` hooks still run, even during a shutdown (each within its
 //! timeout).
+
+pub mod lock;
 
 use crate::config::{CheckPolicy, Config, Event, Ionice, Password, Plan, Repository, When};
 use crate::history::{Category, Finish, History, Outcome};
@@ -470,6 +476,16 @@ impl Runner<'_> {
         if kind != "before" {
             scopes.reverse();
         }
+        // Every repository's password variable: a hook is no place for a password.
+        let hide: Vec<String> = self
+            .config
+            .repositories
+            .values()
+            .filter_map(|r| match &r.password {
+                Password::Env(var) => Some(var.clone()),
+                _ => None,
+            })
+            .collect();
         let mut first_error = None;
         for (scope, h) in scopes {
             let cmds = match kind {
@@ -486,7 +502,7 @@ impl Runner<'_> {
                 if let Some(src) = scope.strip_prefix("source ") {
                     env.push(("CAIRN_SOURCE".into(), src.into()));
                 }
-                let o = hooks::run(cmd, &env, h.timeout, stop);
+                let o = hooks::run(cmd, &env, &hide, h.timeout, stop);
                 log.output("  ", &o.output);
                 if !o.ok {
                     let e = o.error.as_deref().unwrap_or("failed");
@@ -567,13 +583,15 @@ impl Runner<'_> {
             x ^= x << 17;
             sample.push(files.swap_remove((x % files.len() as u64) as usize));
         }
+        // 0700 above the target: the restored files keep their recorded modes.
+        let scratch = self.config.settings.state_dir.join("restore-test");
         if result.is_none() && !sample.is_empty() {
-            let target = self
-                .config
-                .settings
-                .state_dir
-                .join("restore-test")
-                .join(&plan.name);
+            if let Err(e) = crate::sources::private_dir(&scratch) {
+                result = Some((Category::Permission, format!("restore test: {e:#}")));
+            }
+        }
+        if result.is_none() && !sample.is_empty() {
+            let target = scratch.join(&plan.name);
             let _ = std::fs::remove_dir_all(&target);
             let mut args: Vec<String> = vec![
                 "restore".into(),
@@ -646,6 +664,48 @@ impl Runner<'_> {
         Ok(result)
     }
 
+    /// A run refused because another run of the plan holds its lock: recorded as
+    /// skipped, category `lock`.
+    fn refused(
+        &self,
+        plan: &Plan,
+        repo: &Repository,
+        holder: &lock::Holder,
+        flags: &RunFlags,
+        started: Instant,
+    ) -> Result<Report> {
+        let error = format!(
+            "plan {} is already running ({holder}); this run was skipped. If no such run exists, check {}",
+            plan.name,
+            lock::path(&self.config.settings.state_dir, &plan.name).display()
+        );
+        let mut log = Log {
+            text: String::new(),
+            echo: self.echo,
+        };
+        log.line(format!("cairn run {}: {error}", plan.name));
+        let run_id =
+            self.history
+                .start(None, &plan.name, &repo.name, "run", ts(self.now(flags)))?;
+        let finish = Finish {
+            category: Some(Category::Lock),
+            error: Some(error.clone()),
+            log: Some(log.text.clone()),
+            ..Default::default()
+        };
+        self.history
+            .finish(run_id, self.end_ts(flags), Outcome::Skipped, &finish)?;
+        Ok(Report {
+            run_id,
+            outcome: Outcome::Skipped,
+            category: Some(Category::Lock),
+            error: Some(error),
+            backup: Finish::default(),
+            duration: started.elapsed(),
+            log: log.text,
+        })
+    }
+
     /// Runs the plan once.
     pub fn run(&self, plan: &Plan, flags: &RunFlags) -> Result<Report> {
         let repo = self
@@ -657,6 +717,10 @@ impl Runner<'_> {
             })?;
         let started = Instant::now();
         let t0 = self.now(flags);
+        let held = match lock::try_lock(&self.config.settings.state_dir, &plan.name)? {
+            Ok(l) => l,
+            Err(holder) => return self.refused(plan, repo, &holder, flags, started),
+        };
         let host = plan.host.clone().unwrap_or_else(hostname);
         let run_id = self
             .history
@@ -723,7 +787,7 @@ impl Runner<'_> {
         let mut fs_snaps: Vec<crate::sources::FsSnapshot> = Vec::new();
         if failure.is_none() && !plan.snapshots.is_empty() {
             for (path, kind) in &plan.snapshots {
-                match crate::sources::sweep(*kind, path, &plan.name) {
+                match crate::sources::sweep(*kind, path, &plan.name, &held) {
                     Ok(removed) => {
                         for r in removed {
                             log.line(format!("removed snapshot {r} left by an interrupted run"));

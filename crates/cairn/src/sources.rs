@@ -10,7 +10,20 @@
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OpenFlags};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Creates `dir` and its missing parents 0700 (explicitly, whatever the umask); an
+/// existing `dir` is narrowed to 0700 (it is cairn's own work directory).
+pub fn private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private (0700)", dir.display()))
+}
 
 /// A consistent copy of the SQLite database `db` at `dest` (a file that must not exist).
 pub fn sqlite_copy(db: &Path, dest: &Path) -> Result<()> {
@@ -33,6 +46,14 @@ pub fn sqlite_copy(db: &Path, dest: &Path) -> Result<()> {
     })
     .with_context(|| format!("cannot open SQLite database {}", db.display()))?;
     src.busy_timeout(std::time::Duration::from_secs(60))?;
+    // Owner-only until it is complete, then the original's mode and owner: the copy is
+    // stored in its place and must be no more readable than the database.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .with_context(|| format!("cannot create {}", dest.display()))?;
     let mut dst =
         Connection::open(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     {
@@ -65,6 +86,18 @@ pub fn sqlite_copy(db: &Path, dest: &Path) -> Result<()> {
     dst.pragma_update(None, "journal_mode", "DELETE")
         .with_context(|| format!("finishing the copy of {}", db.display()))?;
     drop(dst);
+    let meta = std::fs::metadata(db).with_context(|| format!("cannot stat {}", db.display()))?;
+    std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid())).with_context(|| {
+        format!(
+            "cannot give the copy {} the owner of {} (uid {}, gid {})",
+            dest.display(),
+            db.display(),
+            meta.uid(),
+            meta.gid()
+        )
+    })?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .with_context(|| format!("cannot set the mode of {}", dest.display()))?;
     Ok(())
 }
 
@@ -75,8 +108,8 @@ pub fn sqlite_copies(dbs: &[PathBuf], work: &Path) -> Result<Vec<(PathBuf, PathB
     let mut out = Vec::new();
     for (i, db) in dbs.iter().enumerate() {
         let dir = work.join(format!("sqlite-{i}"));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        // 0700: the copies keep the databases' own modes, the directory keeps others out.
+        private_dir(&dir)?;
         let dest = dir.join(db.file_name().unwrap_or_default());
         if let Err(e) = sqlite_copy(db, &dest) {
             let _ = std::fs::remove_dir_all(work);
@@ -256,12 +289,58 @@ fn snapshot_name(plan: &str) -> String {
     format!("cairn-{plan}-{t}-{}", std::process::id())
 }
 
+/// A parsed snapshot name: `(plan, unix time, pid)`. Plan names may contain `-`, so the
+/// two numbers are taken from the right and the rest is the whole plan name: `db`'s
+/// snapshots and `db-2`'s never match each other.
+fn parse_name(name: &str) -> Option<(&str, u64, u32)> {
+    let mut parts = name.rsplitn(3, '-');
+    let pid = parts.next()?;
+    let time = parts.next()?;
+    let plan = parts.next()?.strip_prefix("cairn-")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if plan.is_empty() || !digits(pid) || !digits(time) {
+        return None;
+    }
+    Some((plan, time.parse().ok()?, pid.parse().ok()?))
+}
+
+/// Whether the process `pid` may be the run that made a snapshot at `time`: it exists,
+/// is not this process, and did not start after the snapshot was made (a reused pid).
+fn maybe_alive(pid: u32, time: u64) -> bool {
+    if pid == std::process::id() {
+        // The caller holds the plan's lock: no other run of the plan is in this process.
+        return false;
+    }
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    process_start(pid).is_none_or(|started| started <= time + 2)
+}
+
+/// When `pid` started (Unix seconds), from /proc; `None` if unknown.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state);
+    // field 22 is the start time in clock ticks (USER_HZ, 100 on Linux) since boot.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(boot + ticks / 100)
+}
+
+/// A snapshot of `plan` whose run is dead: removable.
 fn leftover(name: &str, plan: &str) -> bool {
-    name.strip_prefix(&format!("cairn-{plan}-"))
-        .is_some_and(|rest| {
-            rest.split('-')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
+    parse_name(name).is_some_and(|(p, time, pid)| p == plan && !maybe_alive(pid, time))
 }
 
 fn run_tool(program: &str, args: &[&str]) -> Result<String> {
@@ -361,7 +440,14 @@ fn lvm_remove(vg_lv: &str, lv_path: &str) -> Result<()> {
 }
 
 /// Deletes the snapshots a crashed run of `plan` left behind; returns what was removed.
-pub fn sweep(kind: SnapshotKind, path: &Path, plan: &str) -> Result<Vec<String>> {
+/// Only the caller holding the plan's lock may sweep (so no other run of the plan is
+/// live); a snapshot whose embedded pid still runs is kept all the same.
+pub fn sweep(
+    kind: SnapshotKind,
+    path: &Path,
+    plan: &str,
+    _held: &crate::run::lock::PlanLock,
+) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     match kind {
         SnapshotKind::Btrfs => {
@@ -438,21 +524,19 @@ pub fn snapshot(kind: SnapshotKind, path: &Path, plan: &str, work: &Path) -> Res
             )?;
             let handle = format!("{vg}/{name}");
             let dir = work.join("lvm").join(&name);
-            let mounted = std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))
-                .and_then(|_| {
-                    // XFS refuses a second mount of the same filesystem UUID without nouuid.
-                    let opts = if fstype == "xfs" { "ro,nouuid" } else { "ro" };
-                    run_tool(
-                        "mount",
-                        &[
-                            "-o",
-                            opts,
-                            &format!("/dev/{handle}"),
-                            &dir.display().to_string(),
-                        ],
-                    )
-                });
+            let mounted = private_dir(&dir).and_then(|_| {
+                // XFS refuses a second mount of the same filesystem UUID without nouuid.
+                let opts = if fstype == "xfs" { "ro,nouuid" } else { "ro" };
+                run_tool(
+                    "mount",
+                    &[
+                        "-o",
+                        opts,
+                        &format!("/dev/{handle}"),
+                        &dir.display().to_string(),
+                    ],
+                )
+            });
             if let Err(e) = mounted {
                 let _ = run_tool("lvremove", &["-f", &handle]);
                 return Err(e);
@@ -467,8 +551,7 @@ pub fn snapshot(kind: SnapshotKind, path: &Path, plan: &str, work: &Path) -> Res
         SnapshotKind::Btrfs => {
             let subvol = btrfs_subvolume(path)?;
             let dir = subvol.join(BTRFS_DIR);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            private_dir(&dir)?;
             let snap = dir.join(&name);
             run_tool(
                 "btrfs",
@@ -507,5 +590,55 @@ pub fn delete(s: &FsSnapshot) -> Result<()> {
         SnapshotKind::Btrfs => run_tool("btrfs", &["subvolume", "delete", &s.handle]).map(|_| ()),
         SnapshotKind::Zfs => run_tool("zfs", &["destroy", &s.handle]).map(|_| ()),
         SnapshotKind::Lvm => lvm_remove(&s.handle, &format!("/dev/{}", s.handle)),
+    }
+}
+
+#[cfg(test)]
+mod snapshot_name_tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_from_the_right_so_plan_names_never_overlap() {
+        assert_eq!(
+            parse_name("cairn-db-1700000000-42"),
+            Some(("db", 1_700_000_000, 42))
+        );
+        assert_eq!(
+            parse_name("cairn-db-2-1700000000-42"),
+            Some(("db-2", 1_700_000_000, 42))
+        );
+        assert_eq!(parse_name("cairn-db-x-42"), None);
+        assert_eq!(parse_name("cairn--1-2"), None);
+        assert_eq!(parse_name("other-db-1-2"), None);
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            let pid = c.id();
+            c.wait().unwrap();
+            pid
+        };
+        assert!(leftover(&format!("cairn-db-1700000000-{dead}"), "db"));
+        assert!(!leftover(&format!("cairn-db-2-1700000000-{dead}"), "db"));
+        // Our own pid: the caller holds the plan's lock, so it is a dead run's.
+        let me = std::process::id();
+        assert!(leftover(&format!("cairn-db-1700000000-{me}"), "db"));
+    }
+
+    #[test]
+    fn a_live_process_keeps_its_snapshot_unless_it_started_after_it() {
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let kept = !leftover(&format!("cairn-db-{now}-{}", live.id()), "db");
+        // A snapshot older than the process: its pid was reused.
+        let reused = leftover(&format!("cairn-db-1700000000-{}", live.id()), "db");
+        let _ = live.kill();
+        let _ = live.wait();
+        assert!(kept, "a live run's snapshot is kept");
+        assert!(reused, "a reused pid does not keep a dead run's snapshot");
     }
 }

@@ -184,6 +184,8 @@ pub fn run(g: &GlobalOpts, a: &RunArgs) -> Result<u8> {
             Outcome::Success => 0,
             Outcome::Warning => 3,
             Outcome::Interrupted => 130,
+            // Another run of the plan holds its lock: restic's "already locked".
+            Outcome::Skipped => 11,
             _ => 1,
         };
         if code == 130 || (worst != 130 && code == 1) || worst == 0 {

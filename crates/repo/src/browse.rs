@@ -526,13 +526,21 @@ pub fn stats(trees: &Trees, roots: &[Id], mode: StatsMode) -> Result<Stats> {
     let mut counted_paths: HashSet<String> = HashSet::new();
     // restore-size counts a hard-linked file once (by inode and device).
     let mut hard_links: HashSet<(u64, u64)> = HashSet::new();
+    // Like restic: a blob a snapshot uses but no index has makes the total wrong.
+    let not_indexed = |t: BlobType, id: &Id| {
+        Error::corrupt(format!(
+            "{t} blob {id} is used by a snapshot but not in the index: run `cairn check`, then `cairn repair index`"
+        ))
+    };
     let plain_size = |id: &Id| {
-        trees.index.get(BlobType::Data, id).map_or(0, |loc| {
-            if loc.blob.uncompressed_length != 0 {
-                loc.blob.uncompressed_length as u64
-            } else {
-                (loc.blob.length as u64).saturating_sub(crate::crypto::OVERHEAD as u64)
-            }
+        let loc = trees
+            .index
+            .get(BlobType::Data, id)
+            .ok_or_else(|| not_indexed(BlobType::Data, id))?;
+        Ok::<u64, Error>(if loc.blob.uncompressed_length != 0 {
+            loc.blob.uncompressed_length as u64
+        } else {
+            (loc.blob.length as u64).saturating_sub(crate::crypto::OVERHEAD as u64)
         })
     };
     for root in roots {
@@ -571,7 +579,7 @@ pub fn stats(trees: &Trees, roots: &[Id], mode: StatsMode) -> Result<Stats> {
                     st.total_file_count += 1;
                 }
                 if file_blobs.insert((path.to_string(), *id)) {
-                    st.total_size += plain_size(id);
+                    st.total_size += plain_size(id)?;
                     blobs.insert((BlobType::Data, *id));
                     st.total_blob_count = Some(st.total_blob_count.unwrap_or(0) + 1);
                 }
@@ -582,13 +590,8 @@ pub fn stats(trees: &Trees, roots: &[Id], mode: StatsMode) -> Result<Stats> {
     match mode {
         StatsMode::RawData => {
             st.total_blob_count = Some(blobs.len() as u64);
-            // Like restic: a blob a snapshot uses but no index has makes the total wrong.
             for (t, id) in &blobs {
-                let loc = trees.index.get(*t, id).ok_or_else(|| {
-                    Error::corrupt(format!(
-                        "{t} blob {id} is used by a snapshot but not in the index: run `cairn check`, then `cairn repair index`"
-                    ))
-                })?;
+                let loc = trees.index.get(*t, id).ok_or_else(|| not_indexed(*t, id))?;
                 st.total_size += loc.blob.length as u64;
             }
         }

@@ -177,7 +177,7 @@ fn a_10_gib_snapshot_file_is_reported_without_being_read() {
 }
 
 #[test]
-fn stats_raw_data_fails_like_restic_when_a_used_blob_is_not_indexed() {
+fn stats_raw_data_and_blobs_per_file_fail_like_restic_when_a_used_blob_is_not_indexed() {
     let env = Env::new();
     let (data, _) = small_backup(&env);
     ok(env.cairn(&["stats", "--mode", "raw-data"]));
@@ -186,14 +186,13 @@ fn stats_raw_data_fails_like_restic_when_a_used_blob_is_not_indexed() {
             p.blobs.retain(|b| b.id != data);
         }
     });
-    let theirs = env.restic(&["stats", "--mode", "raw-data"]);
-    assert!(
-        !theirs.status.success(),
-        "restic succeeded: the oracle changed"
-    );
-    let ours = env.cairn(&["stats", "--mode", "raw-data"]);
-    assert!(!ours.status.success(), "cairn succeeded: {}", stderr(&ours));
-    assert!(stderr(&ours).contains(&data.to_hex()), "{}", stderr(&ours));
+    for mode in ["raw-data", "blobs-per-file"] {
+        let theirs = env.restic(&["stats", "--mode", mode]);
+        assert!(!theirs.status.success(), "{mode}: restic succeeded");
+        let ours = env.cairn(&["stats", "--mode", mode]);
+        assert!(!ours.status.success(), "{mode}: cairn succeeded");
+        assert!(stderr(&ours).contains(&data.to_hex()), "{}", stderr(&ours));
+    }
 }
 
 /// The pack file that holds `blob` (as indexed).

@@ -119,6 +119,29 @@ impl Http {
         max_body: u64,
         what: &str,
     ) -> Result<Result<Response, HttpError>> {
+        // ureq 2.12.1 panics when asked for the value of a header line without a colon
+        // (found by the `rest` fuzz target): a broken or hostile server or proxy must give
+        // an error, not a crash.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.exchange(method, url, headers, body, max_body, what)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                Kind::Io,
+                format!("{what}: the server sent a malformed HTTP response (a header line without ':'); check the server and any proxy in front of it"),
+            ))
+        })
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+        max_body: u64,
+        what: &str,
+    ) -> Result<Result<Response, HttpError>> {
         let mut req = self.agent.request(method, url);
         for (k, v) in headers {
             req = req.set(k, v);

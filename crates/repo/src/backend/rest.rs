@@ -257,7 +257,6 @@ mod tests {
     /// `http::header_pairs`) when a response has a header line without a colon and its
     /// value is asked for, so a broken or hostile server or proxy crashes cairn.
     #[test]
-    #[ignore = "panics until the HTTP layer survives ureq 2.12.1's header bug (issue 11); remove this line with the fix"]
     fn a_header_line_without_a_colon_is_an_error_not_a_panic() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -4,8 +4,9 @@
 //! the same metadata gets the same tree id from cairn as from restic.
 //!
 //! Owns: building a node from `lstat` data like restic's archiver (atime recorded as the
-//! mtime, names of users and groups looked up once per id), applying a node's metadata to
-//! a restored file, and creating special files. Does not read file contents.
+//! mtime, names of users and groups looked up once per id). Does not read file contents;
+//! does not write to the filesystem (restore applies metadata through descriptors in
+//! `restore/write.rs`).
 
 use crate::gotime;
 use crate::id::Id;
@@ -401,70 +402,6 @@ impl Node {
             m |= 0o1000;
         }
         m
-    }
-
-    /// Applies ownership, permissions, xattrs and times to `path`; tries every step and
-    /// returns the first error. Ownership changes that are not permitted are skipped.
-    pub fn restore_metadata(&self, path: &Path) -> std::io::Result<()> {
-        use nix::sys::stat::{utimensat, UtimensatFlags};
-        use nix::sys::time::TimeSpec;
-        let mut first: Option<std::io::Error> = None;
-        let mut note = |r: std::io::Result<()>| {
-            if let Err(e) = r {
-                first.get_or_insert(e);
-            }
-        };
-        match std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)) {
-            Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => {}
-            r => note(r),
-        }
-        if self.node_type != NodeType::Symlink {
-            use std::os::unix::fs::PermissionsExt;
-            note(std::fs::set_permissions(
-                path,
-                std::fs::Permissions::from_mode(self.unix_mode()),
-            ));
-            for x in &self.extended_attributes {
-                match xattr::set(path, &x.name, &x.value) {
-                    Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => {}
-                    r => note(r),
-                }
-            }
-        }
-        let ts = |t: &DateTime<FixedOffset>| {
-            TimeSpec::new(t.timestamp(), t.timestamp_subsec_nanos() as i64)
-        };
-        note(
-            utimensat(
-                None,
-                path,
-                &ts(&self.atime),
-                &ts(&self.mtime),
-                UtimensatFlags::NoFollowSymlink,
-            )
-            .map_err(std::io::Error::from),
-        );
-        match first {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Creates a symlink, device node or fifo at `path`. Sockets are not recreated.
-    pub fn create_special(&self, path: &Path) -> std::io::Result<()> {
-        use nix::sys::stat::{mknod, Mode, SFlag};
-        let perm = Mode::from_bits_truncate(self.unix_mode());
-        match self.node_type {
-            NodeType::Symlink => std::os::unix::fs::symlink(&self.linktarget, path),
-            NodeType::Dev => mknod(path, SFlag::S_IFBLK, perm, self.device).map_err(Into::into),
-            NodeType::CharDev => mknod(path, SFlag::S_IFCHR, perm, self.device).map_err(Into::into),
-            NodeType::Fifo => nix::unistd::mkfifo(path, perm).map_err(Into::into),
-            NodeType::Socket => Ok(()),
-            _ => Err(std::io::Error::other(format!(
-                "cannot create a {} here",
-                self.node_type.as_str()
-            ))),
-        }
     }
 }
 

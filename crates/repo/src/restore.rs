@@ -1,27 +1,43 @@
 //! Restore: recreate a snapshot (or a part of it) under a target directory.
 //!
-//! Plan first (walk the trees, decide every file's blobs and offsets), then fetch each
-//! needed pack once, on several threads, and write blobs where they belong (files are
-//! written out of order with positioned writes, so memory is bounded by one pack range per
-//! thread, not by the data). A blob that cannot be read or verified fails only the files
-//! that need it: the rest are restored and the failures are listed. Existing files are
-//! never overwritten unless `overwrite` is set. Metadata is applied last, directories
-//! deepest first, so their times stick.
+//! Plan first ([`plan`]: walk the trees, decide every file's blobs and offsets), then
+//! fetch each needed pack once, on several threads, and write blobs where they belong
+//! (files are written out of order with positioned writes, so memory is bounded by one
+//! pack range per thread, not by the data).
+//!
+//! Everything below the target is reached through directory descriptors ([`write`]):
+//! directories are created with `mkdirat` and opened `O_NOFOLLOW`, files are created
+//! `O_EXCL|O_NOFOLLOW` and reopened only if they are still the inode created, metadata is
+//! set on descriptors, and symlinks are created last, so a symlink in the target or in
+//! the snapshot never redirects a write. Something already in the target is left alone
+//! and reported unless `overwrite` is set; then it is replaced (removed, then created),
+//! never written through. A non-directory (a symlink included) where the snapshot has a
+//! directory is an error for that subtree, or replaced with `overwrite`.
+//!
+//! A blob that cannot be read or verified fails only the files that need it: those files
+//! are removed (restic leaves nothing either), the rest are restored, and the failures
+//! are listed. Metadata is applied last, directories deepest first, so their times stick.
+
+mod plan;
+mod write;
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::exclude::PatternSet;
 use crate::id::Id;
 use crate::index::Index;
-use crate::node::{self, Node, NodeType};
+use crate::node::{self, NodeType};
 use crate::pack::{self, BlobType, PackedBlob};
 use crate::repository::Repository;
+use plan::{FileState, Plan, PlannedFile};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use write::{Created, Target};
 
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
@@ -67,138 +83,6 @@ pub struct Progress {
 /// Blobs to fetch from one pack: each blob and the (file, offset) places it goes.
 type PackWork = Vec<(PackedBlob, Vec<(usize, u64)>)>;
 
-struct PlannedFile {
-    path: PathBuf,
-    node: Node,
-    /// (blob id, plaintext length) in file order.
-    blobs: Vec<(Id, u64)>,
-    remaining: AtomicU64,
-    failed: Mutex<Option<String>>,
-}
-
-#[derive(Default)]
-struct Plan {
-    dirs: Vec<(PathBuf, Node, usize)>,
-    files: Vec<PlannedFile>,
-    specials: Vec<(PathBuf, Node)>,
-    hardlinks: Vec<(PathBuf, PathBuf, Node)>,
-    errors: Vec<RestoreError>,
-    skipped: Vec<String>,
-}
-
-struct Planner<'a> {
-    repo: &'a Repository,
-    index: &'a Index,
-    opts: &'a RestoreOptions,
-    plan: Plan,
-    inodes: HashMap<(u64, u64), PathBuf>,
-}
-
-impl Planner<'_> {
-    fn selected(&self, snap_path: &str) -> bool {
-        if !self.opts.exclude.is_empty() && self.opts.exclude.matches(snap_path) {
-            return false;
-        }
-        self.opts.include.is_empty() || self.opts.include.matches(snap_path)
-    }
-
-    fn load_tree(&self, id: &Id) -> Result<Vec<Node>> {
-        let bytes = self.repo.load_blob(self.index, BlobType::Tree, id)?;
-        node::decode_tree(&bytes).map_err(|e| Error::corrupt(format!("tree {id}: {e}")))
-    }
-
-    /// Plans a directory's children; returns whether anything under it was selected.
-    fn walk(&mut self, tree: &Id, snap_dir: &str, dest: &Path, depth: usize) -> bool {
-        let nodes = match self.load_tree(tree) {
-            Ok(n) => n,
-            Err(e) => {
-                self.plan.errors.push(RestoreError {
-                    path: dest.display().to_string(),
-                    error: format!("directory contents could not be read: {e}"),
-                });
-                return true;
-            }
-        };
-        let mut any = false;
-        for n in nodes {
-            if !n.name.is_plain_component() {
-                self.plan.errors.push(RestoreError {
-                    path: dest.display().to_string(),
-                    error: format!("invalid file name {:?} in snapshot, skipped", n.name),
-                });
-                continue;
-            }
-            let snap_path = format!("{}/{}", snap_dir.trim_end_matches('/'), n.name);
-            let path = dest.join(n.name.as_path());
-            if n.node_type == NodeType::Dir {
-                if !self.opts.exclude.is_empty() && self.opts.exclude.matches(&snap_path) {
-                    continue;
-                }
-                let whole = self.opts.include.is_empty() || self.opts.include.matches(&snap_path);
-                if !whole && !self.opts.include.child_may_match(&snap_path) {
-                    continue;
-                }
-                let idx = self.plan.dirs.len();
-                self.plan.dirs.push((path.clone(), n.clone(), depth + 1));
-                let inner = match n.subtree {
-                    Some(sub) => self.walk(&sub, &snap_path, &path, depth + 1),
-                    None => false,
-                };
-                if whole || inner {
-                    any = true;
-                } else {
-                    // Nothing selected below: don't create it.
-                    self.plan.dirs.truncate(idx);
-                }
-                continue;
-            }
-            if !self.selected(&snap_path) {
-                continue;
-            }
-            any = true;
-            if std::fs::symlink_metadata(&path).is_ok() && !self.opts.overwrite {
-                self.plan.skipped.push(path.display().to_string());
-                continue;
-            }
-            if n.links > 1 && n.node_type != NodeType::Dir {
-                let key = (n.device_id, n.inode);
-                if let Some(first) = self.inodes.get(&key) {
-                    self.plan.hardlinks.push((first.clone(), path, n));
-                    continue;
-                }
-                self.inodes.insert(key, path.clone());
-            }
-            match n.node_type {
-                NodeType::File => {
-                    let mut blobs = Vec::new();
-                    let mut missing = None;
-                    for id in n.content.iter().flatten() {
-                        match self.index.get(BlobType::Data, id) {
-                            Some(loc) => blobs.push((*id, loc.blob.data_length() as u64)),
-                            None => {
-                                missing = Some(format!(
-                                    "data blob {id} is missing from the repository index"
-                                ));
-                                blobs.push((*id, 0));
-                            }
-                        }
-                    }
-                    let remaining = AtomicU64::new(blobs.len() as u64);
-                    self.plan.files.push(PlannedFile {
-                        path,
-                        node: n,
-                        blobs,
-                        remaining,
-                        failed: Mutex::new(missing),
-                    });
-                }
-                _ => self.plan.specials.push((path, n)),
-            }
-        }
-        any
-    }
-}
-
 fn err_entry(path: &Path, e: impl std::fmt::Display) -> RestoreError {
     RestoreError {
         path: path.display().to_string(),
@@ -213,11 +97,14 @@ fn descend(repo: &Repository, index: &Index, root: Id, subpath: &str) -> Result<
     for comp in subpath.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let nodes = node::decode_tree(&repo.load_blob(index, BlobType::Tree, &tree)?)
             .map_err(|e| Error::corrupt(format!("tree {tree}: {e}")))?;
-        let n = nodes.iter().find(|n| n.name == comp).ok_or_else(|| {
-            Error::not_found(format!(
-                "path {subpath:?} is not in the snapshot (no {comp:?} in {at}/)"
-            ))
-        })?;
+        let n = nodes
+            .iter()
+            .find(|n| n.name.as_bytes() == comp.as_bytes())
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "path {subpath:?} is not in the snapshot (no {comp:?} in {at}/)"
+                ))
+            })?;
         at = format!("{at}/{comp}");
         tree = match (n.node_type, n.subtree) {
             (NodeType::Dir, Some(s)) => s,
@@ -229,6 +116,33 @@ fn descend(repo: &Repository, index: &Index, root: Id, subpath: &str) -> Result<
         };
     }
     Ok((tree, at))
+}
+
+/// What a dry run would find: entries already in the target (looked up by path; a dry
+/// run writes nothing).
+fn dry_run_summary(plan: &Plan, opts: &RestoreOptions) -> RestoreSummary {
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let mut summary = RestoreSummary {
+        dirs_restored: plan.dirs.len() as u64,
+        ..Default::default()
+    };
+    let others = plan
+        .files
+        .iter()
+        .map(|f| &f.entry)
+        .chain(plan.hardlinks.iter().map(|h| &h.1))
+        .chain(&plan.specials)
+        .chain(&plan.symlinks);
+    for e in others {
+        if !opts.overwrite && exists(&e.path) {
+            summary
+                .files_skipped_existing
+                .push(e.path.display().to_string());
+        } else {
+            summary.files_restored += 1;
+        }
+    }
+    summary
 }
 
 /// Restores the tree `root` (a snapshot's tree) into `opts.target`.
@@ -244,66 +158,206 @@ pub fn restore(
         Some(sub) => descend(repo, &index, root, sub)?,
         None => (root, String::new()),
     };
-    std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(opts.target.display(), e))?;
-    let mut planner = Planner {
-        repo,
-        index: &index,
-        opts,
-        plan: Plan::default(),
-        inodes: HashMap::new(),
-    };
-    planner.walk(
-        &tree,
-        if snap_dir.is_empty() { "/" } else { &snap_dir },
-        &opts.target,
-        0,
-    );
-    let mut plan = planner.plan;
+    let snap_dir = if snap_dir.is_empty() { "/" } else { &snap_dir };
+    let mut plan = plan::plan(repo, &index, tree, snap_dir, opts);
+    if opts.dry_run {
+        let mut summary = dry_run_summary(&plan, opts);
+        summary.errors = std::mem::take(&mut plan.errors);
+        summary.total_duration = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
     let mut summary = RestoreSummary {
-        files_skipped_existing: std::mem::take(&mut plan.skipped),
         errors: std::mem::take(&mut plan.errors),
         ..Default::default()
     };
-    if opts.dry_run {
-        summary.files_restored = plan.files.len() as u64;
-        summary.dirs_restored = plan.dirs.len() as u64;
-        return Ok(summary);
-    }
+    let target = Target::open(&opts.target, &plan.dirs)
+        .map_err(|e| Error::io(format!("restore target {}", opts.target.display()), e))?;
+    let threads = opts.threads.max(1);
 
-    for (path, _, _) in &plan.dirs {
-        if let Err(e) = std::fs::create_dir_all(path) {
-            summary.errors.push(err_entry(path, e));
+    // Directories, parents first. One that cannot be created fails its subtree (reported
+    // once, here).
+    for (i, d) in plan.dirs.iter().enumerate() {
+        if !target.dir_ready(d.entry.dir) {
+            continue;
+        }
+        if let Err(e) = target.create_dir(i, opts.overwrite) {
+            summary.errors.push(err_entry(&d.entry.path, e));
         }
     }
 
-    // Create every file at its final size, then fill in blobs pack by pack.
+    // Every file created (0600, O_EXCL) at its final size, then filled pack by pack.
+    let skipped = Mutex::new(Vec::new());
+    crate::parallel::for_each(&plan.files, threads, 256, |f| {
+        if !f.pending() {
+            return;
+        }
+        if !target.dir_ready(f.entry.dir) {
+            // Its directory's error is already listed.
+            if let Ok(mut s) = f.state.lock() {
+                *s = FileState::Skipped;
+            }
+            return;
+        }
+        match target.create_file(f.entry.dir, &f.entry.name, f.size(), opts.overwrite) {
+            Ok(Created::New(id)) => {
+                let _ = f.ident.set(id);
+            }
+            Ok(Created::Exists) => {
+                if let Ok(mut s) = f.state.lock() {
+                    *s = FileState::Skipped;
+                }
+                if let Ok(mut all) = skipped.lock() {
+                    all.push(f.entry.path.display().to_string());
+                }
+            }
+            Err(e) => f.fail(|| format!("cannot create: {e}")),
+        }
+    });
+    summary.files_skipped_existing = skipped.into_inner().unwrap_or_default();
     let total: u64 = plan
         .files
         .iter()
-        .map(|f| f.blobs.iter().map(|b| b.1).sum::<u64>())
+        .filter(|f| f.pending())
+        .map(|f| f.size())
         .sum();
     progress.total_bytes.store(total, Ordering::Relaxed);
-    let mut by_pack: HashMap<Id, PackWork> = HashMap::new();
-    let mut blob_slot: HashMap<Id, (Id, usize)> = HashMap::new();
-    let threads = opts.threads.max(1);
-    crate::parallel::for_each(&plan.files, threads, 256, |f| {
-        if f.failed.lock().map(|g| g.is_some()).unwrap_or(false) {
-            return;
-        }
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&f.path)
-            .and_then(|file| file.set_len(f.blobs.iter().map(|b| b.1).sum()));
-        if let Err(e) = created {
-            if let Ok(mut g) = f.failed.lock() {
-                *g = Some(format!("cannot create: {e}"));
-            }
+
+    let bytes_written = AtomicU64::new(0);
+    let packs = pack_work(&plan.files, &index);
+    let queue = Mutex::new(packs.into_iter());
+    let files = &plan.files;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut bufs = (Vec::new(), Vec::new());
+                loop {
+                    let Some((pack_id, mut blobs)) = queue.lock().ok().and_then(|mut q| q.next())
+                    else {
+                        return;
+                    };
+                    blobs.sort_by_key(|(b, _)| b.offset);
+                    let ctx = PackCtx {
+                        repo,
+                        target: &target,
+                        files,
+                        bytes_written: &bytes_written,
+                        progress,
+                    };
+                    ctx.restore_pack(&pack_id, &blobs, &mut bufs);
+                }
+            });
         }
     });
-    for (fi, f) in plan.files.iter().enumerate() {
-        if f.failed.lock().map(|g| g.is_some()).unwrap_or(false) {
+
+    // Files whose blobs all arrived get their metadata; the others are removed.
+    let file_errors = Mutex::new(Vec::new());
+    let restored = AtomicU64::new(0);
+    crate::parallel::for_each(&plan.files, threads, 256, |f| {
+        let err = match finish_file(&target, f) {
+            Ok(true) => {
+                restored.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(false) => None,
+            Err(e) => Some(err_entry(&f.entry.path, e)),
+        };
+        if let (Some(e), Ok(mut all)) = (err, file_errors.lock()) {
+            all.push(e);
+        }
+    });
+    summary.files_restored += restored.load(Ordering::Relaxed);
+    let mut file_errors = file_errors.into_inner().unwrap_or_default();
+    file_errors.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.errors.extend(file_errors);
+
+    for (first, e) in &plan.hardlinks {
+        if !target.dir_ready(e.dir) {
+            continue;
+        }
+        let f = &plan.files[*first];
+        let Some(&id) = f.ident.get().filter(|_| f.pending()) else {
+            summary.errors.push(err_entry(
+                &e.path,
+                format!(
+                    "hard link to {}, which was not restored",
+                    f.entry.path.display()
+                ),
+            ));
+            continue;
+        };
+        match target.link(
+            (f.entry.dir, &f.entry.name, id),
+            e.dir,
+            &e.name,
+            opts.overwrite,
+        ) {
+            Ok(Created::New(_)) => summary.files_restored += 1,
+            Ok(Created::Exists) => summary
+                .files_skipped_existing
+                .push(e.path.display().to_string()),
+            Err(err) => summary.errors.push(err_entry(
+                &e.path,
+                format!("hard link to {}: {err}", f.entry.path.display()),
+            )),
+        }
+    }
+    if opts.verify {
+        for f in &plan.files {
+            let Some(&id) = f.ident.get().filter(|_| f.pending()) else {
+                continue;
+            };
+            let checked = target
+                .open_file(f.entry.dir, &f.entry.name, id, false)
+                .and_then(|file| verify_file(file, &f.blobs));
+            match checked {
+                Ok(()) => summary.files_verified += 1,
+                Err(e) => summary.errors.push(err_entry(
+                    &f.entry.path,
+                    format!("verification failed: {e}"),
+                )),
+            }
+        }
+    }
+    // Devices and fifos, then symlinks: last, so nothing is ever written through one.
+    for e in plan.specials.iter().chain(&plan.symlinks) {
+        if !target.dir_ready(e.dir) {
+            continue;
+        }
+        match target.create_special(e.dir, &e.name, &e.node, opts.overwrite) {
+            Ok(Some(Created::New(_))) => summary.files_restored += 1,
+            Ok(Some(Created::Exists)) => summary
+                .files_skipped_existing
+                .push(e.path.display().to_string()),
+            Ok(None) => {}
+            Err(err) => summary.errors.push(err_entry(&e.path, err)),
+        }
+    }
+    let mut order: Vec<usize> = (0..plan.dirs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(plan.dirs[i].depth));
+    for i in order {
+        let d = &plan.dirs[i];
+        if !target.dir_ready(Some(i)) {
+            continue;
+        }
+        if let Err(e) = target.dir_metadata(i) {
+            summary
+                .errors
+                .push(err_entry(&d.entry.path, format!("metadata: {e}")));
+        }
+        summary.dirs_restored += 1;
+    }
+    summary.bytes_written = bytes_written.load(Ordering::Relaxed);
+    summary.total_duration = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Groups the blobs of every created file by pack (a blob needed several times is
+/// fetched once).
+fn pack_work(files: &[PlannedFile], index: &Index) -> Vec<(Id, PackWork)> {
+    let mut by_pack: HashMap<Id, PackWork> = HashMap::new();
+    let mut blob_slot: HashMap<Id, (Id, usize)> = HashMap::new();
+    for (fi, f) in files.iter().enumerate() {
+        if !f.pending() || f.ident.get().is_none() {
             continue;
         }
         let mut off = 0u64;
@@ -320,212 +374,173 @@ pub fn restore(
             off += len;
         }
     }
-    drop(blob_slot);
-    let bytes_written = AtomicU64::new(0);
     let mut packs: Vec<(Id, PackWork)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
-    let queue = Mutex::new(packs.into_iter());
-    let files = &plan.files;
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut bufs = (Vec::new(), Vec::new());
-                loop {
-                    let Some((pack_id, mut blobs)) = queue.lock().ok().and_then(|mut q| q.next())
-                    else {
-                        return;
-                    };
-                    blobs.sort_by_key(|(b, _)| b.offset);
-                    restore_pack(
-                        repo,
-                        &pack_id,
-                        &blobs,
-                        files,
-                        &bytes_written,
-                        progress,
-                        &mut bufs,
-                    );
-                }
-            });
-        }
-    });
+    packs
+}
 
-    // Files whose blobs all arrived get their metadata now.
-    let file_errors = Mutex::new(Vec::new());
-    let restored = AtomicU64::new(0);
-    crate::parallel::for_each(&plan.files, threads, 256, |f| {
-        let failed = f.failed.lock().ok().and_then(|g| g.clone());
-        let err = match failed {
-            Some(e) => Some(err_entry(&f.path, e)),
-            None => {
-                restored.fetch_add(1, Ordering::Relaxed);
-                f.node
-                    .restore_metadata(&f.path)
-                    .err()
-                    .map(|e| err_entry(&f.path, format!("metadata: {e}")))
-            }
-        };
-        if let (Some(e), Ok(mut all)) = (err, file_errors.lock()) {
-            all.push(e);
-        }
+/// Applies a fully written file's metadata (`Ok(true)`), or removes a file whose data
+/// failed and returns why (`Err`). `Ok(false)`: skipped, nothing to report.
+fn finish_file(target: &Target, f: &PlannedFile) -> std::result::Result<bool, String> {
+    let failed = match f.state.lock() {
+        Ok(s) => match &*s {
+            FileState::Pending => None,
+            FileState::Skipped => return Ok(false),
+            FileState::Failed(e) => Some(e.clone()),
+        },
+        Err(_) => Some("internal error: a restore thread panicked".to_string()),
+    };
+    let failed = failed.or_else(|| {
+        let left = f.remaining.load(Ordering::Acquire);
+        (left != 0).then(|| format!("{left} data blob(s) were not written"))
     });
-    summary.files_restored += restored.load(Ordering::Relaxed);
-    let mut file_errors = file_errors.into_inner().unwrap_or_default();
-    file_errors.sort_by(|a, b| a.path.cmp(&b.path));
-    summary.errors.extend(file_errors);
-    for (path, n) in &plan.specials {
-        if opts.overwrite {
-            let _ = std::fs::remove_file(path);
-        }
-        if n.node_type == NodeType::Socket {
-            continue;
-        }
-        match n
-            .create_special(path)
-            .and_then(|_| n.restore_metadata(path))
-        {
-            Ok(()) => summary.files_restored += 1,
-            Err(e) => summary.errors.push(err_entry(path, e)),
-        }
+    let Some(&id) = f.ident.get() else {
+        // Never created (missing from the index, or creation failed).
+        return Err(failed.unwrap_or_else(|| "not created".into()));
+    };
+    if let Some(e) = failed {
+        return Err(match target.remove(f.entry.dir, &f.entry.name, id) {
+            Ok(()) => format!("{e}; the incomplete file was removed"),
+            Err(r) => format!("{e}; the incomplete file could not be removed: {r}"),
+        });
     }
-    for (first, path, _) in &plan.hardlinks {
-        if opts.overwrite {
-            let _ = std::fs::remove_file(path);
-        }
-        match std::fs::hard_link(first, path) {
-            Ok(()) => summary.files_restored += 1,
-            Err(e) => summary.errors.push(err_entry(
-                path,
-                format!("hard link to {}: {e}", first.display()),
-            )),
-        }
-    }
-    if opts.verify {
-        for f in &plan.files {
-            if f.failed.lock().map(|g| g.is_some()).unwrap_or(true) {
-                continue;
-            }
-            match verify_file(&f.path, &f.blobs) {
-                Ok(()) => summary.files_verified += 1,
-                Err(e) => summary
-                    .errors
-                    .push(err_entry(&f.path, format!("verification failed: {e}"))),
-            }
-        }
-    }
-    plan.dirs.sort_by_key(|d| std::cmp::Reverse(d.2));
-    for (path, n, _) in &plan.dirs {
-        if let Err(e) = n.restore_metadata(path) {
-            summary
-                .errors
-                .push(err_entry(path, format!("metadata: {e}")));
-        }
-        summary.dirs_restored += 1;
-    }
-    summary.bytes_written = bytes_written.load(Ordering::Relaxed);
-    summary.total_duration = started.elapsed().as_secs_f64();
-    Ok(summary)
+    let file = target
+        .open_file(f.entry.dir, &f.entry.name, id, false)
+        .map_err(|e| format!("metadata: {e}"))?;
+    write::metadata_fd(&f.entry.node, file.as_fd()).map_err(|e| format!("metadata: {e}"))?;
+    Ok(true)
 }
 
 /// The most bytes of a pack read at once (a blob larger than this is read whole).
 const READ_RANGE_MAX: u64 = 8 << 20;
 
-/// Reads the needed part of one pack and writes its blobs into the planned files.
-fn restore_pack(
-    repo: &Repository,
-    pack_id: &Id,
-    blobs: &[(PackedBlob, Vec<(usize, u64)>)],
-    files: &[PlannedFile],
-    bytes_written: &AtomicU64,
-    progress: &Progress,
-    (data, scratch): &mut (Vec<u8>, Vec<u8>),
-) {
-    let fail_all = |msg: String| {
-        for (_, targets) in blobs {
+/// Open files kept while one pack is processed (a pack of small files needs many).
+const OPEN_FILES_MAX: usize = 64;
+
+struct PackCtx<'a> {
+    repo: &'a Repository,
+    target: &'a Target<'a>,
+    files: &'a [PlannedFile],
+    bytes_written: &'a AtomicU64,
+    progress: &'a Progress,
+}
+
+impl PackCtx<'_> {
+    /// Reads the needed part of one pack and writes its blobs into the planned files.
+    fn restore_pack(
+        &self,
+        pack_id: &Id,
+        blobs: &[(PackedBlob, Vec<(usize, u64)>)],
+        (data, scratch): &mut (Vec<u8>, Vec<u8>),
+    ) {
+        let files = self.files;
+        let fail_targets = |targets: &[(usize, u64)], msg: &str| {
             for (fi, _) in targets {
-                if let Ok(mut g) = files[*fi].failed.lock() {
-                    g.get_or_insert_with(|| msg.clone());
-                }
-            }
-        }
-    };
-    // Read in ranges of at most READ_RANGE_MAX covering runs of needed blobs: memory
-    // stays at threads x (range + largest blob) however large the restore.
-    let mut i = 0;
-    while i < blobs.len() {
-        let start = blobs[i].0.offset as u64;
-        let mut j = i;
-        let mut end = start;
-        while j < blobs.len() {
-            let b = &blobs[j].0;
-            let b_end = b.offset as u64 + b.length as u64;
-            if b_end - start > READ_RANGE_MAX && j > i {
-                break;
-            }
-            end = end.max(b_end);
-            j += 1;
-        }
-        let read = repo.backend().read_range_into(
-            FileType::Pack,
-            &pack_id.to_hex(),
-            start,
-            end - start,
-            data,
-        );
-        match read {
-            Ok(()) => {}
-            Err(e) => {
-                fail_all(format!("pack {pack_id}: {e}"));
-                return;
+                files[*fi].fail(|| msg.to_string());
             }
         };
-        for (blob, targets) in &blobs[i..j] {
-            let from = (blob.offset as u64 - start) as usize;
-            let stored = &mut data[from..from + blob.length as usize];
-            let plain = match pack::decode_blob_in_place(repo.key(), blob, stored, scratch) {
-                Ok(p) => p,
-                Err(e) => {
-                    let msg = format!("data blob {} in pack {pack_id} is damaged: {e}", blob.id);
-                    for (fi, _) in targets {
-                        if let Ok(mut g) = files[*fi].failed.lock() {
-                            g.get_or_insert_with(|| msg.clone());
-                        }
-                    }
-                    continue;
+        // Each file is opened once per pack (and checked to be the inode created).
+        let mut open: HashMap<usize, std::fs::File> = HashMap::new();
+        // Read in ranges of at most READ_RANGE_MAX covering runs of needed blobs: memory
+        // stays at threads x (range + largest blob) however large the restore.
+        let mut i = 0;
+        while i < blobs.len() {
+            let start = blobs[i].0.offset as u64;
+            let mut j = i;
+            let mut end = start;
+            while j < blobs.len() {
+                let b = &blobs[j].0;
+                let b_end = b.offset as u64 + b.length as u64;
+                if b_end - start > READ_RANGE_MAX && j > i {
+                    break;
                 }
-            };
-            for (fi, off) in targets {
-                let f = &files[*fi];
-                let r = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&f.path)
-                    .and_then(|file| file.write_all_at(plain, *off));
-                match r {
-                    Ok(()) => {
-                        bytes_written.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                        progress
-                            .bytes_done
-                            .fetch_add(plain.len() as u64, Ordering::Relaxed);
-                        if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            progress.files_done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                end = end.max(b_end);
+                j += 1;
+            }
+            let read = self.repo.backend().read_range_into(
+                FileType::Pack,
+                &pack_id.to_hex(),
+                start,
+                end - start,
+                data,
+            );
+            if let Err(e) = read {
+                let msg = format!("pack {pack_id}: {e}");
+                for (_, targets) in blobs {
+                    fail_targets(targets, &msg);
+                }
+                return;
+            }
+            for (blob, targets) in &blobs[i..j] {
+                let from = (blob.offset as u64 - start) as usize;
+                let Some(stored) = data.get_mut(from..from + blob.length as usize) else {
+                    let msg = format!("pack {pack_id} is shorter than its index says");
+                    fail_targets(targets, &msg);
+                    continue;
+                };
+                let plain = match pack::decode_blob_in_place(self.repo.key(), blob, stored, scratch)
+                {
+                    Ok(p) => p,
                     Err(e) => {
-                        if let Ok(mut g) = f.failed.lock() {
-                            g.get_or_insert_with(|| format!("write: {e}"));
-                        }
+                        let msg =
+                            format!("data blob {} in pack {pack_id} is damaged: {e}", blob.id);
+                        fail_targets(targets, &msg);
+                        continue;
                     }
+                };
+                for (fi, off) in targets {
+                    self.write_blob(&mut open, *fi, plain, *off);
+                }
+            }
+            i = j;
+        }
+    }
+
+    fn write_blob(
+        &self,
+        open: &mut HashMap<usize, std::fs::File>,
+        fi: usize,
+        plain: &[u8],
+        off: u64,
+    ) {
+        let f = &self.files[fi];
+        if !f.pending() {
+            return;
+        }
+        let Some(&id) = f.ident.get() else { return };
+        if !open.contains_key(&fi) {
+            if open.len() >= OPEN_FILES_MAX {
+                open.clear();
+            }
+            match self.target.open_file(f.entry.dir, &f.entry.name, id, true) {
+                Ok(file) => {
+                    open.insert(fi, file);
+                }
+                Err(e) => {
+                    f.fail(|| format!("write: {e}"));
+                    return;
                 }
             }
         }
-        i = j;
+        let Some(file) = open.get(&fi) else { return };
+        match file.write_all_at(plain, off) {
+            Ok(()) => {
+                let n = plain.len() as u64;
+                self.bytes_written.fetch_add(n, Ordering::Relaxed);
+                self.progress.bytes_done.fetch_add(n, Ordering::Relaxed);
+                if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => f.fail(|| format!("write: {e}")),
+        }
     }
 }
 
 /// Re-reads a restored file and checks every blob's hash.
-fn verify_file(path: &Path, blobs: &[(Id, u64)]) -> std::io::Result<()> {
+fn verify_file(file: std::fs::File, blobs: &[(Id, u64)]) -> std::io::Result<()> {
     use std::io::Read;
-    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut f = std::io::BufReader::with_capacity(1 << 20, file);
     let mut buf = Vec::new();
     let mut off = 0u64;
     for (id, len) in blobs {

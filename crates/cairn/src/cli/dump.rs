@@ -3,6 +3,7 @@
 use super::GlobalOpts;
 use anyhow::Result;
 use cairn_repo::browse::{self, Located, Trees};
+use cairn_repo::dump::{self, DumpReport};
 use cairn_repo::node::NodeType;
 use cairn_repo::snapshot::{Filter, Snapshot};
 use std::io::Write;
@@ -50,18 +51,31 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let path = format!("{sub}/{}", a.path.trim_start_matches('/'));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    match browse::lookup(&trees, snap.tree, &path)? {
-        Located::Root(t) => browse::dump_tar(&trees, &t, "", &mut out)?,
+    let report = match browse::lookup(&trees, snap.tree, &path)? {
+        Located::Root(t) => dump::dump_tar(&trees, &t, "", &mut out)?,
         Located::Node(n) => match (n.node_type, n.subtree) {
             // Entries are named by their path in the snapshot (below `SNAP:subpath`).
-            (NodeType::Dir, Some(t)) => browse::dump_tar(&trees, &t, &a.path, &mut out)?,
-            (NodeType::File, _) => browse::dump_file(&trees, &n, &mut out)?,
+            (NodeType::Dir, Some(t)) => dump::dump_tar(&trees, &t, &a.path, &mut out)?,
+            (NodeType::File, _) => {
+                browse::dump_file(&trees, &n, &mut out)?;
+                DumpReport::default()
+            }
             _ => anyhow::bail!(
                 "{path} is a {}: only files and directories can be dumped",
                 n.node_type.as_str()
             ),
         },
-    }
+    };
     out.flush()?;
+    if !report.skipped.is_empty() {
+        for s in &report.skipped {
+            eprintln!("error: {s}");
+        }
+        eprintln!(
+            "Fatal: {} entr(y/ies) of the snapshot were left out of the archive; everything else was written",
+            report.skipped.len()
+        );
+        return Ok(super::exit::FAILURE);
+    }
     Ok(super::exit::OK)
 }

@@ -1,1 +1,401 @@
-//! Issue 11 (hardening): see the module owner.
+//! Restore safety (issue 11, point 1): nothing a target or a hostile snapshot holds can
+//! steer a write outside the target; damaged data never leaves a file behind.
+//!
+//! Hostile snapshots are written through cairn-repo's API: tree blobs are raw JSON (names
+//! in restic's Go-quoted form), so the test does not depend on how cairn builds nodes.
+
+use crate::*;
+use cairn_repo::backend::local::LocalBackend;
+use cairn_repo::pack::BlobType;
+use cairn_repo::repository::Repository;
+use cairn_repo::snapshot::Snapshot;
+use cairn_repo::writer::PackWriter;
+use cairn_repo::Id;
+use serde_json::{json, Value};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+fn open_repo(env: &Env) -> Repository {
+    Repository::open(std::sync::Arc::new(LocalBackend::new(env.repo())), PASSWORD).unwrap()
+}
+
+/// Backs up `src` with cairn and returns the snapshot id.
+fn backup(env: &Env, src: &Path) -> String {
+    let out = json(&ok(env.cairn(&["backup", "--json", src.to_str().unwrap()])));
+    out["snapshot_id"].as_str().unwrap().to_string()
+}
+
+/// Writes hostile snapshots: data blobs, raw JSON trees, and a snapshot per root.
+struct Crafter<'e> {
+    env: &'e Env,
+    repo: Repository,
+}
+
+const TIME: &str = "2020-09-13T14:26:40.123456789+02:00";
+
+fn file(name: &str, content: &[Id], size: u64) -> Value {
+    json!({"name": name, "type": "file", "mode": 0o640, "mtime": TIME, "atime": TIME,
+           "ctime": TIME, "uid": 0, "gid": 0, "size": size, "links": 1,
+           "content": content.iter().map(|i| i.to_hex()).collect::<Vec<_>>()})
+}
+
+fn dir(name: &str, subtree: Id) -> Value {
+    json!({"name": name, "type": "dir", "mode": 2147484141u32, "mtime": TIME, "atime": TIME,
+           "ctime": TIME, "uid": 0, "gid": 0, "content": null, "subtree": subtree.to_hex()})
+}
+
+fn symlink(name: &str, target: &str) -> Value {
+    json!({"name": name, "type": "symlink", "mode": 134218239u32, "mtime": TIME, "atime": TIME,
+           "ctime": TIME, "uid": 0, "gid": 0, "links": 1, "linktarget": target, "content": null})
+}
+
+impl<'e> Crafter<'e> {
+    fn new(env: &'e Env) -> Self {
+        ok(env.cairn(&["init"]));
+        Crafter {
+            env,
+            repo: open_repo(env),
+        }
+    }
+
+    /// Saves trees and data in one pack writer and a snapshot of `build`'s root tree.
+    fn snapshot(&self, build: impl FnOnce(&mut dyn FnMut(BlobType, &[u8]) -> Id) -> Id) {
+        let index = self.repo.load_index().unwrap();
+        let writer = PackWriter::new(&self.repo, &index);
+        let mut save = |t: BlobType, bytes: &[u8]| writer.save(t, bytes).unwrap().0;
+        let root = build(&mut save);
+        writer.finish().unwrap();
+        let mut snap: Snapshot = serde_json::from_value(json!({
+            "time": TIME, "tree": root.to_hex(), "paths": ["/crafted"], "hostname": "h",
+        }))
+        .unwrap();
+        snap.save(&self.repo).unwrap();
+        let _ = self.env;
+    }
+}
+
+fn tree(nodes: Vec<Value>) -> Vec<u8> {
+    let mut b = serde_json::to_vec(&json!({ "nodes": nodes })).unwrap();
+    b.push(b'\n');
+    b
+}
+
+fn restore(env: &Env, target: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["restore", "latest", "--target", target.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    env.cairn(&args)
+}
+
+#[test]
+fn overwrite_replaces_a_symlink_at_a_files_path_and_never_writes_through_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"from the snapshot").unwrap();
+    ok(env.cairn(&["init"]));
+    backup(&env, &src);
+    let outside = env.path("outside");
+    std::fs::write(&outside, b"must stay").unwrap();
+    let target = env.path("target");
+    let at = target.join(src.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&at).unwrap();
+    std::os::unix::fs::symlink(&outside, at.join("f")).unwrap();
+
+    ok(restore(&env, &target, &["--overwrite"]));
+    assert_eq!(std::fs::read(&outside).unwrap(), b"must stay");
+    let m = std::fs::symlink_metadata(at.join("f")).unwrap();
+    assert!(
+        m.file_type().is_file(),
+        "the symlink was replaced by the file"
+    );
+    assert_eq!(std::fs::read(at.join("f")).unwrap(), b"from the snapshot");
+}
+
+#[test]
+fn a_symlinked_directory_in_the_target_is_never_followed() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), b"data").unwrap();
+    ok(env.cairn(&["init"]));
+    backup(&env, &src);
+    let outside = env.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = env.path("target");
+    let at = target.join(src.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&at).unwrap();
+    std::os::unix::fs::symlink(&outside, at.join("d")).unwrap();
+
+    // Without --overwrite: an error for that subtree, nothing written through the link.
+    let out = restore(&env, &target, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+    assert!(
+        files_under(&outside).is_empty(),
+        "{:?}",
+        files_under(&outside)
+    );
+    assert!(std::fs::symlink_metadata(at.join("d"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // With --overwrite: the link is replaced by the directory.
+    ok(restore(&env, &target, &["--overwrite"]));
+    assert!(
+        files_under(&outside).is_empty(),
+        "{:?}",
+        files_under(&outside)
+    );
+    assert!(std::fs::symlink_metadata(at.join("d")).unwrap().is_dir());
+    assert_eq!(std::fs::read(at.join("d/f")).unwrap(), b"data");
+}
+
+#[test]
+fn duplicate_and_invalid_names_in_a_tree_are_skipped_and_reported() {
+    let env = Env::new();
+    let c = Crafter::new(&env);
+    c.snapshot(|save| {
+        let first = save(BlobType::Data, b"first");
+        let second = save(BlobType::Data, b"second, longer");
+        let inner = save(BlobType::Tree, &tree(vec![file("g", &[first], 5)]));
+        save(
+            BlobType::Tree,
+            &tree(vec![
+                file("x", &[first], 5),
+                file("x", &[second], 14),
+                dir("sub", inner),
+                symlink("sub", "/"),
+                file("..", &[second], 14),
+                file("a/b", &[second], 14),
+                // Go-quoted: the real names are "../escape" and "nul\0byte".
+                file("..\\x2fescape", &[second], 14),
+                file("nul\\x00byte", &[second], 14),
+            ]),
+        )
+    });
+    let base = env.path("base");
+    let target = base.join("target");
+    let out = restore(&env, &target, &["--json"]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(target.join("x")).unwrap(), b"first");
+    assert!(std::fs::symlink_metadata(target.join("sub"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(std::fs::read(target.join("sub/g")).unwrap(), b"first");
+    let mut names: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sub", "x"]);
+    let mut around: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    around.sort();
+    assert_eq!(around, ["target"], "nothing written beside the target");
+    let summary = json(&String::from_utf8_lossy(&out.stdout));
+    let errors = summary["errors"].as_array().unwrap();
+    let text = serde_json::to_string(errors).unwrap();
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e["error"].as_str().unwrap().contains("more than once"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e["error"].as_str().unwrap().contains("invalid file name"))
+            .count(),
+        4,
+        "{text}"
+    );
+}
+
+#[test]
+fn a_hard_link_group_whose_first_member_is_a_symlink_links_nothing_to_it() {
+    let env = Env::new();
+    let outside = env.path("outside");
+    std::fs::write(&outside, b"outside").unwrap();
+    let c = Crafter::new(&env);
+    let target_str = outside.to_str().unwrap().to_string();
+    c.snapshot(|save| {
+        let data = save(BlobType::Data, b"regular data");
+        let group = |mut v: Value| {
+            v["inode"] = 77.into();
+            v["device_id"] = 5.into();
+            v["links"] = 3.into();
+            v
+        };
+        save(
+            BlobType::Tree,
+            &tree(vec![
+                group(symlink("a-link", &target_str)),
+                group(file("b-file", &[data], 12)),
+                group(file("c-file", &[data], 12)),
+            ]),
+        )
+    });
+    let target = env.path("target");
+    ok(restore(&env, &target, &[]));
+    let a = std::fs::symlink_metadata(target.join("a-link")).unwrap();
+    assert!(a.file_type().is_symlink());
+    let b = std::fs::symlink_metadata(target.join("b-file")).unwrap();
+    let c2 = std::fs::symlink_metadata(target.join("c-file")).unwrap();
+    assert!(
+        b.is_file() && c2.is_file(),
+        "regular members stay regular files"
+    );
+    assert_eq!(
+        std::fs::read(target.join("b-file")).unwrap(),
+        b"regular data"
+    );
+    assert_eq!(
+        b.ino(),
+        c2.ino(),
+        "regular members are linked to each other"
+    );
+    assert_ne!(b.ino(), a.ino());
+    assert_eq!(std::fs::read(&outside).unwrap(), b"outside");
+}
+
+#[test]
+fn a_snapshot_nested_5000_directories_deep_restores_and_dumps() {
+    const DEPTH: usize = 5000;
+    let env = Env::new();
+    let c = Crafter::new(&env);
+    c.snapshot(|save| {
+        let data = save(BlobType::Data, b"at the bottom");
+        let mut t = save(BlobType::Tree, &tree(vec![file("bottom", &[data], 13)]));
+        for _ in 0..DEPTH {
+            t = save(BlobType::Tree, &tree(vec![dir("d", t)]));
+        }
+        t
+    });
+    let target = env.path("target");
+    let out = restore(&env, &target, &["--json"]);
+    let summary = json(&ok(out));
+    assert_eq!(summary["dirs_restored"], DEPTH as u64);
+    assert_eq!(summary["files_restored"], 1);
+    // Deeper than PATH_MAX: find walks it with directory descriptors.
+    let found = std::process::Command::new("find")
+        .arg(&target)
+        .args(["-type", "f"])
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&found.stdout);
+    assert!(found.trim_end().ends_with("/d/bottom"), "{found:.200}");
+    assert_eq!(found.lines().count(), 1);
+
+    let dump = env.cairn(&["dump", "latest", "/"]);
+    assert!(dump.status.success(), "{}", stderr(&dump));
+    assert!(dump.stdout.len() > DEPTH * 512);
+}
+
+#[test]
+fn a_file_whose_pack_is_missing_is_removed_and_reported() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("kept"), random_bytes(1, 100_000)).unwrap();
+    ok(env.cairn(&["init"]));
+    backup(&env, &src);
+    std::fs::write(src.join("lost"), random_bytes(2, 300_000)).unwrap();
+    let id = backup(&env, &src);
+
+    // Remove the pack holding `lost`'s data.
+    let repo = open_repo(&env);
+    let index = repo.load_index().unwrap();
+    let snap = Snapshot::load(&repo, &Id::parse(&id).unwrap()).unwrap();
+    let trees = cairn_repo::browse::Trees::new(&repo, &index);
+    let path = format!("{}/lost", src.display());
+    let node = match cairn_repo::browse::lookup(&trees, snap.tree, &path).unwrap() {
+        cairn_repo::browse::Located::Node(n) => n,
+        _ => panic!("no node for {path}"),
+    };
+    let blob = node.content.as_ref().unwrap()[0];
+    let pack = index.get(BlobType::Data, &blob).unwrap().pack.to_hex();
+    std::fs::remove_file(env.repo().join("data").join(&pack[..2]).join(&pack)).unwrap();
+
+    let target = env.path("target");
+    let out = restore(&env, &target, &[]);
+    assert!(!out.status.success());
+    let at = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(at.join("kept")).unwrap(),
+        random_bytes(1, 100_000)
+    );
+    assert!(
+        std::fs::symlink_metadata(at.join("lost")).is_err(),
+        "no zero-filled file is left"
+    );
+    assert!(stderr(&out).contains("lost"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_restore_target_is_created_0700() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    ok(env.cairn(&["init"]));
+    backup(&env, &src);
+    let target = env.path("new/target");
+    ok(restore(&env, &target, &[]));
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700);
+}
+
+#[test]
+fn dump_tar_of_a_hostile_tree_leaves_out_bad_names_and_duplicates() {
+    let env = Env::new();
+    let c = Crafter::new(&env);
+    c.snapshot(|save| {
+        let first = save(BlobType::Data, b"first");
+        let second = save(BlobType::Data, b"second");
+        let inner = save(BlobType::Tree, &tree(vec![file("g", &[first], 5)]));
+        save(
+            BlobType::Tree,
+            &tree(vec![
+                file("ok", &[first], 5),
+                file("ok", &[second], 6),
+                file("a/b", &[second], 6),
+                file("..", &[second], 6),
+                file("..\\x2f..\\x2fescape", &[second], 6),
+                dir("sub", inner),
+                dir("sub", inner),
+            ]),
+        )
+    });
+    let out = env.cairn(&["dump", "latest", "/"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("more than once"), "{}", stderr(&out));
+    let tar_file = env.path("out.tar");
+    std::fs::write(&tar_file, &out.stdout).unwrap();
+    let listed = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar_file)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names, ["ok", "sub/", "sub/g"]);
+    let extract = env.path("x");
+    std::fs::create_dir_all(&extract).unwrap();
+    let x = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar_file)
+        .arg("-C")
+        .arg(&extract)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", stderr(&x));
+    assert_eq!(std::fs::read(extract.join("ok")).unwrap(), b"first");
+}

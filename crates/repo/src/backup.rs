@@ -629,10 +629,26 @@ fn store_file(
     pol: crate::chunker::Polynomial,
     progress: &Progress,
     bufs: &mut Buffers,
+    notices: &Mutex<Vec<String>>,
 ) -> FileResult {
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::OpenOptionsExt;
     let source = |e: std::io::Error| FileError::Source(format!("{}: {e}", path.display()));
-    let f = std::fs::File::open(path).map_err(source)?;
-    let mut chunker = Chunker::with_buffer(f, pol, std::mem::take(&mut bufs.read));
+    // Swapped since the walk for a symlink, it is not followed; for a fifo, it does not
+    // block the backup (O_NONBLOCK changes nothing for a regular file).
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .map_err(source)?;
+    let before = f.metadata().map_err(source)?;
+    if !before.is_file() {
+        return Err(FileError::Source(format!(
+            "{}: no longer a regular file, skipped",
+            path.display()
+        )));
+    }
+    let mut chunker = Chunker::with_buffer(&f, pol, std::mem::take(&mut bufs.read));
     let buf = &mut bufs.chunk;
     let mut ids = Vec::new();
     let mut size = 0u64;
@@ -647,6 +663,27 @@ fn store_file(
     );
     bufs.read = chunker.into_buffer();
     result?;
+    // Written to while we read it: what we stored may mix old and new content (its size is
+    // what we read, so the node is consistent). Say so, as a later backup will fix it.
+    let after = f.metadata().map_err(source)?;
+    let stamp = |m: &std::fs::Metadata| {
+        (
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    };
+    if stamp(&before) != stamp(&after) || after.size() != size {
+        if let Ok(mut n) = notices.lock() {
+            n.push(format!(
+                "{}: changed while it was read; the snapshot holds the {size} bytes read, \
+                 which may mix old and new content (back it up again once it is quiet)",
+                path.display()
+            ));
+        }
+    }
     progress.files_done.fetch_add(1, Ordering::Relaxed);
     Ok((ids, size))
 }
@@ -877,10 +914,11 @@ pub fn backup(
         for _ in 0..threads {
             let rx = file_rx.clone();
             let writer = &writer;
+            let notices = &notices;
             s.spawn(move || {
                 let mut bufs = Buffers::default();
                 for job in rx {
-                    let r = store_file(&job.path, writer, pol, progress, &mut bufs);
+                    let r = store_file(&job.path, writer, pol, progress, &mut bufs, notices);
                     let _ = job.done.send(r);
                 }
             });

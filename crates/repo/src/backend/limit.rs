@@ -17,7 +17,8 @@ pub struct Bucket {
 impl Bucket {
     /// A limit of `kib_per_sec` KiB/s.
     pub fn new(kib_per_sec: u64) -> Bucket {
-        let rate = (kib_per_sec.max(1) * 1024) as f64;
+        // In f64: `--limit-upload 18446744073709551615` is a huge rate, not an overflow.
+        let rate = kib_per_sec.max(1) as f64 * 1024.0;
         Bucket {
             rate,
             state: Mutex::new((0.0, Instant::now())),
@@ -99,6 +100,15 @@ impl<R: Read> Read for Throttled<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_limits_are_no_limit_rather_than_an_overflow() {
+        let start = Instant::now();
+        for kib in [u64::MAX, u64::MAX / 1024 + 1] {
+            Bucket::new(kib).take(1 << 20);
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
 
     #[test]
     fn bucket_holds_the_rate_across_threads() {

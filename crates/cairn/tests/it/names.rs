@@ -174,3 +174,117 @@ fn special_names_get_the_same_tree_ids_from_cairn_and_restic() {
     );
     ok(env.restic(&["check"]));
 }
+
+/// Saves raw tree JSON (names exactly as given, so as a tree stores them) and a snapshot
+/// of the last one; returns nothing, the snapshot is `latest`.
+fn craft_snapshot(env: &Env, trees: &[&dyn Fn(&[cairn_repo::Id]) -> serde_json::Value]) {
+    use cairn_repo::backend::local::LocalBackend;
+    use cairn_repo::pack::BlobType;
+    use cairn_repo::repository::Repository;
+    use cairn_repo::snapshot::Snapshot;
+    use cairn_repo::writer::PackWriter;
+    let repo =
+        Repository::open(std::sync::Arc::new(LocalBackend::new(env.repo())), PASSWORD).unwrap();
+    let index = repo.load_index().unwrap();
+    let writer = PackWriter::new(&repo, &index);
+    let data = writer.save(BlobType::Data, b"data").unwrap().0;
+    let mut ids = vec![data];
+    for t in trees {
+        let mut bytes = serde_json::to_vec(&t(&ids)).unwrap();
+        bytes.push(b'\n');
+        ids.push(writer.save(BlobType::Tree, &bytes).unwrap().0);
+    }
+    writer.finish().unwrap();
+    let mut snap: Snapshot = serde_json::from_value(serde_json::json!({
+        "time": TIME, "tree": ids.last().unwrap().to_hex(), "paths": ["/crafted"],
+        "hostname": "h",
+    }))
+    .unwrap();
+    snap.save(&repo).unwrap();
+}
+
+const TIME: &str = "2020-09-13T14:26:40.123456789+02:00";
+
+fn file_node(name: &str, data: &cairn_repo::Id) -> serde_json::Value {
+    serde_json::json!({"name": name, "type": "file", "mode": 0o644, "mtime": TIME,
+        "atime": TIME, "ctime": TIME, "uid": 0, "gid": 0, "size": 4, "links": 1,
+        "content": [data.to_hex()]})
+}
+
+fn dir_node(name: &str, subtree: &cairn_repo::Id) -> serde_json::Value {
+    serde_json::json!({"name": name, "type": "dir", "mode": 2147484141u32, "mtime": TIME,
+        "atime": TIME, "ctime": TIME, "uid": 0, "gid": 0, "content": null,
+        "subtree": subtree.to_hex()})
+}
+
+#[test]
+fn a_tree_whose_name_does_not_unquote_is_an_error_like_in_restic() {
+    // Stored unquoted (as cairn wrote before): `\s` is no Go escape.
+    let env = Env::new();
+    ok(env.cairn(&["init"]));
+    craft_snapshot(
+        &env,
+        &[&|ids| serde_json::json!({"nodes": [file_node("back\\slash", &ids[0])]})],
+    );
+    let restic = env.restic(&["ls", "latest"]);
+    assert!(!restic.status.success());
+    let err = stderr(&restic);
+    assert!(
+        err.contains("invalid syntax") && err.contains("Unquote"),
+        "{err}"
+    );
+    let ls = env.cairn(&["ls", "latest"]);
+    assert!(
+        !ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
+    let err = stderr(&ls);
+    assert!(err.contains("Unquote: invalid syntax"), "{err}");
+    assert!(err.contains("back\\\\slash"), "the name is shown: {err}");
+    let check = env.cairn(&["check"]);
+    assert!(!check.status.success());
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        stderr(&check)
+    );
+    assert!(out.contains("Unquote: invalid syntax"), "{out}");
+}
+
+#[test]
+fn names_checks_apply_to_unquoted_names() {
+    // `\x2e\x2e` is "..", `\x2f` a slash, `\x00` NUL once unquoted: restore must refuse
+    // them as path components, and nothing may land outside the target.
+    let env = Env::new();
+    ok(env.cairn(&["init"]));
+    craft_snapshot(
+        &env,
+        &[
+            &|ids| serde_json::json!({"nodes": [file_node("escaped", &ids[0])]}),
+            &|ids| {
+                serde_json::json!({"nodes": [
+                    dir_node("\\x2e\\x2e", &ids[1]),
+                    file_node("\\x2e", &ids[0]),
+                    file_node("fine\\nname", &ids[0]),
+                    file_node("nul\\x00byte", &ids[0]),
+                    file_node("sub\\x2fescaped", &ids[0]),
+                ]})
+            },
+        ],
+    );
+    let target = env.path("t/target");
+    let out = env.cairn(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "invalid names are reported: {err}");
+    assert!(!env.path("t/escaped").exists(), "nothing written outside");
+    let mut restored: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    restored.sort();
+    assert_eq!(restored, [OsStr::new("fine\nname")], "{err}");
+    for shown in ["\"..\"", "\".\"", "nul\\0byte", "sub/escaped"] {
+        assert!(err.contains(shown), "{shown} reported: {err}");
+    }
+}

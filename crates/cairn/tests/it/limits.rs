@@ -412,3 +412,36 @@ fn metrics_server_answers_beside_stalled_clients_and_refuses_huge_requests() {
         .unwrap();
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A key file is not authenticated: one claiming scrypt N=2^30 used to make us allocate
+/// 128 GiB (an abort, or the machine's memory); now it is refused at once, like restic
+/// refuses parameters outside its limits.
+#[test]
+fn key_file_with_huge_scrypt_parameters_is_refused_without_allocating() {
+    let env = Env::new();
+    ok(env.cairn(&["init"]));
+    let keys = env.repo().join("keys");
+    let old = std::fs::read_dir(&keys)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut key: serde_json::Value = serde_json::from_slice(&std::fs::read(&old).unwrap()).unwrap();
+    key["N"] = serde_json::json!(1u64 << 30);
+    let bytes = serde_json::to_vec(&key).unwrap();
+    let tmp = env.path("key.json");
+    std::fs::write(&tmp, &bytes).unwrap();
+    let sum = Command::new("sha256sum").arg(&tmp).output().unwrap();
+    let name = String::from_utf8(sum.stdout).unwrap()[..64].to_string();
+    let mut perm = std::fs::metadata(&old).unwrap().permissions();
+    std::fs::remove_file(&old).unwrap();
+    std::fs::write(keys.join(&name), &bytes).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o400);
+    std::fs::set_permissions(keys.join(&name), perm).unwrap();
+    let out = run_within(
+        env.cairn_cmd(&env.repo(), &["snapshots"]),
+        Duration::from_secs(30),
+    );
+    assert_clean_failure(&out, "refused");
+}

@@ -496,3 +496,43 @@ fn special_metadata(
     ));
     err.done()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_replaced_after_creation_is_never_reopened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Target::open(tmp.path(), &[]).unwrap();
+        let name = OsStr::new("f");
+        let Created::New(id) = target.create_file(None, name, 3, false).unwrap() else {
+            panic!("not created");
+        };
+        assert!(target.open_file(None, name, id, true).is_ok());
+        // Another file moved over it, then a symlink: neither is opened for writing.
+        let other = tmp.path().join("other");
+        std::fs::write(&other, b"keep").unwrap();
+        std::fs::rename(&other, tmp.path().join("f")).unwrap();
+        assert!(target.open_file(None, name, id, true).is_err());
+        std::fs::remove_file(tmp.path().join("f")).unwrap();
+        std::fs::write(&other, b"keep").unwrap();
+        std::os::unix::fs::symlink(&other, tmp.path().join("f")).unwrap();
+        assert!(target.open_file(None, name, id, true).is_err());
+        assert!(target.remove(None, name, id).is_err());
+        assert_eq!(std::fs::read(&other).unwrap(), b"keep");
+        // Without overwrite an existing entry is left alone; with it, replaced.
+        assert_eq!(
+            target.create_file(None, name, 1, false).unwrap(),
+            Created::Exists
+        );
+        assert!(matches!(
+            target.create_file(None, name, 1, true).unwrap(),
+            Created::New(_)
+        ));
+        assert!(std::fs::symlink_metadata(tmp.path().join("f"))
+            .unwrap()
+            .is_file());
+        assert_eq!(std::fs::read(&other).unwrap(), b"keep");
+    }
+}

@@ -355,7 +355,7 @@ fn a_full_repository_disk_fails_the_backup_cleanly_and_a_later_backup_works_once
 }
 
 #[test]
-fn a_full_restore_target_fails_clearly_and_leaves_no_partial_file_unreported() {
+fn a_full_restore_target_fails_clearly_and_leaves_no_partial_file_behind() {
     let env = Env::new();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -373,17 +373,26 @@ fn a_full_restore_target_fails_clearly_and_leaves_no_partial_file_unreported() {
         err.contains("disk is full") || err.contains("No space left"),
         "the error says why: {err}"
     );
-    // Whatever is left under its final name is complete; anything else is named as failed.
-    for f in files_under(&disk.0) {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let want = std::fs::read(src.join(&name)).ok();
-        let complete = want.is_some_and(|w| std::fs::read(&f).map(|g| g == w).unwrap_or(false));
-        assert!(
-            complete || err.contains(&name),
-            "{} is a partial file neither removed nor reported: {err}",
-            f.display()
-        );
+    // Like restic: a file whose data could not be written is not left under its final name
+    // (issue 11, point 1), and every such file is named.
+    let target = restored(&disk.0, &src);
+    for i in 0..4u64 {
+        let name = format!("f{i}");
+        match std::fs::read(target.join(&name)) {
+            Ok(got) => assert!(
+                got == std::fs::read(src.join(&name)).unwrap(),
+                "{name} is left incomplete under its final name: {err}"
+            ),
+            Err(_) => assert!(err.contains(&name), "{name} is missing unreported: {err}"),
+        }
     }
+    assert!(
+        files_under(&disk.0)
+            .iter()
+            .all(|f| f.starts_with(&target) && f.file_name().is_some_and(|n| n.len() == 2)),
+        "no temporary files left: {:?}",
+        files_under(&disk.0)
+    );
 }
 
 // ---- files changing while they are read ------------------------------------------------------

@@ -825,7 +825,7 @@ mod tests {
 
     #[test]
     fn node_names_order_by_bytes_and_check_components() {
-        let mut names = vec![
+        let mut names = [
             NodeName::new(&b"\xff"[..]),
             NodeName::from("b"),
             NodeName::from("a"),

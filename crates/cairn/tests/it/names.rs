@@ -175,9 +175,12 @@ fn special_names_get_the_same_tree_ids_from_cairn_and_restic() {
     ok(env.restic(&["check"]));
 }
 
+/// Builds one tree's JSON from the ids saved so far (the data blob first, then the trees).
+type TreeJson<'a> = &'a dyn Fn(&[cairn_repo::Id]) -> serde_json::Value;
+
 /// Saves raw tree JSON (names exactly as given, so as a tree stores them) and a snapshot
-/// of the last one; returns nothing, the snapshot is `latest`.
-fn craft_snapshot(env: &Env, trees: &[&dyn Fn(&[cairn_repo::Id]) -> serde_json::Value]) {
+/// of the last one; the snapshot is `latest`.
+fn craft_snapshot(env: &Env, trees: &[TreeJson]) {
     use cairn_repo::backend::local::LocalBackend;
     use cairn_repo::pack::BlobType;
     use cairn_repo::repository::Repository;

@@ -124,7 +124,7 @@ fn dead_pid() -> u32 {
 }
 
 #[test]
-fn nobody_can_read_nothing_of_a_new_repository() {
+fn nobody_can_read_any_file_of_a_new_repository() {
     let env = open_env();
     std::fs::create_dir_all(env.path("src")).unwrap();
     std::fs::write(env.path("src/file"), "payload").unwrap();

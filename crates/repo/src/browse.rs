@@ -90,23 +90,55 @@ pub fn join(dir: &str, name: &NodeName) -> String {
 
 /// Visits every node below `tree` (whose path is `dir`) depth-first in name order;
 /// `f` returns whether to descend into a directory.
+///
+/// Iterative, with one frame per open directory and one path buffer shared by all of
+/// them: a snapshot nested arbitrarily deep costs memory linear in its depth, never
+/// call stack (issue 11: no recursion depth tied to input).
 pub fn walk(
     trees: &Trees,
     tree: &Id,
     dir: &str,
     f: &mut dyn FnMut(&str, &Node) -> Result<bool>,
 ) -> Result<()> {
-    let nodes = trees.load(tree)?;
-    for n in nodes.iter() {
-        let path = join(dir, &n.name);
-        let descend = f(&path, n)?;
-        if descend {
+    struct Frame {
+        nodes: Arc<Vec<Node>>,
+        next: usize,
+        /// Length of this directory's path in `path`.
+        dir_len: usize,
+    }
+    let mut path = dir.trim_end_matches('/').to_string();
+    let mut stack = vec![Frame {
+        nodes: trees.load(tree)?,
+        next: 0,
+        dir_len: path.len(),
+    }];
+    while let Some(top) = stack.last_mut() {
+        if top.next >= top.nodes.len() {
+            stack.pop();
+            continue;
+        }
+        let nodes = top.nodes.clone();
+        let n = &nodes[top.next];
+        top.next += 1;
+        path.truncate(top.dir_len);
+        push_name(&mut path, &n.name);
+        if f(&path, n)? {
             if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
-                walk(trees, &sub, &path, f)?;
+                stack.push(Frame {
+                    nodes: trees.load(&sub)?,
+                    next: 0,
+                    dir_len: path.len(),
+                });
             }
         }
     }
     Ok(())
+}
+
+/// Appends `/name` to a directory path held without its trailing slash (as [`join`]).
+fn push_name(path: &mut String, name: &NodeName) {
+    use std::fmt::Write as _;
+    let _ = write!(path, "/{name}");
 }
 
 /// Go's `os.FileMode.String()` ("drwxr-xr-x", "Lrwxrwxrwx", "-rw-r--r--").
@@ -160,90 +192,6 @@ pub fn dump_file(trees: &Trees, node: &Node, out: &mut dyn Write) -> Result<()> 
     Ok(())
 }
 
-/// Streams the directory `tree` (named `name` inside the archive) as a tar archive.
-pub fn dump_tar(trees: &Trees, tree: &Id, name: &str, out: &mut dyn Write) -> Result<()> {
-    let mut ar = tar::Builder::new(out);
-    ar.mode(tar::HeaderMode::Complete);
-    let mut err = None;
-    walk(trees, tree, name, &mut |path, n| {
-        let rel = path.trim_start_matches('/');
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(n.unix_mode() & 0o7777);
-        h.set_uid(n.uid as u64);
-        h.set_gid(n.gid as u64);
-        let _ = h.set_username(&n.user);
-        let _ = h.set_groupname(&n.group);
-        h.set_mtime(n.mtime.timestamp().max(0) as u64);
-        let r = match n.node_type {
-            NodeType::Dir => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                ar.append_data(&mut h, format!("{rel}/"), std::io::empty())
-            }
-            NodeType::File => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(n.size);
-                let reader = BlobStream::new(trees, n.content.clone().unwrap_or_default());
-                ar.append_data(&mut h, rel, reader)
-            }
-            NodeType::Symlink => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_size(0);
-                ar.append_link(&mut h, rel, &n.linktarget)
-            }
-            _ => return Ok(false),
-        };
-        if let Err(e) = r {
-            err = Some(Error::io(format!("tar entry {rel}"), e));
-        }
-        Ok(err.is_none())
-    })?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    ar.finish()
-        .map_err(|e| Error::io("finishing the tar archive", e))
-}
-
-/// A file's content as a reader, one blob in memory at a time.
-struct BlobStream<'a, 'b> {
-    trees: &'b Trees<'a>,
-    ids: std::vec::IntoIter<Id>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl<'a, 'b> BlobStream<'a, 'b> {
-    fn new(trees: &'b Trees<'a>, ids: Vec<Id>) -> Self {
-        BlobStream {
-            trees,
-            ids: ids.into_iter(),
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl std::io::Read for BlobStream<'_, '_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            let Some(id) = self.ids.next() else {
-                return Ok(0);
-            };
-            self.buf = self
-                .trees
-                .repo
-                .load_blob(self.trees.index, BlobType::Data, &id)
-                .map_err(std::io::Error::other)?;
-            self.pos = 0;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// One difference between two snapshots.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -273,20 +221,14 @@ pub struct Diff {
 
 /// Compares two trees like restic's `diff`: identical subtrees are skipped without
 /// loading them; blob counts and sizes cover blobs referenced on one side only.
+///
+/// Iterative (an explicit stack of open directories sharing one path buffer), so a
+/// snapshot nested arbitrarily deep cannot overflow the call stack.
 pub fn diff(trees: &Trees, a: &Id, b: &Id, metadata: bool) -> Result<Diff> {
     let mut d = Diff::default();
     let mut blobs_a: HashSet<(BlobType, Id)> = HashSet::new();
     let mut blobs_b: HashSet<(BlobType, Id)> = HashSet::new();
-    diff_dir(
-        trees,
-        Some(*a),
-        Some(*b),
-        "/",
-        metadata,
-        &mut d,
-        &mut blobs_a,
-        &mut blobs_b,
-    )?;
+    diff_trees(trees, *a, *b, metadata, &mut d, &mut blobs_a, &mut blobs_b)?;
     for (set, other, side) in [
         (&blobs_a, &blobs_b, &mut d.removed),
         (&blobs_b, &blobs_a, &mut d.added),
@@ -308,16 +250,21 @@ pub fn diff(trees: &Trees, a: &Id, b: &Id, metadata: bool) -> Result<Diff> {
     Ok(d)
 }
 
+/// Adds every blob of `tree` and the trees below it to `set`. Iterative: a worklist of
+/// trees not yet seen.
 fn collect_blobs(trees: &Trees, tree: &Id, set: &mut HashSet<(BlobType, Id)>) -> Result<()> {
-    if !set.insert((BlobType::Tree, *tree)) {
-        return Ok(());
-    }
-    for n in trees.load(tree)?.iter() {
-        for id in n.content.iter().flatten() {
-            set.insert((BlobType::Data, *id));
+    let mut todo = vec![*tree];
+    while let Some(tree) = todo.pop() {
+        if !set.insert((BlobType::Tree, tree)) {
+            continue;
         }
-        if let Some(sub) = n.subtree {
-            collect_blobs(trees, &sub, set)?;
+        for n in trees.load(&tree)?.iter() {
+            for id in n.content.iter().flatten() {
+                set.insert((BlobType::Data, *id));
+            }
+            if let Some(sub) = n.subtree {
+                todo.push(sub);
+            }
         }
     }
     Ok(())
@@ -339,7 +286,63 @@ fn display(path: &str, n: &Node) -> String {
     }
 }
 
-/// Adds everything below `n` (at `path`) as added or removed.
+/// One open directory of [`diff_trees`]; `dir_len` is the length of its path in the
+/// shared path buffer.
+enum DiffFrame {
+    /// Merging the entries of the two sides' versions of a directory.
+    Both {
+        na: Arc<Vec<Node>>,
+        nb: Arc<Vec<Node>>,
+        i: usize,
+        j: usize,
+        dir_len: usize,
+    },
+    /// Everything in a directory that only one side has: `-` removed, `+` added.
+    One {
+        nodes: Arc<Vec<Node>>,
+        next: usize,
+        dir_len: usize,
+        modifier: char,
+    },
+}
+
+/// Opens the two sides' versions of a directory (`None`: that side lacks it). The same
+/// subtree on both sides holds no change and its blobs are on both sides: no frame.
+fn open_both(
+    trees: &Trees,
+    a: Option<Id>,
+    b: Option<Id>,
+    dir_len: usize,
+    blobs_a: &mut HashSet<(BlobType, Id)>,
+    blobs_b: &mut HashSet<(BlobType, Id)>,
+) -> Result<Option<DiffFrame>> {
+    if a == b {
+        if let Some(t) = a {
+            let mut shared = HashSet::new();
+            collect_blobs(trees, &t, &mut shared)?;
+            blobs_a.extend(shared.iter().copied());
+            blobs_b.extend(shared);
+        }
+        return Ok(None);
+    }
+    let side = |t: Option<Id>, blobs: &mut HashSet<(BlobType, Id)>| match t {
+        Some(t) => {
+            blobs.insert((BlobType::Tree, t));
+            trees.load(&t)
+        }
+        None => Ok(Arc::new(Vec::new())),
+    };
+    Ok(Some(DiffFrame::Both {
+        na: side(a, blobs_a)?,
+        nb: side(b, blobs_b)?,
+        i: 0,
+        j: 0,
+        dir_len,
+    }))
+}
+
+/// Records `n` (at `path`) as added or removed; a directory's contents follow in the
+/// returned frame.
 fn one_sided(
     trees: &Trees,
     path: &str,
@@ -347,7 +350,7 @@ fn one_sided(
     modifier: char,
     d: &mut Diff,
     blobs: &mut HashSet<(BlobType, Id)>,
-) -> Result<()> {
+) -> Result<Option<DiffFrame>> {
     d.changes.push(Change {
         path: display(path, n),
         modifier,
@@ -361,115 +364,151 @@ fn one_sided(
     for id in n.content.iter().flatten() {
         blobs.insert((BlobType::Data, *id));
     }
-    if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
-        blobs.insert((BlobType::Tree, sub));
-        for c in trees.load(&sub)?.iter() {
-            one_sided(trees, &join(path, &c.name), c, modifier, d, blobs)?;
+    match (n.node_type, n.subtree) {
+        (NodeType::Dir, Some(sub)) => {
+            blobs.insert((BlobType::Tree, sub));
+            Ok(Some(DiffFrame::One {
+                nodes: trees.load(&sub)?,
+                next: 0,
+                dir_len: path.len(),
+                modifier,
+            }))
         }
+        _ => Ok(None),
     }
-    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn diff_dir(
+/// The changes from root tree `a` to root tree `b`, depth-first in name order.
+fn diff_trees(
     trees: &Trees,
-    a: Option<Id>,
-    b: Option<Id>,
-    dir: &str,
+    a: Id,
+    b: Id,
     metadata: bool,
     d: &mut Diff,
     blobs_a: &mut HashSet<(BlobType, Id)>,
     blobs_b: &mut HashSet<(BlobType, Id)>,
 ) -> Result<()> {
-    if a == b {
-        // Same subtree: no change below, and its blobs are on both sides.
-        if let Some(t) = a {
-            let mut shared = HashSet::new();
-            collect_blobs(trees, &t, &mut shared)?;
-            blobs_a.extend(shared.iter().copied());
-            blobs_b.extend(shared);
-        }
-        return Ok(());
-    }
-    let empty = Arc::new(Vec::new());
-    let na = match a {
-        Some(t) => {
-            blobs_a.insert((BlobType::Tree, t));
-            trees.load(&t)?
-        }
-        None => empty.clone(),
-    };
-    let nb = match b {
-        Some(t) => {
-            blobs_b.insert((BlobType::Tree, t));
-            trees.load(&t)?
-        }
-        None => empty,
-    };
-    let (mut i, mut j) = (0, 0);
-    while i < na.len() || j < nb.len() {
-        let order = match (na.get(i), nb.get(j)) {
-            (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+    // The root's path is "/": entries below it are "/name".
+    let mut path = String::new();
+    let mut stack: Vec<DiffFrame> = Vec::new();
+    stack.extend(open_both(trees, Some(a), Some(b), 0, blobs_a, blobs_b)?);
+    while let Some(top) = stack.last_mut() {
+        let next = match top {
+            DiffFrame::One {
+                nodes,
+                next,
+                dir_len,
+                modifier,
+            } => {
+                let Some(n) = nodes.get(*next).cloned() else {
+                    stack.pop();
+                    continue;
+                };
+                *next += 1;
+                path.truncate(*dir_len);
+                push_name(&mut path, &n.name);
+                let blobs = if *modifier == '+' {
+                    &mut *blobs_b
+                } else {
+                    &mut *blobs_a
+                };
+                let modifier = *modifier;
+                one_sided(trees, &path, &n, modifier, d, blobs)?
+            }
+            DiffFrame::Both {
+                na,
+                nb,
+                i,
+                j,
+                dir_len,
+            } => {
+                if *i >= na.len() && *j >= nb.len() {
+                    stack.pop();
+                    continue;
+                }
+                path.truncate(*dir_len);
+                let order = match (na.get(*i), nb.get(*j)) {
+                    (Some(x), Some(y)) => x.name.cmp(&y.name),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    _ => std::cmp::Ordering::Greater,
+                };
+                match order {
+                    std::cmp::Ordering::Less => {
+                        let n = &na[*i];
+                        *i += 1;
+                        push_name(&mut path, &n.name);
+                        one_sided(trees, &path, n, '-', d, blobs_a)?
+                    }
+                    std::cmp::Ordering::Greater => {
+                        let n = &nb[*j];
+                        *j += 1;
+                        push_name(&mut path, &n.name);
+                        one_sided(trees, &path, n, '+', d, blobs_b)?
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let (x, y) = (&na[*i], &nb[*j]);
+                        *i += 1;
+                        *j += 1;
+                        push_name(&mut path, &x.name);
+                        diff_entry(trees, x, y, &path, metadata, d, blobs_a, blobs_b)?
+                    }
+                }
+            }
         };
-        match order {
-            std::cmp::Ordering::Less => {
-                let n = &na[i];
-                one_sided(trees, &join(dir, &n.name), n, '-', d, blobs_a)?;
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                let n = &nb[j];
-                one_sided(trees, &join(dir, &n.name), n, '+', d, blobs_b)?;
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                let (x, y) = (&na[i], &nb[j]);
-                let path = join(dir, &x.name);
-                for id in x.content.iter().flatten() {
-                    blobs_a.insert((BlobType::Data, *id));
-                }
-                for id in y.content.iter().flatten() {
-                    blobs_b.insert((BlobType::Data, *id));
-                }
-                if x.node_type != y.node_type {
-                    d.changes.push(Change {
-                        path: display(&path, y),
-                        modifier: 'T',
-                    });
-                    count_side(&mut d.removed, x);
-                    count_side(&mut d.added, y);
-                } else if x.node_type == NodeType::Dir {
-                    if metadata && !same_metadata(x, y) {
-                        d.changes.push(Change {
-                            path: display(&path, y),
-                            modifier: 'U',
-                        });
-                    }
-                    diff_dir(
-                        trees, x.subtree, y.subtree, &path, metadata, d, blobs_a, blobs_b,
-                    )?;
-                } else if x.content != y.content || x.linktarget != y.linktarget {
-                    d.changes.push(Change {
-                        path,
-                        modifier: 'M',
-                    });
-                    if x.node_type == NodeType::File {
-                        d.changed_files += 1;
-                    }
-                } else if metadata && !same_metadata(x, y) {
-                    d.changes.push(Change {
-                        path,
-                        modifier: 'U',
-                    });
-                }
-                i += 1;
-                j += 1;
-            }
-        }
+        stack.extend(next);
     }
     Ok(())
+}
+
+/// Compares the entries both sides have at `path`; a directory on both sides is
+/// compared further in the returned frame.
+#[allow(clippy::too_many_arguments)]
+fn diff_entry(
+    trees: &Trees,
+    x: &Node,
+    y: &Node,
+    path: &str,
+    metadata: bool,
+    d: &mut Diff,
+    blobs_a: &mut HashSet<(BlobType, Id)>,
+    blobs_b: &mut HashSet<(BlobType, Id)>,
+) -> Result<Option<DiffFrame>> {
+    for id in x.content.iter().flatten() {
+        blobs_a.insert((BlobType::Data, *id));
+    }
+    for id in y.content.iter().flatten() {
+        blobs_b.insert((BlobType::Data, *id));
+    }
+    if x.node_type != y.node_type {
+        d.changes.push(Change {
+            path: display(path, y),
+            modifier: 'T',
+        });
+        count_side(&mut d.removed, x);
+        count_side(&mut d.added, y);
+    } else if x.node_type == NodeType::Dir {
+        if metadata && !same_metadata(x, y) {
+            d.changes.push(Change {
+                path: display(path, y),
+                modifier: 'U',
+            });
+        }
+        return open_both(trees, x.subtree, y.subtree, path.len(), blobs_a, blobs_b);
+    } else if x.content != y.content || x.linktarget != y.linktarget {
+        d.changes.push(Change {
+            path: path.to_string(),
+            modifier: 'M',
+        });
+        if x.node_type == NodeType::File {
+            d.changed_files += 1;
+        }
+    } else if metadata && !same_metadata(x, y) {
+        d.changes.push(Change {
+            path: path.to_string(),
+            modifier: 'U',
+        });
+    }
+    Ok(None)
 }
 
 fn same_metadata(a: &Node, b: &Node) -> bool {

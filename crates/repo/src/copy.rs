@@ -12,6 +12,7 @@
 //! index -> snapshots.
 
 use crate::chunker::Chunker;
+use crate::depth;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::Index;
@@ -137,10 +138,13 @@ impl Copier<'_> {
         Ok(ids)
     }
 
-    fn copy_tree(&mut self, tree: Id) -> Result<Id> {
+    /// Copies `tree` (`depth` levels below the snapshot's root) and everything below it;
+    /// recursive, bounded by [`depth::check`] (see [`crate::depth`]).
+    fn copy_tree(&mut self, tree: Id, depth: usize) -> Result<Id> {
         if let Some(id) = self.trees.get(&tree) {
             return Ok(*id);
         }
+        depth::check(depth)?;
         let bytes = self.src.load_blob(self.src_index, BlobType::Tree, &tree)?;
         let mut nodes =
             node::decode_tree(&bytes).map_err(|e| Error::corrupt(format!("tree {tree}: {e}")))?;
@@ -148,7 +152,7 @@ impl Copier<'_> {
             match n.node_type {
                 NodeType::Dir => {
                     if let Some(sub) = n.subtree {
-                        n.subtree = Some(self.copy_tree(sub)?);
+                        n.subtree = Some(self.copy_tree(sub, depth + 1)?);
                     }
                 }
                 NodeType::File => {
@@ -218,8 +222,7 @@ pub fn copy(
             report.skipped.push(s.id);
             continue;
         }
-        let tree = copier
-            .copy_tree(s.tree)
+        let tree = depth::with_deep_stack(|| copier.copy_tree(s.tree, 0))
             .map_err(|e| e.context(format!("copying snapshot {}", s.id.short())))?;
         let mut n = s.clone();
         n.tree = tree;

@@ -11,6 +11,7 @@ pub mod check;
 pub mod chunker;
 pub mod copy;
 pub mod crypto;
+pub mod depth;
 pub mod dump;
 pub mod error;
 pub mod exclude;

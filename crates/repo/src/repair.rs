@@ -4,6 +4,7 @@
 //! old ones go; repaired snapshots before (with `forget`) their originals go.
 
 use crate::backend::FileType;
+use crate::depth;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
@@ -130,11 +131,13 @@ impl Repairer<'_> {
         }
     }
 
-    /// The repaired id of `tree` at `dir`, and what was repaired below it.
-    fn tree(&mut self, tree: Id, dir: &str) -> Result<(Id, Vec<String>)> {
+    /// The repaired id of `tree` at `dir` (`depth` levels below the root), and what was
+    /// repaired below it. Recursive, bounded by [`depth::check`] (see [`crate::depth`]).
+    fn tree(&mut self, tree: Id, dir: &str, depth: usize) -> Result<(Id, Vec<String>)> {
         if let Some(r) = self.memo.get(&tree) {
             return Ok(r.clone());
         }
+        depth::check(depth)?;
         let nodes = self
             .repo
             .load_blob(self.index, BlobType::Tree, &tree)
@@ -157,7 +160,7 @@ impl Repairer<'_> {
             match n.node_type {
                 NodeType::Dir => {
                     if let Some(sub) = n.subtree {
-                        let (new, r) = self.tree(sub, &path)?;
+                        let (new, r) = self.tree(sub, &path, depth + 1)?;
                         if new != sub {
                             n.subtree = Some(new);
                             changed = true;
@@ -237,7 +240,8 @@ pub fn repair_snapshots(
                 });
                 continue;
             }
-            let (tree, repairs) = r.tree(s.tree, "/")?;
+            let (tree, repairs) = depth::with_deep_stack(|| r.tree(s.tree, "/", 0))
+                .map_err(|e| e.context(format!("snapshot {}", s.id.short())))?;
             if tree == s.tree {
                 report.intact += 1;
                 continue;

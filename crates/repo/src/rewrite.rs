@@ -7,6 +7,7 @@
 //! originals, so a kill at any point leaves every snapshot, old or new, complete.
 
 use crate::backend::FileType;
+use crate::depth;
 use crate::error::{Error, Result};
 use crate::exclude::PatternSet;
 use crate::id::Id;
@@ -71,30 +72,35 @@ impl Rewriter<'_> {
         node::decode_tree(&bytes).map_err(|e| Error::corrupt(format!("tree {tree}: {e}")))
     }
 
-    /// Counts what an excluded directory held.
+    /// Counts what an excluded directory held. Iterative (a worklist of trees), so any
+    /// depth is fine.
     fn count_removed(&self, tree: &Id, removed: &mut Removed) -> Result<()> {
-        for n in self.load(tree)? {
-            match n.node_type {
-                NodeType::Dir => {
-                    removed.dirs += 1;
-                    if let Some(sub) = n.subtree {
-                        self.count_removed(&sub, removed)?;
+        let mut todo = vec![*tree];
+        while let Some(tree) = todo.pop() {
+            for n in self.load(&tree)? {
+                match n.node_type {
+                    NodeType::Dir => {
+                        removed.dirs += 1;
+                        todo.extend(n.subtree);
                     }
-                }
-                _ => {
-                    removed.files += 1;
-                    removed.bytes += n.size;
+                    _ => {
+                        removed.files += 1;
+                        removed.bytes += n.size;
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Returns the id of `tree` (at `dir` in the snapshot) without the excluded entries.
-    fn filter(&mut self, tree: Id, dir: &str, removed: &mut Removed) -> Result<Id> {
+    /// Returns the id of `tree` (at `dir` in the snapshot, `depth` levels below its root)
+    /// without the excluded entries. Recursive, bounded by [`depth::check`] (see
+    /// [`crate::depth`]).
+    fn filter(&mut self, tree: Id, dir: &str, depth: usize, removed: &mut Removed) -> Result<Id> {
         if let Some(id) = self.memo.get(&(tree, dir.to_string())) {
             return Ok(*id);
         }
+        depth::check(depth)?;
         let nodes = self.load(&tree)?;
         let mut out = Vec::with_capacity(nodes.len());
         let mut changed = false;
@@ -117,7 +123,7 @@ impl Rewriter<'_> {
                 continue;
             }
             if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
-                let new = self.filter(sub, &path, removed)?;
+                let new = self.filter(sub, &path, depth + 1, removed)?;
                 if new != sub {
                     changed = true;
                     n.subtree = Some(new);
@@ -166,8 +172,7 @@ pub fn rewrite(
         };
         for s in snapshots {
             let mut removed = Removed::default();
-            let tree = rw
-                .filter(s.tree, "", &mut removed)
+            let tree = depth::with_deep_stack(|| rw.filter(s.tree, "", 0, &mut removed))
                 .map_err(|e| e.context(format!("snapshot {}", s.id.short())))?;
             if tree == s.tree {
                 report.unchanged += 1;

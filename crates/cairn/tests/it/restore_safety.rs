@@ -399,3 +399,135 @@ fn dump_tar_of_a_hostile_tree_leaves_out_bad_names_and_duplicates() {
     assert!(x.status.success(), "{}", stderr(&x));
     assert_eq!(std::fs::read(extract.join("ok")).unwrap(), b"first");
 }
+
+/// Snapshot ids of the repository at `repo`, oldest first.
+fn snapshot_ids(env: &Env, repo: &Path) -> Vec<String> {
+    json(&ok(env.cairn_repo(repo, &["snapshots", "--json"])))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// restic's `check` of the repository at `repo` (same password as the env's).
+fn restic_check(env: &Env, repo: &Path) -> std::process::Output {
+    std::process::Command::new(restic_bin())
+        .arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(env.path("pw"))
+        .args(["--no-cache", "check", "--read-data"])
+        .output()
+        .unwrap()
+}
+
+/// Every command that walks a snapshot's trees (ls, find, diff, stats, check, copy,
+/// rewrite, repair) handles one nested `depth` directories deep without a stack overflow.
+/// Two crafted snapshots share the chain of "d" directories' shape; the second's file at
+/// the bottom names a data blob the repository lacks, so the whole chain differs, check
+/// reports it, and repair has to rebuild every level.
+fn walk_everything_nested(depth: usize, listings: bool) {
+    let env = Env::new();
+    let c = Crafter::new(&env);
+    let chain = |save: &mut dyn FnMut(BlobType, &[u8]) -> Id, bottom: Value| {
+        let other = save(BlobType::Data, b"x");
+        let mut t = save(
+            BlobType::Tree,
+            &tree(vec![bottom, file("other", &[other], 1)]),
+        );
+        for _ in 0..depth {
+            t = save(BlobType::Tree, &tree(vec![dir("d", t)]));
+        }
+        t
+    };
+    c.snapshot(|save| {
+        let data = save(BlobType::Data, b"at the bottom");
+        chain(save, file("bottom", &[data], 13))
+    });
+    let intact = snapshot_ids(&env, &env.repo()).remove(0);
+    c.snapshot(|save| {
+        let missing = Id::hash(b"a blob this repository does not have");
+        chain(save, file("bottom", &[missing], 13))
+    });
+    let damaged = snapshot_ids(&env, &env.repo())
+        .into_iter()
+        .find(|id| *id != intact)
+        .unwrap();
+    let bottom = format!("{}/bottom", "/d".repeat(depth));
+    let run = |args: &[&str]| {
+        let out = env.cairn(args);
+        assert!(
+            out.status.code().is_some(),
+            "cairn {args:?} was killed by a signal (stack overflow?): {:.500}",
+            stderr(&out)
+        );
+        out
+    };
+
+    if listings {
+        let ls = ok(run(&["ls", "--recursive", &intact]));
+        assert!(ls.lines().any(|l| l == bottom), "ls: {:.300}", ls);
+        assert_eq!(ls.lines().filter(|l| l.starts_with('/')).count(), depth + 2);
+    }
+    let found = json(&ok(run(&["find", "--json", "bottom"])));
+    let hits: Vec<u64> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hits"].as_u64().unwrap())
+        .collect();
+    assert_eq!(hits, [1, 1], "find: {found:.300}");
+    let diff = json(&ok(run(&["diff", "--json", &intact, &damaged])));
+    assert_eq!(diff["changed_files"], 1, "{diff:.300}");
+    for mode in ["restore-size", "raw-data"] {
+        let st = json(&ok(run(&["stats", "--json", "--mode", mode, &intact])));
+        assert!(st["total_size"].as_u64().unwrap() > 0, "{st}");
+    }
+    let check = run(&["check"]);
+    assert!(!check.status.success(), "the missing blob is reported");
+
+    // copy writes every level anew in another repository; restic reads it back.
+    let dst = env.path("dst");
+    ok(env.cairn_repo(&dst, &["init"]));
+    let (src, pw) = (env.repo(), env.path("pw"));
+    let args = [
+        "copy",
+        intact.as_str(),
+        "--from-repo",
+        src.to_str().unwrap(),
+        "--from-password-file",
+        pw.to_str().unwrap(),
+    ];
+    ok(env.cairn_repo(&dst, &args));
+    let checked = restic_check(&env, &dst);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert_eq!(snapshot_ids(&env, &dst).len(), 1);
+
+    // rewrite drops the file at the bottom, so every level is stored anew.
+    let rewritten = json(&ok(run(&[
+        "rewrite",
+        "--json",
+        "--exclude",
+        &bottom,
+        &intact,
+    ])));
+    assert_eq!(rewritten["rewritten"][0]["removed_files"], 1, "{rewritten}");
+    // repair drops the missing content at the bottom, so every level is stored anew.
+    let repaired = json(&ok(run(&["repair", "snapshots", "--json", "--forget"])));
+    assert_eq!(
+        repaired["repaired"].as_array().unwrap().len(),
+        1,
+        "{repaired}"
+    );
+    let checked = restic_check(&env, &env.repo());
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    ok(run(&["check"]));
+}
+
+#[test]
+fn every_tree_walk_handles_a_snapshot_nested_5000_and_20000_directories_deep() {
+    walk_everything_nested(5_000, true);
+    // ls prints every path in full: quadratic output, so only at 5,000 levels.
+    walk_everything_nested(20_000, false);
+}

@@ -314,3 +314,21 @@ fn ls_latest_on_a_repository_without_snapshots_exits_like_restic() {
     assert_eq!(stderr(&ours), stderr(&theirs));
     assert!(ours.stdout.is_empty());
 }
+
+#[test]
+fn check_read_data_reports_a_10_gib_pack_without_reading_it() {
+    let env = Env::new();
+    let (data, _) = small_backup(&env);
+    // The indexed pack grows to 10 GiB (sparse: no disk used); its index entries still fit.
+    let pack = pack_of(&env, &data);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(10 << 30)
+        .unwrap();
+    let out = cairn_capped(&env, &["check", "--read-data"]);
+    fails_cleanly("check --read-data", &out, "damaged");
+    let name = pack.file_name().unwrap().to_str().unwrap();
+    assert!(stderr(&out).contains(name), "{}", stderr(&out));
+}

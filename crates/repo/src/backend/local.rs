@@ -203,8 +203,30 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        // The same per-type ceiling as the remote backends: a planted multi-GiB "pack" or
+        // "snapshot" is reported before it is read into memory (`take` also bounds a file
+        // that grows while we read it).
         let p = self.path(t, name);
-        fs::read(&p).map_err(|e| Error::io(p.display(), e))
+        let max = super::http::max_file(t);
+        let f = fs::File::open(&p).map_err(|e| Error::io(p.display(), e))?;
+        let len = f.metadata().map_err(|e| Error::io(p.display(), e))?.len();
+        if len > max {
+            return Err(Error::corrupt(format!(
+                "{}: {len} bytes, larger than any {t:?} file can be ({max} bytes): damaged or planted, remove it or run `prune`",
+                p.display()
+            )));
+        }
+        let mut data = Vec::with_capacity(len as usize);
+        f.take(max + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| Error::io(p.display(), e))?;
+        if data.len() as u64 > max {
+            return Err(Error::corrupt(format!(
+                "{}: grew past {max} bytes while it was read",
+                p.display()
+            )));
+        }
+        Ok(data)
     }
 
     fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {

@@ -15,6 +15,8 @@ use crate::snapshot::Snapshot;
 use crate::writer::{write_index_files, PackWriter};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 #[derive(Serialize, Debug, Default)]
 pub struct IndexRepair {
@@ -118,7 +120,9 @@ struct Repairer<'a> {
     index: &'a Index,
     writer: &'a PackWriter<'a>,
     dry_run: bool,
-    memo: HashMap<Id, (Id, Vec<String>)>,
+    /// Tree -> its repaired id and the repairs below it. The repair notes are shared
+    /// (`Arc`), not copied, into every level above them.
+    memo: HashMap<Id, (Id, Vec<Arc<str>>)>,
 }
 
 impl Repairer<'_> {
@@ -133,7 +137,9 @@ impl Repairer<'_> {
 
     /// The repaired id of `tree` at `dir` (`depth` levels below the root), and what was
     /// repaired below it. Recursive, bounded by [`depth::check`] (see [`crate::depth`]).
-    fn tree(&mut self, tree: Id, dir: &str, depth: usize) -> Result<(Id, Vec<String>)> {
+    /// `dir` ("" for the root) is one buffer shared by all levels: each appends its
+    /// entries' names and takes them off again, so memory stays linear in the depth.
+    fn tree(&mut self, tree: Id, dir: &mut String, depth: usize) -> Result<(Id, Vec<Arc<str>>)> {
         if let Some(r) = self.memo.get(&tree) {
             return Ok(r.clone());
         }
@@ -146,21 +152,24 @@ impl Repairer<'_> {
         let mut nodes = match nodes {
             Ok(n) => n,
             Err(e) => {
-                repairs.push(format!(
-                    "dir {dir}: unreadable ({e}), replaced with an empty directory"
-                ));
+                let shown = if dir.is_empty() { "/" } else { dir.as_str() };
+                repairs.push(Arc::from(format!(
+                    "dir {shown}: unreadable ({e}), replaced with an empty directory"
+                )));
                 let id = self.save(&[])?;
                 self.memo.insert(tree, (id, repairs.clone()));
                 return Ok((id, repairs));
             }
         };
         let mut changed = false;
+        let dir_len = dir.len();
         for n in &mut nodes {
-            let path = format!("{}/{}", dir.trim_end_matches('/'), n.name);
+            dir.truncate(dir_len);
+            let _ = write!(dir, "/{}", n.name);
             match n.node_type {
                 NodeType::Dir => {
                     if let Some(sub) = n.subtree {
-                        let (new, r) = self.tree(sub, &path, depth + 1)?;
+                        let (new, r) = self.tree(sub, dir, depth + 1)?;
                         if new != sub {
                             n.subtree = Some(new);
                             changed = true;
@@ -188,10 +197,10 @@ impl Repairer<'_> {
                                 }
                             })
                             .sum();
-                        repairs.push(format!(
-                            "file {path}: removed missing content ({} of {} bytes kept)",
+                        repairs.push(Arc::from(format!(
+                            "file {dir}: removed missing content ({} of {} bytes kept)",
                             size, n.size
-                        ));
+                        )));
                         n.content = Some(present);
                         n.size = size;
                         changed = true;
@@ -200,6 +209,7 @@ impl Repairer<'_> {
                 _ => {}
             }
         }
+        dir.truncate(dir_len);
         let id = if changed { self.save(&nodes)? } else { tree };
         self.memo.insert(tree, (id, repairs.clone()));
         Ok((id, repairs))
@@ -240,8 +250,9 @@ pub fn repair_snapshots(
                 });
                 continue;
             }
-            let (tree, repairs) = depth::with_deep_stack(|| r.tree(s.tree, "/", 0))
+            let (tree, repairs) = depth::with_deep_stack(|| r.tree(s.tree, &mut String::new(), 0))
                 .map_err(|e| e.context(format!("snapshot {}", s.id.short())))?;
+            let repairs: Vec<String> = repairs.iter().map(|r| r.to_string()).collect();
             if tree == s.tree {
                 report.intact += 1;
                 continue;

@@ -19,6 +19,7 @@ use crate::snapshot::Snapshot;
 use crate::writer::PackWriter;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 pub struct RewriteOptions {
     pub excludes: PatternSet,
@@ -62,8 +63,9 @@ struct Rewriter<'a> {
     writer: &'a PackWriter<'a>,
     excludes: &'a PatternSet,
     dry_run: bool,
-    /// (tree, its path in the snapshot) -> new tree id; patterns depend on the path.
-    memo: HashMap<(Id, String), Id>,
+    /// (tree, hash of its path in the snapshot) -> new tree id; patterns depend on the
+    /// path. The hash keeps a deeply nested snapshot's memo linear in its depth.
+    memo: HashMap<(Id, Id), Id>,
 }
 
 impl Rewriter<'_> {
@@ -95,21 +97,33 @@ impl Rewriter<'_> {
 
     /// Returns the id of `tree` (at `dir` in the snapshot, `depth` levels below its root)
     /// without the excluded entries. Recursive, bounded by [`depth::check`] (see
-    /// [`crate::depth`]).
-    fn filter(&mut self, tree: Id, dir: &str, depth: usize, removed: &mut Removed) -> Result<Id> {
-        if let Some(id) = self.memo.get(&(tree, dir.to_string())) {
+    /// [`crate::depth`]). `dir` ("" for the root) is one buffer shared by all levels:
+    /// each appends its entries' names and takes them off again, so memory stays linear
+    /// in the depth.
+    fn filter(
+        &mut self,
+        tree: Id,
+        dir: &mut String,
+        depth: usize,
+        removed: &mut Removed,
+    ) -> Result<Id> {
+        let key = (tree, Id::hash(dir.as_bytes()));
+        if let Some(id) = self.memo.get(&key) {
             return Ok(*id);
         }
         depth::check(depth)?;
         let nodes = self.load(&tree)?;
         let mut out = Vec::with_capacity(nodes.len());
         let mut changed = false;
+        let dir_len = dir.len();
         for mut n in nodes {
-            let path = format!("{}/{}", dir.trim_end_matches('/'), n.name);
-            if self.excludes.matches_path(std::path::Path::new(&path)) {
+            dir.truncate(dir_len);
+            let _ = write!(dir, "/{}", n.name);
+            let path = &*dir;
+            if self.excludes.matches_path(std::path::Path::new(path)) {
                 changed = true;
                 if removed.examples.len() < 20 {
-                    removed.examples.push(path.clone());
+                    removed.examples.push(path.to_string());
                 }
                 if n.node_type == NodeType::Dir {
                     removed.dirs += 1;
@@ -123,7 +137,7 @@ impl Rewriter<'_> {
                 continue;
             }
             if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
-                let new = self.filter(sub, &path, depth + 1, removed)?;
+                let new = self.filter(sub, dir, depth + 1, removed)?;
                 if new != sub {
                     changed = true;
                     n.subtree = Some(new);
@@ -131,6 +145,7 @@ impl Rewriter<'_> {
             }
             out.push(n);
         }
+        dir.truncate(dir_len);
         let id = if !changed {
             tree
         } else {
@@ -141,7 +156,7 @@ impl Rewriter<'_> {
                 self.writer.save(BlobType::Tree, &bytes)?.0
             }
         };
-        self.memo.insert((tree, dir.to_string()), id);
+        self.memo.insert(key, id);
         Ok(id)
     }
 }
@@ -172,8 +187,9 @@ pub fn rewrite(
         };
         for s in snapshots {
             let mut removed = Removed::default();
-            let tree = depth::with_deep_stack(|| rw.filter(s.tree, "", 0, &mut removed))
-                .map_err(|e| e.context(format!("snapshot {}", s.id.short())))?;
+            let tree =
+                depth::with_deep_stack(|| rw.filter(s.tree, &mut String::new(), 0, &mut removed))
+                    .map_err(|e| e.context(format!("snapshot {}", s.id.short())))?;
             if tree == s.tree {
                 report.unchanged += 1;
                 continue;

@@ -421,7 +421,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Durations like `90s`, `5m`, `26h`, `7d`, `1h30m`: the CLI's parser (`--retry-lock`).
-pub use crate::cli::parse_duration;
+pub use crate::units::parse_duration;
 
 // ---- suggestions ---------------------------------------------------------------------------
 
@@ -1964,7 +1964,7 @@ mod tests {
         fn arbitrary_durations_never_panic(text in "\\PC{0,30}", digits in "[0-9smhdw]{0,40}") {
             for t in [text, digits] {
                 if let Ok(d) = parse_duration(&t) {
-                    proptest::prop_assert!(d <= crate::cli::MAX_DURATION);
+                    proptest::prop_assert!(d <= crate::units::MAX_DURATION);
                     let _ = std::time::Instant::now() + d;
                     let _ = format_duration(d);
                 }

@@ -14,6 +14,7 @@ mod run;
 mod schedule;
 mod sources;
 mod systemd;
+mod units;
 
 use std::process::ExitCode;
 

@@ -914,9 +914,9 @@ impl Runner<'_> {
                     n("files_new"),
                     n("files_changed"),
                     n("files_unmodified"),
-                    crate::cli::format_bytes(n("total_bytes_processed")),
-                    crate::cli::format_bytes(n("bytes_read")),
-                    crate::cli::format_bytes(n("data_added"))
+                    crate::units::format_bytes(n("total_bytes_processed")),
+                    crate::units::format_bytes(n("bytes_read")),
+                    crate::units::format_bytes(n("data_added"))
                 ));
             }
             backup.category = r.category;

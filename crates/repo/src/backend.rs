@@ -119,11 +119,26 @@ pub struct Options {
     pub limits: Arc<limit::Limits>,
     /// Where to cache remote repositories' metadata; `None` disables the cache.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Environment variables consulted before the process environment for credentials
+    /// and settings (`AWS_ACCESS_KEY_ID`, `B2_ACCOUNT_KEY`, `RESTIC_REST_USERNAME`, ...),
+    /// and given to helper processes (rclone). Lets one process open several repositories
+    /// with different keys without touching its own environment.
+    pub env: BTreeMap<String, String>,
 }
 
 impl Options {
     fn get(&self, key: &str) -> Option<&str> {
         self.extended.get(key).map(String::as_str)
+    }
+
+    /// An environment variable: the overlay ([`Options::env`]) first, then the process
+    /// environment; empty values count as unset.
+    pub fn env_var(&self, key: &str) -> Option<String> {
+        match self.env.get(key) {
+            Some(v) => Some(v.clone()),
+            None => std::env::var(key).ok(),
+        }
+        .filter(|v| !v.is_empty())
     }
 
     /// Parallel connections for a backend type: `-o TYPE.connections=N`, default 5
@@ -154,7 +169,11 @@ pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
     };
     let backend: Arc<dyn Backend> = match scheme {
         "local" => return Ok(Arc::new(local::LocalBackend::new(rest))),
-        "rest" => Arc::new(rest::RestBackend::new(rest, opts.http("rest"))?),
+        "rest" => Arc::new(rest::RestBackend::with_env(
+            rest,
+            opts.http("rest"),
+            &|k| opts.env_var(k),
+        )?),
         "s3" => {
             let mut target = s3::Target::parse(rest)?;
             if let Some(eps) = opts.get("s3.endpoints") {
@@ -177,13 +196,13 @@ pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
             let region = opts
                 .get("s3.region")
                 .map(str::to_string)
-                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| opts.env_var("AWS_DEFAULT_REGION"))
+                .or_else(|| opts.env_var("AWS_REGION"))
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| "us-east-1".to_string());
             Arc::new(s3::S3Backend::new(
                 target,
-                s3::Credentials::from_env()?,
+                s3::Credentials::from_lookup(&|k| opts.env_var(k))?,
                 region,
                 opts.http("s3"),
             ))
@@ -214,4 +233,91 @@ pub fn open(location: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
         Some(dir) => Arc::new(cache::CachedBackend::new(backend, dir.clone())),
         None => backend,
     })
+}
+
+#[cfg(test)]
+mod env_overlay_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Answers every request with 404 and sends back its `Authorization` header.
+    fn capture_server() -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_string();
+                let auth = text
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("authorization")
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let _ = tx.send(auth);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        (format!("http://{addr}"), rx)
+    }
+
+    fn overlay(pairs: &[(&str, &str)]) -> Options {
+        Options {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn two_s3_repositories_sign_with_their_own_overlay_keys_in_one_process() {
+        let (url, rx) = capture_server();
+        let a = overlay(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDFIRSTREPO"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-a"),
+        ]);
+        let b = overlay(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDSECONDREPO"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-b"),
+        ]);
+        for (opts, key) in [(&a, "AKIDFIRSTREPO"), (&b, "AKIDSECONDREPO")] {
+            let backend = open(&format!("s3:{url}/bucket"), opts).unwrap();
+            // No such object: what matters is the request's signature.
+            let _ = backend.has_config();
+            // Every request of this backend was captured before it got its answer.
+            let auths: Vec<String> = rx.try_iter().collect();
+            assert!(!auths.is_empty(), "no request reached the server");
+            for auth in auths {
+                assert!(
+                    auth.contains(&format!("Credential={key}/")),
+                    "request signed with {auth:?}, expected key {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn overlay_wins_over_process_environment_and_empty_counts_as_unset() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let o = overlay(&[("PATH", "from-overlay"), ("CAIRN_TEST_EMPTY", "")]);
+        assert_eq!(o.env_var("PATH").as_deref(), Some("from-overlay"));
+        assert_eq!(o.env_var("CAIRN_TEST_EMPTY"), None);
+        let plain = overlay(&[]);
+        assert_eq!(plain.env_var("PATH"), Some(path).filter(|p| !p.is_empty()));
+    }
 }

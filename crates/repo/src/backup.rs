@@ -7,7 +7,6 @@
 //! packs -> index -> snapshot. An unreadable file or directory is skipped with a warning
 //! (the summary counts it; the CLI exits 3 like restic).
 
-use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::exclude::{ExcludeIfPresent, PatternSet};
 use crate::id::Id;
@@ -26,6 +25,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+mod store;
+use store::{store_file, store_stream, Buffers, ChangeWatch};
 
 /// Which parent snapshot change detection compares against.
 #[derive(Clone, Debug, Default)]
@@ -615,104 +617,6 @@ impl Walker<'_> {
     }
 }
 
-/// A file worker's buffers, kept across files: allocating (and zeroing) a megabyte per
-/// file would cost more than chunking a small one.
-#[derive(Default)]
-struct Buffers {
-    read: Vec<u8>,
-    chunk: Vec<u8>,
-}
-
-fn store_file(
-    path: &Path,
-    writer: &PackWriter,
-    pol: crate::chunker::Polynomial,
-    progress: &Progress,
-    bufs: &mut Buffers,
-    notices: &Mutex<Vec<String>>,
-) -> FileResult {
-    use nix::fcntl::OFlag;
-    use std::os::unix::fs::OpenOptionsExt;
-    let source = |e: std::io::Error| FileError::Source(format!("{}: {e}", path.display()));
-    // Swapped since the walk for a symlink, it is not followed; for a fifo, it does not
-    // block the backup (O_NONBLOCK changes nothing for a regular file).
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-        .open(path)
-        .map_err(source)?;
-    let before = f.metadata().map_err(source)?;
-    if !before.is_file() {
-        return Err(FileError::Source(format!(
-            "{}: no longer a regular file, skipped",
-            path.display()
-        )));
-    }
-    let mut chunker = Chunker::with_buffer(&f, pol, std::mem::take(&mut bufs.read));
-    let buf = &mut bufs.chunk;
-    let mut ids = Vec::new();
-    let mut size = 0u64;
-    let result = store_chunks(
-        &mut chunker,
-        buf,
-        writer,
-        progress,
-        &mut ids,
-        &mut size,
-        source,
-    );
-    bufs.read = chunker.into_buffer();
-    result?;
-    // Written to while we read it: what we stored may mix old and new content (its size is
-    // what we read, so the node is consistent). Say so, as a later backup will fix it.
-    let after = f.metadata().map_err(source)?;
-    let stamp = |m: &std::fs::Metadata| {
-        (
-            m.size(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        )
-    };
-    if stamp(&before) != stamp(&after) || after.size() != size {
-        if let Ok(mut n) = notices.lock() {
-            n.push(format!(
-                "{}: changed while it was read; the snapshot holds the {size} bytes read, \
-                 which may mix old and new content (back it up again once it is quiet)",
-                path.display()
-            ));
-        }
-    }
-    progress.files_done.fetch_add(1, Ordering::Relaxed);
-    Ok((ids, size))
-}
-
-fn store_chunks<R: std::io::Read>(
-    chunker: &mut Chunker<R>,
-    buf: &mut Vec<u8>,
-    writer: &PackWriter,
-    progress: &Progress,
-    ids: &mut Vec<Id>,
-    size: &mut u64,
-    source: impl Fn(std::io::Error) -> FileError,
-) -> std::result::Result<(), FileError> {
-    while chunker.next_chunk(buf).map_err(&source)? {
-        *size += buf.len() as u64;
-        progress
-            .bytes_read
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        progress
-            .bytes_done
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let (id, _) = writer
-            .save(BlobType::Data, buf)
-            .map_err(FileError::Repository)?;
-        ids.push(id);
-    }
-    Ok(())
-}
-
 /// Assembles trees in post-order as their children complete.
 fn finish_trees(
     jobs: Receiver<DirJob>,
@@ -902,6 +806,7 @@ pub fn backup(
     let threads = opts.threads.max(1);
     let stdin = opts.stdin.take();
     let notices = Mutex::new(Vec::new());
+    let watch = ChangeWatch::new(&notices);
     let warnings = Mutex::new(
         missing
             .iter()
@@ -914,11 +819,11 @@ pub fn backup(
         for _ in 0..threads {
             let rx = file_rx.clone();
             let writer = &writer;
-            let notices = &notices;
+            let watch = &watch;
             s.spawn(move || {
                 let mut bufs = Buffers::default();
                 for job in rx {
-                    let r = store_file(&job.path, writer, pol, progress, &mut bufs, notices);
+                    let r = store_file(&job.path, writer, pol, progress, &mut bufs, watch);
                     let _ = job.done.send(r);
                 }
             });
@@ -967,6 +872,7 @@ pub fn backup(
             .map_err(|_| Error::new(crate::Kind::Io, "internal error: tree finisher panicked"))??;
         root
     })?;
+    watch.finish();
     let mut summary = BackupSummary {
         files_new: counts.files_new.load(Ordering::Relaxed),
         files_changed: counts.files_changed.load(Ordering::Relaxed),
@@ -1014,31 +920,4 @@ pub fn backup(
     summary.snapshot_id = Some(snap.save(repo)?);
     summary.total_duration = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-fn store_stream(
-    reader: Box<dyn Read + Send>,
-    writer: &PackWriter,
-    pol: crate::chunker::Polynomial,
-    progress: &Progress,
-) -> Result<(Vec<Id>, u64)> {
-    let mut chunker = Chunker::new(reader, pol);
-    let mut buf = Vec::new();
-    let mut ids = Vec::new();
-    let mut size = 0u64;
-    while chunker
-        .next_chunk(&mut buf)
-        .map_err(|e| Error::io("reading standard input", e))?
-    {
-        size += buf.len() as u64;
-        progress
-            .bytes_read
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        progress
-            .bytes_done
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        ids.push(writer.save(BlobType::Data, &buf)?.0);
-    }
-    progress.files_done.fetch_add(1, Ordering::Relaxed);
-    Ok((ids, size))
 }

@@ -17,7 +17,20 @@ use std::sync::{Arc, Mutex};
 pub struct Trees<'a> {
     pub repo: &'a Repository,
     pub index: &'a Index,
-    cache: Mutex<HashMap<Id, Arc<Vec<Node>>>>,
+    cache: Cache<'a>,
+}
+
+/// A cache of decoded trees kept beyond one [`Trees`] (e.g. shared by a server's
+/// requests). Trees are immutable by id, so an entry never goes stale.
+pub trait TreeCache: Send + Sync {
+    fn get(&self, id: &Id) -> Option<Arc<Vec<Node>>>;
+    /// `bytes`: the tree's encoded size, for a cache bounded by memory.
+    fn put(&self, id: Id, nodes: Arc<Vec<Node>>, bytes: usize);
+}
+
+enum Cache<'a> {
+    Own(Mutex<HashMap<Id, Arc<Vec<Node>>>>),
+    Shared(&'a dyn TreeCache),
 }
 
 impl<'a> Trees<'a> {
@@ -25,23 +38,45 @@ impl<'a> Trees<'a> {
         Trees {
             repo,
             index,
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::Own(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Trees kept in `cache` instead of a cache of this value's own.
+    pub fn with_cache(
+        repo: &'a Repository,
+        index: &'a Index,
+        cache: &'a dyn TreeCache,
+    ) -> Trees<'a> {
+        Trees {
+            repo,
+            index,
+            cache: Cache::Shared(cache),
         }
     }
 
     pub fn load(&self, id: &Id) -> Result<Arc<Vec<Node>>> {
-        if let Some(t) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
+        let hit = match &self.cache {
+            Cache::Own(c) => c.lock().ok().and_then(|c| c.get(id).cloned()),
+            Cache::Shared(c) => c.get(id),
+        };
+        if let Some(t) = hit {
             return Ok(t);
         }
         let bytes = self.repo.load_blob(self.index, BlobType::Tree, id)?;
         let nodes = Arc::new(
             node::decode_tree(&bytes).map_err(|e| Error::corrupt(format!("tree {id}: {e}")))?,
         );
-        if let Ok(mut c) = self.cache.lock() {
-            if c.len() > 10_000 {
-                c.clear();
+        match &self.cache {
+            Cache::Own(c) => {
+                if let Ok(mut c) = c.lock() {
+                    if c.len() > 10_000 {
+                        c.clear();
+                    }
+                    c.insert(*id, nodes.clone());
+                }
             }
-            c.insert(*id, nodes.clone());
+            Cache::Shared(c) => c.put(*id, nodes.clone(), bytes.len()),
         }
         Ok(nodes)
     }

@@ -4,6 +4,10 @@
 //! reported. The trees are walked with an explicit stack (no recursion depth tied to the
 //! snapshot) and each file is streamed one blob at a time.
 //!
+//! The walk ([`walk_entries`]), the tar entry writer ([`TarWriter`]) and a file's content
+//! as a reader ([`content_reader`]) are public so that other archive writers (the web
+//! UI's `.tar.gz` and `.zip` downloads) apply exactly these rules.
+//!
 //! Does not write to the filesystem; the archive goes to the caller's writer.
 
 use crate::browse::Trees;
@@ -15,7 +19,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Entries of the snapshot left out of the archive, and why.
 #[derive(Debug, Default)]
@@ -42,13 +46,31 @@ pub fn dump_tar(trees: &Trees, tree: &Id, name: &str, out: &mut dyn Write) -> Re
             "{name:?}: the archive path must be relative, without `.` or `..`"
         )));
     }
-    let mut ar = tar::Builder::new(out);
-    ar.mode(tar::HeaderMode::Complete);
+    let mut ar = TarWriter::new(out);
     let mut report = DumpReport::default();
+    walk_entries(trees, tree, &top, &mut report, &mut |path, n| {
+        ar.entry(trees, path, n)
+    })?;
+    ar.finish()?;
+    Ok(report)
+}
+
+/// Visits every entry below the directory `tree`, depth-first, a directory before its
+/// contents, with its path inside the archive (`top` joined with the names on the way,
+/// as bytes). Names that are not one plain path component and names seen twice in one
+/// tree are left out and listed in `report`. `f` sees every kind of node (the caller
+/// decides what to write for devices, fifos and sockets).
+pub fn walk_entries(
+    trees: &Trees,
+    tree: &Id,
+    top: &Path,
+    report: &mut DumpReport,
+    f: &mut dyn FnMut(&Path, &Node) -> Result<()>,
+) -> Result<()> {
     let load = |id: &Id| trees.load(id).map(|t| t.as_ref().clone().into_iter());
     let mut stack = vec![Frame {
         nodes: load(tree)?,
-        dir: top,
+        dir: top.to_path_buf(),
         seen: HashSet::new(),
     }];
     while let Some(frame) = stack.last_mut() {
@@ -74,42 +96,66 @@ pub fn dump_tar(trees: &Trees, tree: &Id, name: &str, out: &mut dyn Write) -> Re
             ));
             continue;
         }
-        let mut h = header(&n);
+        f(&path, &n)?;
+        if let (NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
+            stack.push(Frame {
+                nodes: load(&sub)?,
+                dir: path,
+                seen: HashSet::new(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A tar archive being written: one entry per directory, file and symlink (GNU headers:
+/// long names and non-UTF-8 names are kept byte for byte). Devices, fifos and sockets are
+/// not written.
+pub struct TarWriter<W: Write> {
+    ar: tar::Builder<W>,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W) -> TarWriter<W> {
+        let mut ar = tar::Builder::new(out);
+        ar.mode(tar::HeaderMode::Complete);
+        TarWriter { ar }
+    }
+
+    /// Writes the entry of `n` at `path` (a directory's entry only: not its contents).
+    pub fn entry(&mut self, trees: &Trees, path: &Path, n: &Node) -> Result<()> {
+        let mut h = header(n);
         let r = match n.node_type {
             NodeType::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
                 // A directory's entry name ends in `/`, as tar itself writes it.
-                let mut with_slash = path.clone().into_os_string();
+                let mut with_slash = path.as_os_str().to_os_string();
                 with_slash.push("/");
-                let r = ar.append_data(&mut h, with_slash, std::io::empty());
-                if let Some(sub) = n.subtree {
-                    stack.push(Frame {
-                        nodes: load(&sub)?,
-                        dir: path.clone(),
-                        seen: HashSet::new(),
-                    });
-                }
-                r
+                self.ar.append_data(&mut h, with_slash, std::io::empty())
             }
             NodeType::File => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(n.size);
-                let reader = BlobStream::new(trees, n.content.clone().unwrap_or_default(), n.size);
-                ar.append_data(&mut h, &path, reader)
+                let reader = content_reader(trees, n);
+                self.ar.append_data(&mut h, path, reader)
             }
             NodeType::Symlink => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
-                ar.append_link(&mut h, &path, &n.linktarget)
+                self.ar.append_link(&mut h, path, &n.linktarget)
             }
-            _ => continue,
+            _ => return Ok(()),
         };
-        r.map_err(|e| Error::io(format!("tar entry {}", path.display()), e))?;
+        r.map_err(|e| Error::io(format!("tar entry {}", path.display()), e))
     }
-    ar.finish()
-        .map_err(|e| Error::io("finishing the tar archive", e))?;
-    Ok(report)
+
+    /// Writes the archive's end and returns the writer.
+    pub fn finish(self) -> Result<W> {
+        self.ar
+            .into_inner()
+            .map_err(|e| Error::io("finishing the tar archive", e))
+    }
 }
 
 fn header(n: &Node) -> tar::Header {
@@ -121,6 +167,12 @@ fn header(n: &Node) -> tar::Header {
     let _ = h.set_groupname(&n.group);
     h.set_mtime(n.mtime.timestamp().max(0) as u64);
     h
+}
+
+/// A file node's content as a reader, one blob in memory at a time; it ends after
+/// `n.size` bytes, and fails if the blobs add up to less.
+pub fn content_reader<'a, 'b>(trees: &'b Trees<'a>, n: &Node) -> impl std::io::Read + 'b {
+    BlobStream::new(trees, n.content.clone().unwrap_or_default(), n.size)
 }
 
 /// A file's content as a reader, one blob in memory at a time; it ends after the size

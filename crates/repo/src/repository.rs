@@ -236,7 +236,9 @@ impl Repository {
             }
         }
         // Only a key that decrypts to nothing is a wrong password; a key file that cannot
-        // be read or parsed says so, even beside wrong-password ones.
+        // be read or parsed says so, even beside wrong-password ones. The message names no
+        // flag: where the password came from (a flag, a variable, a config key) is known to
+        // the application, which adds what to check.
         if wrong == 0 {
             if let Some(e) = damaged.into_iter().next() {
                 return Err(e);
@@ -246,7 +248,7 @@ impl Repository {
             return Err(Error::new(
                 Kind::WrongPassword,
                 format!(
-                    "wrong password for repository {} ({wrong} key file(s) tried; also: {}): check --password-file, --password-command or RESTIC_PASSWORD",
+                    "wrong password for repository {} ({wrong} key file(s) tried; also: {})",
                     backend.location(),
                     notes.join("; ")
                 ),
@@ -255,7 +257,7 @@ impl Repository {
         Err(Error::new(
             Kind::WrongPassword,
             format!(
-                "wrong password for repository {} ({} key file(s) tried): check --password-file, --password-command or RESTIC_PASSWORD",
+                "wrong password for repository {} ({} key file(s) tried)",
                 backend.location(),
                 keys.len()
             ),

@@ -50,6 +50,10 @@ pub struct RestoreOptions {
     pub verify: bool,
     pub threads: usize,
     pub dry_run: bool,
+    /// Restore only these paths (files or directories, relative to the restore's top,
+    /// compared byte for byte, component by component), each at its place below the
+    /// target; empty: everything. Combines with `include`/`exclude`.
+    pub picks: Vec<PathBuf>,
 }
 
 /// One path that could not be restored and why.
@@ -152,14 +156,205 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreSummary> {
-    let started = std::time::Instant::now();
     let index = repo.load_index()?;
+    restore_with_index(repo, &index, root, opts, progress)
+}
+
+/// What a restore would do to one path below the target.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreviewAction {
+    /// Nothing there yet: created.
+    Create,
+    /// Something is there and `overwrite` is on: replaced (never written through).
+    Overwrite,
+    /// Something is there and `overwrite` is off: left alone and reported.
+    Skip,
+    /// A non-directory (a symlink included) is where the snapshot has a directory on the
+    /// way, and `overwrite` is off: this subtree fails, as in the restore.
+    Blocked,
+}
+
+/// Counts of a preview, for everything or for one pick.
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct PreviewCounts {
+    pub create: u64,
+    pub overwrite: u64,
+    pub skip: u64,
+    pub blocked: u64,
+    /// File data that would be written (created and overwritten files).
+    pub bytes: u64,
+}
+
+impl PreviewCounts {
+    fn add(&mut self, action: PreviewAction, bytes: u64) {
+        match action {
+            PreviewAction::Create => self.create += 1,
+            PreviewAction::Overwrite => self.overwrite += 1,
+            PreviewAction::Skip => self.skip += 1,
+            PreviewAction::Blocked => self.blocked += 1,
+        }
+        if matches!(action, PreviewAction::Create | PreviewAction::Overwrite) {
+            self.bytes += bytes;
+        }
+    }
+}
+
+/// One path of a preview.
+#[derive(Serialize, Debug, Clone)]
+pub struct PreviewEntry {
+    /// Where it goes in the target.
+    pub path: String,
+    pub action: PreviewAction,
+    /// The pick it belongs to (an index into `RestoreOptions::picks`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pick: Option<usize>,
+}
+
+/// What a restore of the same options would do, without writing anything.
+#[derive(Serialize, Debug, Default)]
+pub struct Preview {
+    pub total: PreviewCounts,
+    /// One per `RestoreOptions::picks`, in order (empty without picks).
+    pub per_pick: Vec<PreviewCounts>,
+    /// The first entries of each action (at most `limit` of each); directories are listed
+    /// only when blocked or replaced.
+    pub entries: Vec<PreviewEntry>,
+    /// Whether some entries were left out of `entries`.
+    pub truncated: bool,
+    /// Problems the restore would report whatever the target holds (bad names, missing
+    /// blobs).
+    pub errors: Vec<RestoreError>,
+}
+
+/// Where a planned directory stands in the target, for [`preview`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DirState {
+    /// A real directory (not a symlink) is there: look at what is inside.
+    Exists,
+    /// Nothing there (or it would be replaced): everything below is created.
+    Missing,
+    /// A non-directory is in the way and `overwrite` is off: the subtree fails.
+    Blocked,
+}
+
+/// Plans the restore of `root` with `opts` and tells, for every entry, whether it would
+/// be created, overwritten, skipped or blocked, looking at the target with `lstat` only
+/// (a symlink in the target is never followed: a directory below one is reported
+/// `blocked`, or its subtree created after the link is replaced with `overwrite`).
+/// Lists at most `limit` entries of each action; counts all.
+pub fn preview(
+    repo: &Repository,
+    index: &Index,
+    root: Id,
+    opts: &RestoreOptions,
+    limit: usize,
+) -> Result<Preview> {
     let (tree, snap_dir) = match &opts.subpath {
-        Some(sub) => descend(repo, &index, root, sub)?,
+        Some(sub) => descend(repo, index, root, sub)?,
         None => (root, String::new()),
     };
     let snap_dir = if snap_dir.is_empty() { "/" } else { &snap_dir };
-    let mut plan = plan::plan(repo, &index, tree, snap_dir, opts);
+    let mut plan = plan::plan(repo, index, tree, snap_dir, opts);
+    let mut out = Preview {
+        errors: std::mem::take(&mut plan.errors),
+        per_pick: vec![PreviewCounts::default(); opts.picks.len()],
+        ..Default::default()
+    };
+    let lstat = |p: &Path| std::fs::symlink_metadata(p).ok();
+    let top = match lstat(&opts.target) {
+        // The target itself may be reached through a symlink (as in the restore).
+        Some(_) if opts.target.is_dir() => DirState::Exists,
+        Some(_) => {
+            return Err(Error::invalid(format!(
+                "restore target {} exists and is not a directory",
+                opts.target.display()
+            )))
+        }
+        None => DirState::Missing,
+    };
+    let state_of = |states: &[DirState], dir: Option<usize>| dir.map_or(top, |i| states[i]);
+    let mut listed = [0usize; 4];
+    let mut note = |out: &mut Preview, path: &Path, action: PreviewAction, bytes: u64| {
+        let pick = path
+            .strip_prefix(&opts.target)
+            .ok()
+            .and_then(|rel| opts.picks.iter().position(|p| rel.starts_with(p)));
+        out.total.add(action, bytes);
+        if let Some(c) = pick.and_then(|i| out.per_pick.get_mut(i)) {
+            c.add(action, bytes);
+        }
+        let n = &mut listed[action as usize];
+        if *n < limit {
+            *n += 1;
+            out.entries.push(PreviewEntry {
+                path: path.display().to_string(),
+                action,
+                pick,
+            });
+        } else {
+            out.truncated = true;
+        }
+    };
+    // Directories: parents come first in the plan.
+    let mut states: Vec<DirState> = Vec::with_capacity(plan.dirs.len());
+    for d in &plan.dirs {
+        let s = match state_of(&states, d.entry.dir) {
+            DirState::Blocked => DirState::Blocked,
+            DirState::Missing => DirState::Missing,
+            DirState::Exists => match lstat(&d.entry.path) {
+                None => DirState::Missing,
+                Some(m) if m.file_type().is_dir() => DirState::Exists,
+                Some(_) if opts.overwrite => {
+                    note(&mut out, &d.entry.path, PreviewAction::Overwrite, 0);
+                    DirState::Missing
+                }
+                Some(_) => {
+                    note(&mut out, &d.entry.path, PreviewAction::Blocked, 0);
+                    DirState::Blocked
+                }
+            },
+        };
+        states.push(s);
+    }
+    let files = plan.files.iter().map(|f| (&f.entry, f.size()));
+    let others = plan
+        .hardlinks
+        .iter()
+        .map(|h| (&h.1, 0))
+        .chain(plan.specials.iter().map(|e| (e, 0)))
+        .chain(plan.symlinks.iter().map(|e| (e, 0)));
+    for (e, size) in files.chain(others) {
+        let action = match state_of(&states, e.dir) {
+            // Counted once, at the directory in the way.
+            DirState::Blocked => continue,
+            DirState::Missing => PreviewAction::Create,
+            DirState::Exists => match lstat(&e.path) {
+                None => PreviewAction::Create,
+                Some(_) if opts.overwrite => PreviewAction::Overwrite,
+                Some(_) => PreviewAction::Skip,
+            },
+        };
+        note(&mut out, &e.path, action, size);
+    }
+    Ok(out)
+}
+
+/// [`restore`] with the repository's index already loaded.
+pub fn restore_with_index(
+    repo: &Repository,
+    index: &Index,
+    root: Id,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary> {
+    let started = std::time::Instant::now();
+    let (tree, snap_dir) = match &opts.subpath {
+        Some(sub) => descend(repo, index, root, sub)?,
+        None => (root, String::new()),
+    };
+    let snap_dir = if snap_dir.is_empty() { "/" } else { &snap_dir };
+    let mut plan = plan::plan(repo, index, tree, snap_dir, opts);
     if opts.dry_run {
         let mut summary = dry_run_summary(&plan, opts);
         summary.errors = std::mem::take(&mut plan.errors);
@@ -223,7 +418,7 @@ pub fn restore(
     progress.total_bytes.store(total, Ordering::Relaxed);
 
     let bytes_written = AtomicU64::new(0);
-    let packs = pack_work(&plan.files, &index);
+    let packs = pack_work(&plan.files, index);
     let queue = Mutex::new(packs.into_iter());
     let files = &plan.files;
     std::thread::scope(|s| {

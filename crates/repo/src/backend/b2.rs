@@ -23,7 +23,7 @@ pub fn open(spec: &str, opts: &Options) -> Result<Arc<dyn Backend>> {
             "b2:{spec}: expected b2:bucket:path"
         )));
     }
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let get = |k: &str| opts.env_var(k);
     let (Some(id), Some(key)) = (get("B2_ACCOUNT_ID"), get("B2_ACCOUNT_KEY")) else {
         return Err(Error::new(
             Kind::Auth,

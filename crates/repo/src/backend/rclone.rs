@@ -51,6 +51,7 @@ pub fn open(spec: &str, opts: &Options) -> Result<RcloneBackend> {
     let mut child = Command::new(program)
         .args(&args)
         .args(["--addr", "127.0.0.1:0", spec])
+        .envs(&opts.env)
         .env("RCLONE_USER", "cairn")
         .env("RCLONE_PASS", &password)
         .stdin(Stdio::null())

@@ -22,6 +22,16 @@ pub struct RestBackend {
 impl RestBackend {
     /// `url` is the part after `rest:`, credentials included.
     pub fn new(url: &str, http: Http) -> Result<RestBackend> {
+        RestBackend::with_env(url, http, &|k| std::env::var(k).ok())
+    }
+
+    /// Like [`RestBackend::new`], reading `RESTIC_REST_USERNAME`/`RESTIC_REST_PASSWORD`
+    /// through `env` (e.g. a backend's environment overlay) instead of the process's.
+    pub fn with_env(
+        url: &str,
+        http: Http,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RestBackend> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::invalid(format!(
                 "rest:{url}: expected rest:http://host:port/path or rest:https://..."
@@ -30,11 +40,8 @@ impl RestBackend {
         let (base, creds) = split_userinfo(url)?;
         // Like restic 0.16+: credentials may come from the environment instead of the URL
         // (so they stay out of configs and process listings); the URL wins if it has them.
-        let env_creds = match (
-            std::env::var("RESTIC_REST_USERNAME"),
-            std::env::var("RESTIC_REST_PASSWORD"),
-        ) {
-            (Ok(u), Ok(p)) if !u.is_empty() => Some((u, p)),
+        let env_creds = match (env("RESTIC_REST_USERNAME"), env("RESTIC_REST_PASSWORD")) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u, p)),
             _ => None,
         };
         let auth = creds.or(env_creds).map(|(u, p)| {

@@ -26,7 +26,12 @@ pub struct Credentials {
 impl Credentials {
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) like restic.
     pub fn from_env() -> Result<Credentials> {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Credentials::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// The same variables read through `get` (e.g. a backend's environment overlay).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Credentials> {
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
         match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
             (Some(access_key), Some(secret_key)) => Ok(Credentials {
                 access_key,

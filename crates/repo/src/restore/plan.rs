@@ -99,6 +99,18 @@ struct Frame {
     /// Something below was selected.
     any: bool,
     seen: HashSet<Vec<u8>>,
+    /// The directory's path relative to the restore's top (for `opts.picks`).
+    rel: PathBuf,
+}
+
+/// Where a path stands with respect to `RestoreOptions::picks`.
+#[derive(PartialEq, Eq)]
+enum Picked {
+    /// A picked item or below one (or nothing is picked: everything is).
+    In,
+    /// A directory on the way to a picked item.
+    Ancestor,
+    Out,
 }
 
 struct Planner<'a> {
@@ -130,6 +142,7 @@ impl Planner<'_> {
         dest: PathBuf,
         dir: Option<usize>,
         whole: bool,
+        rel: PathBuf,
     ) -> Frame {
         let (nodes, any) = match tree.map(|t| self.load_tree(&t)) {
             None => (Vec::new(), false),
@@ -147,11 +160,31 @@ impl Planner<'_> {
             whole,
             any,
             seen: HashSet::new(),
+            rel,
+        }
+    }
+
+    /// Where `rel` (relative to the restore's top) stands with respect to the picks;
+    /// compared component by component, byte for byte.
+    fn picked(&self, rel: &std::path::Path) -> Picked {
+        if self.opts.picks.is_empty() || self.opts.picks.iter().any(|p| rel.starts_with(p)) {
+            Picked::In
+        } else if self.opts.picks.iter().any(|p| p.starts_with(rel)) {
+            Picked::Ancestor
+        } else {
+            Picked::Out
         }
     }
 
     fn run(&mut self, tree: Id, snap_dir: &str, target: PathBuf) {
-        let top = self.frame(Some(tree), snap_dir.to_string(), target, None, true);
+        let top = self.frame(
+            Some(tree),
+            snap_dir.to_string(),
+            target,
+            None,
+            true,
+            PathBuf::new(),
+        );
         let mut stack = vec![top];
         let mut dir_starts: Vec<usize> = vec![0];
         loop {
@@ -193,9 +226,17 @@ impl Planner<'_> {
             if excluded {
                 continue;
             }
-            let included = self.opts.include.is_empty() || self.opts.include.matches(&snap_path);
+            let rel = frame.rel.join(&name);
+            let picked = self.picked(&rel);
+            if picked == Picked::Out {
+                continue;
+            }
+            let included = picked == Picked::In
+                && (self.opts.include.is_empty() || self.opts.include.matches(&snap_path));
             if n.node_type == NodeType::Dir {
-                if !included && !self.opts.include.child_may_match(&snap_path) {
+                let may_descend =
+                    picked == Picked::Ancestor || self.opts.include.child_may_match(&snap_path);
+                if !included && !may_descend {
                     continue;
                 }
                 let idx = self.plan.dirs.len();
@@ -209,7 +250,7 @@ impl Planner<'_> {
                     },
                     depth,
                 });
-                let child = self.frame(subtree, snap_path, path, Some(idx), included);
+                let child = self.frame(subtree, snap_path, path, Some(idx), included, rel);
                 stack.push(child);
                 dir_starts.push(idx);
                 continue;

@@ -7,8 +7,11 @@ pub mod config;
 mod copy;
 mod diff;
 mod dump;
+mod fatal;
 mod find;
 mod forget;
+mod from_repo;
+pub mod help;
 mod init;
 mod key;
 mod ls;
@@ -18,12 +21,16 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
-pub mod signals;
+pub(crate) use crate::signals;
 mod snapshots;
 mod stats;
 mod tag;
 mod unlock;
+mod web;
 
+use crate::history::Category;
+use crate::ops::repos::{unreadable_hint, Origin, Role};
+use crate::run::protocol::categorized;
 use anyhow::{Context, Result};
 use cairn_repo::backend;
 use cairn_repo::backend::Backend;
@@ -60,9 +67,19 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalOpts {
-    /// Repository: a path, local:PATH, sftp:[user@]host:PATH, s3:[https://]host/bucket[/prefix],
-    /// b2:bucket:path, rest:URL, rclone:remote:path
-    #[arg(short = 'r', long = "repo", global = true, env = "RESTIC_REPOSITORY")]
+    /// Repository: the NAME of a repository of the config (its URL, password, env-file,
+    /// options), or a path, local:PATH, sftp:[user@]host:PATH, s3:[https://]host/bucket[/prefix],
+    /// b2:bucket:path, rest:URL, rclone:remote:path. A bare word that is a configured name is
+    /// that repository (write ./NAME for the directory); any other bare word is a path, like
+    /// restic, if it exists or there is no config; else it is an error listing the names.
+    /// Also CAIRN_REPOSITORY; RESTIC_REPOSITORY is a name only if no such path exists
+    #[arg(
+        short = 'r',
+        long = "repo",
+        global = true,
+        env = "RESTIC_REPOSITORY",
+        value_name = "NAME|URL"
+    )]
     pub repo: Option<String>,
     /// File holding the repository password
     #[arg(long, global = true, env = "RESTIC_PASSWORD_FILE")]
@@ -115,9 +132,15 @@ pub struct GlobalOpts {
     /// ~/.config/cairn/cairn.toml)
     #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    /// The configured repository `-r NAME` stands for, once [`GlobalOpts::resolve_repository`]
+    /// found it: its password source, env-file, options, limits and cache directory apply
+    /// unless a flag gives them.
+    #[arg(skip)]
+    pub named: Option<crate::ops::repos::Resolved>,
 }
 
 pub use crate::units::{format_bytes, parse_duration};
+pub use from_repo::FromRepo;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -171,6 +194,8 @@ pub enum Command {
     Daemon(plan::DaemonArgs),
     /// Write systemd units (a .service and a .timer per scheduled plan)
     Systemd(plan::SystemdArgs),
+    /// Serve the web UI without running schedules ([settings.web] in the config)
+    Web(web::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -185,7 +210,7 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = help::parse();
     let plans = matches!(
         cli.command,
         Command::Config(_)
@@ -194,13 +219,20 @@ pub fn run() -> ExitCode {
             | Command::History(_)
             | Command::Daemon(_)
             | Command::Systemd(_)
+            | Command::Web(_)
     );
     if !plans {
         if let Err(e) = signals::release_locks_on_stop() {
             eprintln!("warning: cannot handle Ctrl-C cleanly: {e}");
         }
     }
-    let result = match &cli.command {
+    // Restic-style commands: `-r NAME` becomes the configured repository first.
+    let resolved = if plans {
+        Ok(())
+    } else {
+        cli.global.resolve_repository()
+    };
+    let result = resolved.and_then(|()| match &cli.command {
         Command::Init(a) => init::run(&cli.global, a),
         Command::Backup(a) => backup::run(&cli.global, a),
         Command::Snapshots(a) => snapshots::run(&cli.global, a),
@@ -226,50 +258,87 @@ pub fn run() -> ExitCode {
         Command::History(a) => plan::history(&cli.global, a),
         Command::Daemon(a) => plan::daemon(&cli.global, a),
         Command::Systemd(a) => plan::systemd(&cli.global, a),
-    };
+        Command::Web(a) => web::run(&cli.global, a),
+    });
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
                 return ExitCode::from(*code);
             }
-            eprintln!("Fatal: {e:#}");
-            let kind = e.downcast_ref::<cairn_repo::Error>().map(|e| e.kind());
-            // For `cairn run`, which runs us as a child: the failure category, machine-read.
-            if std::env::var_os("CAIRN_REPORT_ERROR_KIND").is_some() {
-                if let Some(k) = kind {
-                    eprintln!("cairn-error-kind: {}", kind_name(k));
-                }
-            }
+            // Each cause once, and what to check named where the setting came from.
+            let hint = fatal::hint(&e, &cli.global);
+            let line = match &hint {
+                Some(h) => format!("{}: {h}", fatal::message(&e)),
+                None => fatal::message(&e),
+            };
+            eprintln!("Fatal: {line}");
+            let kind = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<cairn_repo::Error>())
+                .map(|e| e.kind());
             let code = match kind {
                 Some(Kind::WrongPassword) => exit::WRONG_PASSWORD,
                 Some(Kind::Locked) => exit::LOCKED,
                 _ => exit::FAILURE,
             };
             // A repository that does not exist gets restic's dedicated code.
-            let code = if e.to_string().contains("there is no repository here") {
+            let no_repository = e.chain().any(|c| c.is::<NoRepository>());
+            let code = if no_repository {
                 exit::NO_REPOSITORY
             } else {
                 code
             };
+            // For `cairn run`, which runs us as a child: the failure, typed.
+            if crate::run::protocol::enabled() {
+                let category = if no_repository {
+                    crate::history::Category::Config
+                } else {
+                    crate::run::protocol::category_of(&e)
+                };
+                crate::run::protocol::exit_error_hinted(
+                    code.into(),
+                    category,
+                    line,
+                    fatal::has_own_hint(&e, &hint),
+                );
+            }
             ExitCode::from(code)
         }
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::NotFound => "not-found",
-        Kind::WrongPassword => "wrong-password",
-        Kind::Corrupt => "corrupt",
-        Kind::DiskFull => "disk-full",
-        Kind::Io => "io",
-        Kind::Invalid => "invalid",
-        Kind::Unsupported => "unsupported",
-        Kind::Locked => "locked",
-        Kind::Network => "network",
-        Kind::Auth => "auth",
+/// No repository at a location (restic's exit code 10): told by the storage itself (no
+/// config file, no bucket), not by an error's wording.
+#[derive(Debug)]
+pub struct NoRepository(pub cairn_repo::Error);
+
+impl std::fmt::Display for NoRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
+}
+
+impl std::error::Error for NoRepository {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Opens the repository behind `backend`; a location without one is [`NoRepository`].
+pub fn open_repository(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
+    Repository::open(backend.clone(), password).map_err(|e| {
+        let missing = e.kind() == Kind::NotFound
+            && match backend.has_config() {
+                Ok(has) => !has,
+                Err(c) => c.kind() == Kind::NotFound,
+            };
+        if missing {
+            anyhow::Error::new(NoRepository(e))
+        } else {
+            e.into()
+        }
+    })
 }
 
 impl GlobalOpts {
@@ -282,6 +351,91 @@ impl GlobalOpts {
 
     pub fn progress(&self) -> bool {
         !self.quiet && !self.json && !self.no_progress && std::io::stderr().is_terminal()
+    }
+
+    /// Makes `-r NAME` (or CAIRN_REPOSITORY/RESTIC_REPOSITORY) the repository `NAME` of the
+    /// config: `repo` becomes its URL and `named` its settings. A value with a `/` or a
+    /// `:` (`./main`, `/abs`, `local:main`, `sftp:...`) is always a location and the config is
+    /// not even read, so a broken config cannot break `-r /path`.
+    ///
+    /// A bare word that is a configured name is that repository. RESTIC_REPOSITORY keeps
+    /// restic's meaning (a location) when a file or directory of that name exists: scripts
+    /// written for restic go on working unchanged; it is a name only where restic would
+    /// fail anyway. Another bare word is a path if it exists, or if there is no config to
+    /// name repositories (restic's behaviour, so `init` creates ./WORD); otherwise it is an
+    /// error listing the configured names (exit 10) — never a silent new ./WORD.
+    pub fn resolve_repository(&mut self) -> Result<()> {
+        let from_cairn_env = self.repo.is_none();
+        let Some(value) = self
+            .repo
+            .clone()
+            .or_else(|| std::env::var("CAIRN_REPOSITORY").ok())
+            .filter(|r| !r.is_empty())
+        else {
+            return Ok(());
+        };
+        // Given through RESTIC_REPOSITORY (clap fills `repo` from it), not by -r.
+        let restic_env = !from_cairn_env
+            && std::env::var("RESTIC_REPOSITORY").ok().as_deref() == Some(value.as_str())
+            && !std::env::args()
+                .any(|a| a == "--repo" || a.starts_with("--repo=") || (a.starts_with("-r")));
+        if let Some(resolved) = self.configured(&value, restic_env)? {
+            self.repo = Some(resolved.rc.url.clone());
+            self.named = Some(resolved);
+        }
+        Ok(())
+    }
+
+    /// The repository of the config that `value` (of -r, --from-repo or their variables)
+    /// names, or `None` when it is a location: the rules of [`Self::resolve_repository`].
+    /// `restic_env`: the value came from a RESTIC_* variable, where an existing path keeps
+    /// restic's meaning.
+    fn configured(
+        &self,
+        value: &str,
+        restic_env: bool,
+    ) -> Result<Option<crate::ops::repos::Resolved>> {
+        let bare = !value.contains(['/', ':']) && value != "." && value != "..";
+        if !bare {
+            return Ok(None);
+        }
+        let exists = std::path::Path::new(value).symlink_metadata().is_ok();
+        if restic_env && exists {
+            return Ok(None);
+        }
+        let path = self.config_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let config = match crate::config::load(&path, crate::config::LoadOptions { offline: true }) {
+            Ok((c, _)) => c,
+            Err(_) if exists => return Ok(None),
+            Err(problems) => {
+                return Err(anyhow::Error::new(problems).context(format!(
+                    "{value:?} is not an existing path and the config {} that could name it does not load (write ./{value} for a directory)",
+                    path.display()
+                )))
+            }
+        };
+        if config.repositories.contains_key(value) {
+            return Ok(Some(crate::ops::repos::resolve(&config, value)?));
+        }
+        if exists {
+            return Ok(None);
+        }
+        Err(anyhow::Error::new(NoRepository(cairn_repo::Error::not_found(format!(
+            "no repository named {value:?} in {} (known: {}) and no such path: give a configured name, or ./{value} for a directory",
+            path.display(),
+            crate::ops::repos::known_names(&config)
+        )))))
+    }
+
+    /// Points these options at the repository `name` of `config`.
+    fn use_configured(&mut self, config: &crate::config::Config, name: &str) -> Result<()> {
+        let resolved = crate::ops::repos::resolve(config, name)?;
+        self.repo = Some(resolved.rc.url.clone());
+        self.named = Some(resolved);
+        Ok(())
     }
 
     /// The repository location, from `-r` or the environment.
@@ -307,6 +461,24 @@ impl GlobalOpts {
             })?;
             extended.insert(k.trim().to_string(), v.to_string());
         }
+        // A configured repository's own options, limits, cache and environment, under
+        // whatever the flags give.
+        if let Some(n) = &self.named {
+            let mut opts = n.options()?;
+            let limits = (
+                self.limit_upload.or(n.rc.limit_upload),
+                self.limit_download.or(n.rc.limit_download),
+            );
+            opts.limits = Arc::new(backend::limit::Limits::new(limits.0, limits.1));
+            if self.no_cache {
+                opts.cache_dir = None;
+            } else if let Some(d) = &self.cache_dir {
+                opts.cache_dir = Some(d.clone());
+            }
+            apply_durations(&mut opts, &extended)?;
+            opts.extended.extend(extended);
+            return Ok(opts);
+        }
         let mut opts = backend::Options {
             limits: Arc::new(backend::limit::Limits::new(
                 self.limit_upload,
@@ -322,34 +494,40 @@ impl GlobalOpts {
             },
             ..Default::default()
         };
-        let dur = |k: &str| -> Result<Option<std::time::Duration>> {
-            extended
-                .get(k)
-                .map(|v: &String| parse_duration(v).map_err(|e| anyhow::anyhow!("-o {k}: {e}")))
-                .transpose()
-        };
-        if let Some(d) = dur("retry.max-time")? {
-            opts.retry.max_time = d;
-        }
-        if let Some(d) = dur("timeout.io")? {
-            opts.timeouts.io = d;
-        }
-        if let Some(d) = dur("timeout.connect")? {
-            opts.timeouts.connect = d;
-        }
+        apply_durations(&mut opts, &extended)?;
         opts.extended = extended;
         Ok(opts)
     }
 
     /// The password from (in order) a file, a command, or the environment; else the terminal.
+    /// A configured repository (`-r NAME`) uses its own password source unless a flag
+    /// (--password-file, --password-command) gives one; variables of the environment
+    /// (RESTIC_PASSWORD_FILE, RESTIC_PASSWORD, ...) are meant for any repository and do not
+    /// override the config's.
     pub fn password(&self, confirm: bool) -> Result<String> {
+        if let Some(n) = self.config_password() {
+            // Its errors name the config key already; not the server's credentials.
+            return n.password().map_err(|e| categorized(Category::Auth, e));
+        }
         let file = self
             .password_file
             .clone()
             .or_else(|| std::env::var("CAIRN_PASSWORD_FILE").ok());
         if let Some(f) = file {
-            let s = std::fs::read_to_string(&f)
-                .with_context(|| format!("reading password file {f}"))?;
+            let s = std::fs::read_to_string(&f).map_err(|e| {
+                // Typed as a password problem (category `auth` for `cairn run`), not as
+                // a missing source or a permission problem of the backup; the hint names
+                // the config key when `cairn run` wrote the flag from the config.
+                let setting = Origin::from_env(Role::Repo)
+                    .map_or_else(|| "--password-file".into(), |o| o.password_setting());
+                let hint = unreadable_hint(&e, &setting);
+                categorized(
+                    Category::Auth,
+                    anyhow::Error::new(fatal::Hinted(format!(
+                        "cannot read password file {f}: {e}: {hint}"
+                    ))),
+                )
+            })?;
             return Ok(first_line(&s));
         }
         let cmd = self
@@ -386,10 +564,24 @@ impl GlobalOpts {
         )
     }
 
+    /// The configured repository (`-r NAME`) whose own password source applies: no flag
+    /// (--password-file, --password-command) gives one. Variables of the environment
+    /// (RESTIC_PASSWORD_FILE, ...) are meant for any repository and do not count.
+    fn config_password(&self) -> Option<&crate::ops::repos::Resolved> {
+        let flag = |v: &Option<String>, var: &str| {
+            v.clone()
+                .filter(|v| std::env::var(var).ok().as_deref() != Some(v.as_str()))
+        };
+        self.named.as_ref().filter(|_| {
+            flag(&self.password_file, "RESTIC_PASSWORD_FILE").is_none()
+                && flag(&self.password_command, "RESTIC_PASSWORD_COMMAND").is_none()
+        })
+    }
+
     pub fn open(&self) -> Result<Repository> {
         let backend = self.backend()?;
         let password = self.password(false)?;
-        let mut repo = Repository::open(backend, &password)?;
+        let mut repo = open_repository(backend, &password)?;
         repo.set_compression(Compression::parse(&self.compression)?);
         Ok(repo)
     }
@@ -434,67 +626,73 @@ impl GlobalOpts {
     }
 }
 
-/// A second repository, for `copy` and `init --copy-chunker-params` (restic's --from-*
-/// options and RESTIC_FROM_* variables; CAIRN_FROM_* also work).
-#[derive(clap::Args, Debug, Clone)]
-pub struct FromRepo {
-    /// The other repository
-    #[arg(long, env = "RESTIC_FROM_REPOSITORY")]
-    pub from_repo: Option<String>,
-    /// File holding the other repository's password
-    #[arg(long, env = "RESTIC_FROM_PASSWORD_FILE")]
-    pub from_password_file: Option<String>,
-    /// Command printing the other repository's password
-    #[arg(long, env = "RESTIC_FROM_PASSWORD_COMMAND")]
-    pub from_password_command: Option<String>,
+/// `--plan NAME` of snapshots, restore, ls, find, diff and forget: the plan's repository
+/// (from the config, in place of -r) and only the plan's snapshots (tag `plan:NAME`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PlanArg {
+    /// Only the snapshots of this plan of the config (tag plan:NAME), in the plan's
+    /// repository (instead of -r)
+    #[arg(long, value_name = "NAME")]
+    pub plan: Option<String>,
 }
 
-impl FromRepo {
-    pub fn open(&self, g: &GlobalOpts) -> Result<Repository> {
-        let loc = self
-            .from_repo
-            .clone()
-            .or_else(|| std::env::var("CAIRN_FROM_REPOSITORY").ok())
-            .filter(|r| !r.is_empty())
-            .context("no source repository: use --from-repo or set RESTIC_FROM_REPOSITORY")?;
-        let password = if let Some(f) = self
-            .from_password_file
-            .clone()
-            .or_else(|| std::env::var("CAIRN_FROM_PASSWORD_FILE").ok())
-        {
-            first_line(
-                &std::fs::read_to_string(&f)
-                    .with_context(|| format!("reading password file {f}"))?,
-            )
-        } else if let Some(c) = self
-            .from_password_command
-            .clone()
-            .or_else(|| std::env::var("CAIRN_FROM_PASSWORD_COMMAND").ok())
-        {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(&c)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .with_context(|| format!("running password command {c:?}"))?;
-            anyhow::ensure!(
-                out.status.success(),
-                "password command {c:?} failed ({})",
-                out.status
-            );
-            first_line(&String::from_utf8_lossy(&out.stdout))
-        } else if let Some(p) = ["RESTIC_FROM_PASSWORD", "CAIRN_FROM_PASSWORD"]
-            .iter()
-            .find_map(|v| std::env::var(v).ok())
-        {
-            p
-        } else {
-            anyhow::bail!(
-                "no password for {loc}: use --from-password-file, --from-password-command or RESTIC_FROM_PASSWORD"
-            )
+/// The config (read offline) and its plan `name`, for `--plan NAME`.
+pub fn configured_plan(
+    g: &GlobalOpts,
+    name: &str,
+) -> Result<(crate::config::Config, crate::config::Plan)> {
+    let path = g.config_path();
+    let (config, _) = crate::config::load(&path, crate::config::LoadOptions { offline: true })
+        .map_err(|p| {
+            anyhow::Error::new(p).context(format!("--plan {name}: loading {}", path.display()))
+        })?;
+    let plan = config.plans.get(name).cloned().with_context(|| {
+        format!(
+            "--plan {name}: no such plan in {} (plans: {})",
+            path.display(),
+            config.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    Ok((config, plan))
+}
+
+impl PlanArg {
+    /// The options pointing at the plan's repository; `g` itself without `--plan`.
+    pub fn globals(&self, g: &GlobalOpts) -> Result<GlobalOpts> {
+        let mut g = g.clone();
+        let Some(name) = &self.plan else {
+            return Ok(g);
         };
-        Repository::open(open_backend(&loc, g)?, &password)
-            .with_context(|| format!("source repository {loc}"))
+        let (config, plan) = configured_plan(&g, name)?;
+        let repository = plan.repository;
+        g.use_configured(&config, &repository)?;
+        Ok(g)
+    }
+
+    /// `tags` (restic's: any entry, each a comma-separated set all required) with the
+    /// plan's tag required in every entry.
+    pub fn tags(&self, tags: &[String]) -> Vec<String> {
+        let Some(name) = &self.plan else {
+            return tags.to_vec();
+        };
+        let tag = crate::run::plan_tag(name);
+        if tags.is_empty() {
+            return vec![tag];
+        }
+        tags.iter().map(|t| format!("{t},{tag}")).collect()
+    }
+
+    /// Refuses a snapshot (given by id) that is not the plan's.
+    pub fn check(&self, s: &cairn_repo::snapshot::Snapshot) -> Result<()> {
+        if let Some(name) = &self.plan {
+            let tag = crate::run::plan_tag(name);
+            anyhow::ensure!(
+                s.tags.contains(&tag),
+                "snapshot {} is not one of plan {name}'s (no tag {tag})",
+                s.id.short()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -503,6 +701,29 @@ fn first_line(s: &str) -> String {
 }
 
 /// Opens the backend of a repository location (restic's syntax, see `backend::open`).
+/// The `-o` durations (retry budget, timeouts) of `extended` applied to `opts`.
+fn apply_durations(
+    opts: &mut backend::Options,
+    extended: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let dur = |k: &str| -> Result<Option<std::time::Duration>> {
+        extended
+            .get(k)
+            .map(|v| parse_duration(v).map_err(|e| anyhow::anyhow!("-o {k}: {e}")))
+            .transpose()
+    };
+    if let Some(d) = dur("retry.max-time")? {
+        opts.retry.max_time = d;
+    }
+    if let Some(d) = dur("timeout.io")? {
+        opts.timeouts.io = d;
+    }
+    if let Some(d) = dur("timeout.connect")? {
+        opts.timeouts.connect = d;
+    }
+    Ok(())
+}
+
 pub fn open_backend(loc: &str, g: &GlobalOpts) -> Result<Arc<dyn Backend>> {
     let backend = backend::open(loc, &g.backend_options()?)?;
     // For crash-safety tests only: die by SIGKILL before the N+1-th repository change.

@@ -16,11 +16,15 @@
 //!   category `lock`; at start, leftover filesystem snapshots are swept only for plans
 //!   nobody runs.
 //! - `/metrics` (Prometheus) and `/healthz` on `settings.metrics.listen`.
+//! - The web UI when `[settings.web]` is configured: its triggers join the same queues
+//!   (a plan already queued or running is refused), and every run's progress (scheduled
+//!   or triggered) feeds the UI's live view; it stops with the daemon.
 //!
 //! The clock is a parameter, so the scheduler is tested with simulated time.
 
-use crate::config::{Config, Event};
-use crate::history::History;
+use crate::config::Config;
+use crate::history::{History, Outcome};
+use crate::ops::jobs::{Hub, Operation, Refused};
 use crate::run::{RunFlags, Runner};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Local, Utc};
@@ -59,7 +63,8 @@ impl Clock for SystemClock {
 
 /// Runs a plan; the daemon's one dependency on the outside world besides the clock.
 pub trait Executor: Send + Sync {
-    fn run(&self, plan: &str, stop: &Arc<AtomicBool>);
+    /// Runs `op` of `plan` (a scheduled run is [`Operation::Backup`]: the whole run).
+    fn run(&self, plan: &str, op: Operation, stop: &Arc<AtomicBool>);
     /// When the plan's last successful backup started (from the history).
     fn last_success(&self, _plan: &str) -> Option<DateTime<Utc>> {
         None
@@ -102,12 +107,99 @@ pub fn initial_due(entries: &[Entry], now: DateTime<Utc>) -> BTreeMap<String, Da
 }
 
 struct Queue {
-    tx: crossbeam_channel::Sender<String>,
-    /// Plans queued or running on this repository.
-    pending: Arc<Mutex<BTreeSet<String>>>,
+    /// `None` once the queues are closed.
+    tx: Mutex<Option<crossbeam_channel::Sender<(String, Operation)>>>,
+    /// Plans queued or running on this repository, with their operation.
+    pending: Arc<Mutex<BTreeMap<String, Operation>>>,
 }
 
-/// The scheduler loop. Returns when `stop` is set and every worker has finished.
+/// One queue (and worker thread) per repository: the scheduler and the web UI's
+/// triggers both submit to it.
+pub struct Queues {
+    queues: BTreeMap<String, Queue>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Queues {
+    /// Starts a worker per repository of `repositories`.
+    pub fn start(
+        repositories: BTreeSet<String>,
+        exec: Arc<dyn Executor>,
+        stop: Arc<AtomicBool>,
+    ) -> Queues {
+        let mut queues = BTreeMap::new();
+        let mut workers = Vec::new();
+        for repo in repositories {
+            let (tx, rx) = crossbeam_channel::unbounded::<(String, Operation)>();
+            let pending = Arc::new(Mutex::new(BTreeMap::new()));
+            let (exec, stop, p) = (exec.clone(), stop.clone(), pending.clone());
+            workers.push(std::thread::spawn(move || {
+                for (plan, op) in rx {
+                    if !stop.load(Ordering::Relaxed) {
+                        exec.run(&plan, op, &stop);
+                    }
+                    if let Ok(mut p) = p.lock() {
+                        p.remove(&plan);
+                    }
+                }
+            }));
+            queues.insert(
+                repo,
+                Queue {
+                    tx: Mutex::new(Some(tx)),
+                    pending,
+                },
+            );
+        }
+        Queues {
+            queues,
+            workers: Mutex::new(workers),
+        }
+    }
+
+    /// Queues `op` of `plan` on `repository`. `Err` with the plan's operation already
+    /// queued or running (`None`: no queue for the repository, or the queues are closed).
+    pub fn submit(
+        &self,
+        repository: &str,
+        plan: &str,
+        op: Operation,
+    ) -> std::result::Result<(), Option<Operation>> {
+        let q = self.queues.get(repository).ok_or(None)?;
+        let tx = q.tx.lock().map_err(|_| None)?;
+        let tx = tx.as_ref().ok_or(None)?;
+        {
+            let mut pending = q.pending.lock().map_err(|_| None)?;
+            if let Some(running) = pending.get(plan) {
+                return Err(Some(*running));
+            }
+            pending.insert(plan.to_string(), op);
+        }
+        tx.send((plan.to_string(), op)).map_err(|_| None)
+    }
+
+    /// No more operations: lets the workers finish what is queued (nothing runs once
+    /// `stop` is set) and waits for them.
+    pub fn close(&self) {
+        for q in self.queues.values() {
+            if let Ok(mut tx) = q.tx.lock() {
+                tx.take();
+            }
+        }
+        let workers = self
+            .workers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for w in workers {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The scheduler loop on queues of its own (the tests' entry). Returns when `stop` is
+/// set and every worker has finished.
+#[cfg(test)]
 pub fn schedule_loop(
     entries: Vec<Entry>,
     exec: Arc<dyn Executor>,
@@ -115,30 +207,26 @@ pub fn schedule_loop(
     stop: Arc<AtomicBool>,
     tick: Duration,
 ) {
+    let queues = Queues::start(
+        entries.iter().map(|e| e.repository.clone()).collect(),
+        exec.clone(),
+        stop.clone(),
+    );
+    schedule_on(entries, &queues, exec, clock, stop, tick);
+    queues.close();
+}
+
+/// The scheduler loop on `queues`, until `stop` is set (the caller closes the queues).
+pub fn schedule_on(
+    entries: Vec<Entry>,
+    queues: &Queues,
+    exec: Arc<dyn Executor>,
+    clock: &dyn Clock,
+    stop: Arc<AtomicBool>,
+    tick: Duration,
+) {
     let mut next = initial_due(&entries, clock.now());
-    let mut queues: BTreeMap<String, Queue> = BTreeMap::new();
-    let mut workers = Vec::new();
-    for repo in entries
-        .iter()
-        .map(|e| e.repository.clone())
-        .collect::<BTreeSet<_>>()
-    {
-        let (tx, rx) = crossbeam_channel::unbounded::<String>();
-        let pending = Arc::new(Mutex::new(BTreeSet::new()));
-        let (exec, stop, p) = (exec.clone(), stop.clone(), pending.clone());
-        workers.push(std::thread::spawn(move || {
-            for plan in rx {
-                if !stop.load(Ordering::Relaxed) {
-                    exec.run(&plan, &stop);
-                }
-                if let Ok(mut p) = p.lock() {
-                    p.remove(&plan);
-                }
-            }
-        }));
-        queues.insert(repo, Queue { tx, pending });
-    }
-    let mut alerted: BTreeSet<String> = BTreeSet::new();
+    let mut alerted = crate::ops::status::Alerted::default();
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now();
         for e in &entries {
@@ -148,16 +236,9 @@ pub fn schedule_loop(
             if t > now {
                 continue;
             }
-            if let Some(q) = queues.get(&e.repository) {
-                let fresh = q
-                    .pending
-                    .lock()
-                    .map(|mut p| p.insert(e.plan.clone()))
-                    .unwrap_or(false);
-                if fresh {
-                    let _ = q.tx.send(e.plan.clone());
-                }
-            }
+            // A plan already queued or running (by the web, or still from its last
+            // occurrence) is not queued twice.
+            let _ = queues.submit(&e.repository, &e.plan, Operation::Backup);
             // Every occurrence up to now is covered by this run.
             match e.schedule.next_after(&now.with_timezone(&Local)) {
                 Some(n) => {
@@ -171,14 +252,10 @@ pub fn schedule_loop(
         for e in &entries {
             if let Some(max) = e.max_age {
                 let last = exec.last_success(&e.plan);
-                let overdue = crate::run::overdue(
-                    max,
-                    last.map(|t| t.timestamp_millis() as f64 / 1000.0),
-                    now.timestamp_millis() as f64 / 1000.0,
-                );
-                if !overdue {
-                    alerted.remove(&e.plan);
-                } else if alerted.insert(e.plan.clone()) {
+                let last_ts = last.map(|t| t.timestamp_millis() as f64 / 1000.0);
+                let overdue =
+                    crate::run::overdue(max, last_ts, now.timestamp_millis() as f64 / 1000.0);
+                if alerted.step(&e.plan, overdue, last_ts) {
                     exec.overdue(&e.plan, last);
                 }
             }
@@ -190,10 +267,6 @@ pub fn schedule_loop(
             .unwrap_or(now + chrono::Duration::hours(1));
         clock.sleep_until(wake, tick, &stop);
     }
-    drop(queues);
-    for w in workers {
-        let _ = w.join();
-    }
 }
 
 /// The real executor: runs plans with `Runner`, one history connection per run.
@@ -203,17 +276,28 @@ struct PlanExecutor {
     children: Children,
     /// The scheduler's own connection, for its once-a-tick questions (runs open theirs).
     history: Mutex<History>,
+    /// Live progress, for the web UI.
+    hub: Arc<Hub>,
 }
 
 impl Executor for PlanExecutor {
-    fn run(&self, plan: &str, stop: &Arc<AtomicBool>) {
+    fn run(&self, plan: &str, op: Operation, stop: &Arc<AtomicBool>) {
         let Some(p) = self.config.plans.get(plan) else {
             return;
         };
+        self.hub.started(plan, op);
         let history = match History::open(&self.config.settings.state_dir) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("plan {plan}: {e:#}");
+                self.hub.finished(
+                    plan,
+                    op,
+                    None,
+                    Outcome::Failure,
+                    None,
+                    Some(format!("{e:#}")),
+                );
                 return;
             }
         };
@@ -221,7 +305,12 @@ impl Executor for PlanExecutor {
         if let Ok(mut c) = self.children.lock() {
             c.push(child.clone());
         }
-        eprintln!("plan {plan}: starting");
+        if op == Operation::Backup {
+            eprintln!("plan {plan}: starting");
+        } else {
+            eprintln!("plan {plan}: starting {} (from the web UI)", op.as_str());
+        }
+        let hub = self.hub.clone();
         let runner = Runner {
             config: &self.config,
             history: &history,
@@ -229,16 +318,39 @@ impl Executor for PlanExecutor {
             stop: stop.clone(),
             child: child.clone(),
             echo: false,
+            progress: Some(Arc::new(move |ev| hub.progress(ev))),
         };
-        match runner.run(p, &RunFlags::default()) {
-            Ok(r) => eprintln!(
-                "plan {plan}: {} in {:.1}s{}",
-                r.outcome.as_str(),
-                r.duration.as_secs_f64(),
-                r.error.map(|e| format!(": {e}")).unwrap_or_default()
-            ),
-            Err(e) => eprintln!("plan {plan}: {e:#}"),
+        let flags = RunFlags {
+            only: op.only(),
+            ..RunFlags::default()
+        };
+        match runner.run(p, &flags) {
+            Ok(r) => {
+                eprintln!(
+                    "plan {plan}: {} in {:.1}s{}",
+                    r.outcome.as_str(),
+                    r.duration.as_secs_f64(),
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+                self.hub
+                    .finished(plan, op, Some(r.run_id), r.outcome, r.category, r.error);
+            }
+            Err(e) => {
+                eprintln!("plan {plan}: {e:#}");
+                self.hub.finished(
+                    plan,
+                    op,
+                    None,
+                    Outcome::Failure,
+                    None,
+                    Some(format!("{e:#}")),
+                );
+            }
         }
+        crate::ops::status::invalidate(&p.repository);
         if let Ok(mut c) = self.children.lock() {
             c.retain(|x| !Arc::ptr_eq(x, &child));
         }
@@ -259,36 +371,49 @@ impl Executor for PlanExecutor {
         let Some(p) = self.config.plans.get(plan) else {
             return;
         };
-        let since = last
-            .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
-            .unwrap_or_else(|| "ever".into());
-        let msg = crate::notify::Message {
-            plan: plan.into(),
-            host: p.host.clone().unwrap_or_else(crate::run::hostname),
-            event: "overdue".into(),
-            result: None,
-            error_category: None,
-            error: Some(format!(
-                "no successful backup since {since} (max-age {})",
-                p.max_age
-                    .map(crate::config::format_duration)
-                    .unwrap_or_default()
-            )),
-            snapshot_id: None,
-            duration_seconds: None,
-            bytes_added: None,
-            files_processed: None,
-            time: Utc::now().to_rfc3339(),
-            log_tail: String::new(),
-        };
+        let last = last.map(|t| t.timestamp_millis() as f64 / 1000.0);
+        let (msg, problems) = crate::ops::status::send_overdue(p, last);
         eprintln!(
             "plan {plan}: OVERDUE: {}",
             msg.error.as_deref().unwrap_or("")
         );
-        for problem in crate::notify::send(&p.notify, Event::Failure, &msg) {
+        for problem in problems {
             eprintln!("plan {plan}: notification failed: {problem}");
         }
     }
+}
+
+/// How the web UI's triggers join the daemon's queues.
+fn submitter(
+    config: Arc<Config>,
+    queues: Arc<Queues>,
+    hub: Arc<Hub>,
+    stop: Arc<AtomicBool>,
+) -> crate::ops::jobs::Submit {
+    Arc::new(move |plan: &str, op: Operation| {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Refused::Unavailable(
+                "the daemon is stopping: nothing new starts".into(),
+            ));
+        }
+        let p = config
+            .plans
+            .get(plan)
+            .ok_or_else(|| Refused::UnknownPlan(plan.to_string()))?;
+        queues
+            .submit(&p.repository, plan, op)
+            .map_err(|pending| match pending {
+                Some(running) => {
+                    Refused::Busy(Box::new(hub.busy(plan).unwrap_or_else(|| {
+                        crate::ops::jobs::JobState::scheduled(plan, running)
+                    })))
+                }
+                None => Refused::Unavailable(format!(
+                    "no queue for repository {}: the daemon is stopping",
+                    p.repository
+                )),
+            })
+    })
 }
 
 /// Builds the scheduler's entries from the config and the history.
@@ -353,7 +478,7 @@ pub fn run(config: Config) -> Result<()> {
     }
     let entries = entries(&config, &history)?;
     let stop = Arc::new(AtomicBool::new(false));
-    crate::cli::signals::flag_on_stop(stop.clone())?;
+    crate::signals::flag_on_stop(stop.clone())?;
     let children: Children = Arc::new(Mutex::new(Vec::new()));
     // Forward the stop to running children: they remove their locks and exit.
     {
@@ -386,22 +511,56 @@ pub fn run(config: Config) -> Result<()> {
     if entries.is_empty() {
         eprintln!("no plan has a schedule: nothing to do until one does (add schedule = \"daily\" to a plan)");
     }
+    let hub = Arc::new(Hub::new());
     let exec: Arc<dyn Executor> = Arc::new(PlanExecutor {
         config: config.clone(),
         exe: std::env::current_exe().context("cannot find the cairn executable")?,
         children,
         history: Mutex::new(history),
+        hub: hub.clone(),
     });
-    schedule_loop(
+    // Every repository a plan writes to gets a queue: unscheduled plans can be triggered.
+    let queues = Arc::new(Queues::start(
+        config
+            .plans
+            .values()
+            .map(|p| p.repository.clone())
+            .collect(),
+        exec.clone(),
+        stop.clone(),
+    ));
+    let web = match &config.settings.web {
+        Some(_) => {
+            let jobs = crate::ops::jobs::Jobs::daemon(
+                hub.clone(),
+                submitter(config.clone(), queues.clone(), hub, stop.clone()),
+            );
+            match crate::web::serve(config.clone(), jobs, stop.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    queues.close();
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    schedule_on(
         entries,
+        &queues,
         exec,
         &SystemClock,
         stop.clone(),
         Duration::from_secs(30),
     );
     stop.store(true, Ordering::Relaxed);
+    queues.close();
     if let Some(m) = metrics {
         let _ = m.join();
+    }
+    if let Some(w) = web {
+        let _ = w.join();
     }
     eprintln!("cairn daemon stopped");
     Ok(())
@@ -463,7 +622,7 @@ mod tests {
     }
 
     impl Executor for Recorder {
-        fn run(&self, plan: &str, _stop: &Arc<AtomicBool>) {
+        fn run(&self, plan: &str, _op: Operation, _stop: &Arc<AtomicBool>) {
             let repo = self.repo_of[plan].clone();
             {
                 let mut r = self.running.lock().unwrap();

@@ -47,6 +47,8 @@ pub struct HookOutcome {
     pub output: String,
     /// What went wrong, for the log and `CAIRN_ERROR`.
     pub error: Option<String>,
+    /// Its exit status; `None` when it did not start or was killed.
+    pub code: Option<i32>,
 }
 
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -64,6 +66,7 @@ pub fn run(
         ok: false,
         output: String::new(),
         error: Some(e),
+        code: None,
     };
     let (mut reader, writer) = match std::io::pipe() {
         Ok(p) => p,
@@ -94,6 +97,9 @@ pub fn run(
         Ok(c) => c,
         Err(e) => return fail(format!("cannot start `sh -c {cmd}`: {e}")),
     };
+    // The command holds our copies of the pipe's write end: closed now, so the output
+    // ends when the hook's processes are gone (else every hook waited the 1 s below).
+    drop(command);
     // Read in a thread: a chatty hook must not block on a full pipe while we wait.
     let collected = Arc::new(Mutex::new(Vec::new()));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -170,6 +176,7 @@ pub fn run(
             ok: true,
             output,
             error: None,
+            code: s.code(),
         },
         Ok(s) => HookOutcome {
             ok: false,
@@ -178,11 +185,13 @@ pub fn run(
                 Some(c) => format!("exited with status {c}"),
                 None => "was killed by a signal".to_string(),
             }),
+            code: s.code(),
         },
         Err(e) => HookOutcome {
             ok: false,
             output,
             error: Some(e),
+            code: None,
         },
     }
 }

@@ -10,11 +10,14 @@ mod history;
 mod hooks;
 mod metrics;
 mod notify;
+mod ops;
 mod run;
 mod schedule;
+mod signals;
 mod sources;
 mod systemd;
 mod units;
+mod web;
 
 use std::process::ExitCode;
 

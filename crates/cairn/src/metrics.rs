@@ -5,8 +5,9 @@
 //! last success, duration and result of the last run; per plan: bytes and files of the
 //! last backup, and whether it is overdue (no success within `max-age`).
 //!
-//! [`serve`] is the HTTP server of `/metrics` and `/healthz`: axum on a small tokio runtime,
-//! serving connections concurrently with a header-read timeout, a whole-connection timeout,
+//! The web server serves `/metrics` to logged-in callers ([`web_route`]). [`serve`] is the
+//! separate server of `metrics.listen` (`/metrics` and `/healthz` to anyone who can reach
+//! it): axum on a small tokio runtime, serving connections concurrently with a header-read timeout, a whole-connection timeout,
 //! a cap on the request head and on open connections, so a slow or hostile client cannot
 //! block a scrape or exhaust memory. It must not do blocking work on the runtime's threads
 //! (the history is read in `spawn_blocking`).
@@ -208,9 +209,29 @@ fn router(config: std::sync::Arc<Config>) -> axum::Router {
         .with_state(config)
 }
 
+/// `GET /metrics` on the web server, for logged-in callers (Prometheus: a bearer token).
+pub(crate) fn web_route() -> crate::web::routes::Route {
+    crate::web::routes::Route::api(
+        "GET",
+        "/metrics",
+        crate::web::routes::Access::Viewer,
+        "Prometheus metrics of every plan (text exposition format)",
+        axum::routing::get(
+            |axum::extract::State(state): axum::extract::State<crate::web::AppState>| {
+                scrape_response(state.config.clone())
+            },
+        ),
+    )
+}
+
 async fn scrape(
     axum::extract::State(config): axum::extract::State<std::sync::Arc<Config>>,
 ) -> axum::response::Response {
+    scrape_response(config).await
+}
+
+/// The metrics of `config` as an HTTP response (history read on a blocking thread).
+async fn scrape_response(config: std::sync::Arc<Config>) -> axum::response::Response {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let rendered = tokio::task::spawn_blocking(move || {
@@ -246,7 +267,7 @@ async fn scrape(
     }
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,

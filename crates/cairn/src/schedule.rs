@@ -1,6 +1,7 @@
 //! When plans run: systemd calendar expressions (the subset people write) and cron.
 //!
-//! Accepted: `minutely`, `hourly`, `daily`, `weekly`, `monthly`, `yearly`/`annually`;
+//! Accepted: `minutely`, `hourly`, `daily`, `weekly`, `monthly`, `quarterly`,
+//! `semiannually`, `yearly`/`annually` (like systemd);
 //! systemd's `[WEEKDAYS] [YYYY-MM-DD] [HH:MM[:SS]]` with `*`, lists (`,`), ranges
 //! (`..`) and steps (`/`) — `03:00`, `Mon..Fri 02:30`, `Sat,Sun 10:00`, `*-*-01 05:00`,
 //! `*:0/15`; and five-field cron (`30 2 * * 1-5`, with cron's rule that a restricted
@@ -152,6 +153,18 @@ impl Schedule {
             }
             "monthly" => {
                 s.days = Set(1 << 1);
+                return Ok(s);
+            }
+            // systemd's keywords: the first day of January, April, July, October (and of
+            // January and July).
+            "quarterly" => {
+                s.days = Set(1 << 1);
+                s.months = Set((1 << 1) | (1 << 4) | (1 << 7) | (1 << 10));
+                return Ok(s);
+            }
+            "semiannually" => {
+                s.days = Set(1 << 1);
+                s.months = Set((1 << 1) | (1 << 7));
                 return Ok(s);
             }
             "yearly" | "annually" => {
@@ -391,6 +404,22 @@ mod tests {
         assert_eq!(
             next("yearly", "2026-11-28T03:00:00Z"),
             "2027-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("quarterly", "2026-11-28T03:00:00Z"),
+            "2027-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("quarterly", "2027-01-01T00:00:00Z"),
+            "2027-04-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("semiannually", "2027-01-01T00:00:00Z"),
+            "2027-07-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            Schedule::parse("quarterly").unwrap().to_systemd(),
+            ["*-01,04,07,10-01 00:00:00"]
         );
         assert_eq!(
             next("03:00", "2026-11-28T02:59:00Z"),

@@ -2,39 +2,22 @@
 
 use super::progress::{elapsed, Ticker};
 use super::{exit, format_bytes, GlobalOpts};
+use crate::history::Category;
+use crate::run::protocol;
 use anyhow::{Context, Result};
 use cairn_repo::backup::{self, BackupOptions, ParentChoice, Progress, StdinSource};
 use cairn_repo::exclude::{read_pattern_file, ExcludeIfPresent, PatternSet};
 use cairn_repo::Id;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Files and directories to back up
     pub paths: Vec<PathBuf>,
-    /// Exclude a pattern (can be given several times)
-    #[arg(short = 'e', long)]
-    pub exclude: Vec<String>,
-    /// Like --exclude, ignoring case
-    #[arg(long)]
-    pub iexclude: Vec<String>,
-    /// Read exclude patterns from a file
-    #[arg(long)]
-    pub exclude_file: Vec<PathBuf>,
-    /// Read case-insensitive exclude patterns from a file
-    #[arg(long)]
-    pub iexclude_file: Vec<PathBuf>,
-    /// Exclude directories containing this file (FILE[:HEADER])
-    #[arg(long)]
-    pub exclude_if_present: Vec<String>,
-    /// Exclude directories with a CACHEDIR.TAG
-    #[arg(long)]
-    pub exclude_caches: bool,
-    /// Leave out files larger than SIZE (e.g. 500M, 2G; restic's units)
-    #[arg(long, value_name = "SIZE")]
-    pub exclude_larger_than: Option<String>,
+    #[command(flatten)]
+    pub excludes: ExcludeFlags,
     /// Stay on the file system of each path
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
@@ -83,6 +66,106 @@ pub struct Args {
     pub threads: Option<usize>,
 }
 
+/// The exclude flags of a backup. `cairn rewrite --plan` builds a plan's exclude set
+/// from the very flags `cairn run` gives its backup ([`ExcludeFlags::of_plan`]), so the
+/// two cannot drift apart.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ExcludeFlags {
+    /// Exclude a pattern (can be given several times)
+    #[arg(short = 'e', long)]
+    pub exclude: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long)]
+    pub iexclude: Vec<String>,
+    /// Read exclude patterns from a file
+    #[arg(long)]
+    pub exclude_file: Vec<PathBuf>,
+    /// Read case-insensitive exclude patterns from a file
+    #[arg(long)]
+    pub iexclude_file: Vec<PathBuf>,
+    /// Exclude directories containing this file (FILE[:HEADER])
+    #[arg(long)]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude directories with a CACHEDIR.TAG
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out files larger than SIZE (e.g. 500M, 2G; restic's units)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+}
+
+/// An exclude set, built: what the backup walker (and a rewrite) applies.
+#[derive(Default)]
+pub struct Excludes {
+    pub patterns: PatternSet,
+    /// The patterns as given (files read), case-sensitive ones first: recorded in the
+    /// snapshot.
+    pub strings: Vec<String>,
+    pub if_present: Vec<ExcludeIfPresent>,
+    pub larger_than: Option<u64>,
+}
+
+impl ExcludeFlags {
+    /// Reads the pattern files and parses everything.
+    pub fn build(&self) -> Result<Excludes> {
+        let mut patterns = self.exclude.clone();
+        for f in &self.exclude_file {
+            patterns.extend(read_pattern_file(f)?);
+        }
+        let mut ipatterns = self.iexclude.clone();
+        for f in &self.iexclude_file {
+            ipatterns.extend(read_pattern_file(f)?);
+        }
+        let mut set = PatternSet::new(&patterns, false)?;
+        set.extend(PatternSet::new(&ipatterns, true)?);
+        let mut if_present: Vec<ExcludeIfPresent> = self
+            .exclude_if_present
+            .iter()
+            .map(|s| ExcludeIfPresent::parse(s))
+            .collect();
+        if self.exclude_caches {
+            if_present.push(ExcludeIfPresent::cachedir_tag());
+        }
+        let larger_than = match &self.exclude_larger_than {
+            Some(v) => Some(cairn_repo::exclude::parse_size(v).map_err(|e| {
+                anyhow::anyhow!("--exclude-larger-than {v:?}: {e} (examples: 500K, 20M, 2G)")
+            })?),
+            None => None,
+        };
+        patterns.extend(ipatterns);
+        Ok(Excludes {
+            patterns: set,
+            strings: patterns,
+            if_present,
+            larger_than,
+        })
+    }
+
+    /// The exclude flags `cairn run` gives the backup of `plan` (its sources' excludes
+    /// and its own, [`crate::config::Filter::args`]), parsed as `cairn backup` parses
+    /// them; and whether they include `--one-file-system`.
+    pub fn of_plan(plan: &crate::config::Plan) -> Result<(ExcludeFlags, bool)> {
+        #[derive(clap::Parser)]
+        struct PlanFlags {
+            #[command(flatten)]
+            excludes: ExcludeFlags,
+            #[arg(short = 'x', long)]
+            one_file_system: bool,
+        }
+        let args = plan.filter.args();
+        let f = <PlanFlags as clap::Parser>::try_parse_from(
+            std::iter::once("backup".to_string()).chain(args.iter().cloned()),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "plan {}: its backup flags {args:?} do not parse as backup flags: {e}",
+                plan.name
+            )
+        })?;
+        Ok((f.excludes, f.one_file_system))
+    }
+}
+
 /// A command's standard output as a stream; its exit status is checked at the end.
 fn command_source(cmd: &str) -> Result<StdinSource> {
     let mut c = std::process::Command::new("sh")
@@ -121,26 +204,7 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
-    let mut patterns = a.exclude.clone();
-    for f in &a.exclude_file {
-        patterns.extend(read_pattern_file(f)?);
-    }
-    let mut ipatterns = a.iexclude.clone();
-    for f in &a.iexclude_file {
-        ipatterns.extend(read_pattern_file(f)?);
-    }
-    let mut excludes = PatternSet::new(&patterns, false)?;
-    excludes.extend(PatternSet::new(&ipatterns, true)?);
-    let mut eip: Vec<ExcludeIfPresent> = a
-        .exclude_if_present
-        .iter()
-        .map(|s| ExcludeIfPresent::parse(s))
-        .collect();
-    if a.exclude_caches {
-        eip.push(ExcludeIfPresent::parse(
-            "CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55",
-        ));
-    }
+    let excludes = a.excludes.build()?;
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
     let parent = match (&a.parent, a.force) {
@@ -174,20 +238,13 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         .filter(|t| !t.is_empty())
         .map(String::from)
         .collect();
-    let mut exclude_strings = patterns.clone();
-    exclude_strings.extend(ipatterns.iter().cloned());
     let opts = BackupOptions {
         paths: a.paths.clone(),
-        excludes,
-        exclude_strings,
-        exclude_if_present: eip,
+        excludes: excludes.patterns,
+        exclude_strings: excludes.strings,
+        exclude_if_present: excludes.if_present,
         one_file_system: a.one_file_system,
-        exclude_larger_than: match &a.exclude_larger_than {
-            Some(v) => Some(cairn_repo::exclude::parse_size(v).map_err(|e| {
-                anyhow::anyhow!("--exclude-larger-than {v:?}: {e} (examples: 500K, 20M, 2G)")
-            })?),
-            None => None,
-        },
+        exclude_larger_than: excludes.larger_than,
         tags,
         host: a.host.clone(),
         time: a.time.as_deref().map(parse_time).transpose()?,
@@ -246,9 +303,53 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
             )
         })
     };
+    let scan = Scan::start(&opts);
+    let status = {
+        let p = progress.clone();
+        let scan = scan.totals.clone();
+        protocol::StatusTicker::start(move |t| {
+            protocol::status_of(
+                t,
+                (
+                    p.files_done.load(Ordering::Relaxed),
+                    scan.files.load(Ordering::Relaxed),
+                ),
+                (
+                    p.bytes_done.load(Ordering::Relaxed),
+                    scan.bytes.load(Ordering::Relaxed),
+                ),
+                p.errors.load(Ordering::Relaxed),
+            )
+        })
+    };
     let result = backup::backup(&repo, opts, &progress);
     drop(ticker);
-    let s = result?;
+    drop(status);
+    drop(scan);
+    let s = result.map_err(|e| match e.kind() {
+        // The repository is open: what is not found now is what we were to back up.
+        cairn_repo::Kind::NotFound => protocol::categorized(Category::SourceMissing, e),
+        _ => e.into(),
+    })?;
+    protocol::emit(&protocol::Message::Summary(protocol::Summary {
+        files_new: Some(s.files_new),
+        files_changed: Some(s.files_changed),
+        files_unmodified: Some(s.files_unmodified),
+        dirs_new: Some(s.dirs_new),
+        dirs_changed: Some(s.dirs_changed),
+        dirs_unmodified: Some(s.dirs_unmodified),
+        data_blobs: Some(s.data_blobs),
+        tree_blobs: Some(s.tree_blobs),
+        data_added: Some(s.data_added),
+        data_added_packed: Some(s.data_added_packed),
+        total_files_processed: Some(s.total_files_processed),
+        total_bytes_processed: Some(s.total_bytes_processed),
+        bytes_read: Some(s.bytes_read),
+        total_duration: Some(s.total_duration),
+        snapshot_id: s.snapshot_id.map(|i| i.to_hex()),
+        warnings: s.warnings.clone(),
+        other: Default::default(),
+    }));
     for w in &s.warnings {
         eprintln!("warning: {w}");
     }
@@ -289,11 +390,88 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         }
     }
     if !s.warnings.is_empty() {
-        eprintln!(
-            "Warning: at least one source file could not be read ({} problems above); the snapshot is incomplete",
+        let msg = format!(
+            "at least one source file could not be read ({} problems above); the snapshot is incomplete",
             s.warnings.len()
         );
+        eprintln!("Warning: {msg}");
+        protocol::exit_error(exit::INCOMPLETE.into(), Category::Permission, msg);
         return Ok(exit::INCOMPLETE);
     }
     Ok(exit::OK)
+}
+
+/// Counts what a backup will read (files and bytes under its paths, excludes by pattern
+/// applied) beside it, so status messages can say how far it is, like restic's scanner.
+/// Only when the protocol is on; stops when dropped.
+struct Scan {
+    totals: Arc<Totals>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Totals {
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Scan {
+    fn start(opts: &BackupOptions) -> Scan {
+        let totals = Arc::new(Totals::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = protocol::enabled().then(|| {
+            let map = opts.source_map.clone();
+            let actual = move |recorded: &Path| -> PathBuf {
+                map.iter()
+                    .filter(|(r, _)| recorded.starts_with(r))
+                    .max_by_key(|(r, _)| r.as_os_str().len())
+                    .and_then(|(r, a)| Some(a.join(recorded.strip_prefix(r).ok()?)))
+                    .unwrap_or_else(|| recorded.to_path_buf())
+            };
+            let mut todo: Vec<PathBuf> = opts
+                .paths
+                .iter()
+                .filter_map(|p| std::path::absolute(p).ok())
+                .collect();
+            let excludes = opts.excludes.clone();
+            let (totals, stop) = (totals.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while let Some(recorded) = todo.pop() {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if excludes.matches_path(&recorded) {
+                        continue;
+                    }
+                    let path = actual(&recorded);
+                    let Ok(m) = std::fs::symlink_metadata(&path) else {
+                        continue;
+                    };
+                    if m.is_dir() {
+                        if let Ok(rd) = std::fs::read_dir(&path) {
+                            todo.extend(rd.flatten().map(|e| recorded.join(e.file_name())));
+                        }
+                    } else if m.is_file() {
+                        totals.files.fetch_add(1, Ordering::Relaxed);
+                        totals.bytes.fetch_add(m.len(), Ordering::Relaxed);
+                    }
+                }
+            })
+        });
+        Scan {
+            totals,
+            stop,
+            handle,
+        }
+    }
+}
+
+impl Drop for Scan {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }

@@ -2,6 +2,8 @@
 
 use super::progress::{elapsed, Ticker};
 use super::{exit, format_bytes, GlobalOpts};
+use crate::history::Category;
+use crate::run::protocol;
 use anyhow::Result;
 use cairn_repo::check::{self, Progress, ReadData};
 use std::sync::atomic::Ordering;
@@ -46,8 +48,25 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
             )
         })
     };
-    let report = check::check(&repo, read, &progress)?;
+    let status = {
+        let p = progress.clone();
+        // Packs read, in the files fields: check has no files of its own.
+        protocol::StatusTicker::start(move |t| {
+            protocol::status_of(
+                t,
+                (
+                    p.packs_done.load(Ordering::Relaxed),
+                    p.packs_total.load(Ordering::Relaxed),
+                ),
+                (0, 0),
+                0,
+            )
+        })
+    };
+    let report = check::check(&repo, read, &progress);
     drop(ticker);
+    drop(status);
+    let report = report?;
     if g.json {
         let mut v = serde_json::to_value(&report)?;
         v["message_type"] = "summary".into();
@@ -73,12 +92,27 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
             "no errors were found ({} snapshots, {} trees, {} packs)",
             report.snapshots, report.trees, report.packs
         ));
+        protocol::emit(&protocol::Message::Summary(protocol::Summary {
+            other: [
+                ("snapshots", report.snapshots as u64),
+                ("trees", report.trees as u64),
+                ("packs", report.packs as u64),
+                ("packs_read", report.packs_read as u64),
+                ("bytes_read", report.bytes_read),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect(),
+            ..Default::default()
+        }));
         Ok(exit::OK)
     } else {
-        eprintln!(
-            "Fatal: repository contains errors ({} found); see above",
+        let msg = format!(
+            "repository contains errors ({} found); see above",
             report.errors.len()
         );
+        eprintln!("Fatal: {msg}");
+        protocol::exit_error(exit::FAILURE.into(), Category::CorruptData, msg);
         Ok(exit::FAILURE)
     }
 }

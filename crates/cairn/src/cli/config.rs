@@ -90,7 +90,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
             Ok(if ok { 0 } else { 1 })
         }
         Cmd::Show { offline } => {
-            let c = config::redacted(&load(g, *offline)?);
+            let c = crate::ops::config::redacted(&load(g, *offline)?);
             if g.json {
                 super::print_json(&c)?;
             } else {

@@ -53,6 +53,21 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         );
     }
     let report = copy::copy(&src, &dst, &snapshots, &CopyOptions { rechunk: a.rechunk })?;
+    crate::run::protocol::emit(&crate::run::protocol::Message::Summary(
+        crate::run::protocol::Summary {
+            data_added: Some(report.bytes_added),
+            data_blobs: Some(report.data_blobs_added),
+            tree_blobs: Some(report.tree_blobs_added),
+            other: [
+                ("snapshots_copied", report.copied.len() as u64),
+                ("snapshots_skipped", report.skipped.len() as u64),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect(),
+            ..Default::default()
+        },
+    ));
     if g.json {
         super::print_json(&report)?;
         return Ok(super::exit::OK);

@@ -7,6 +7,8 @@ use cairn_repo::snapshot::{Filter, Snapshot};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub plan: super::PlanArg,
     pub first: String,
     pub second: String,
     /// Also show files whose metadata (not content) changed, as `U`
@@ -15,10 +17,17 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let g = &a.plan.globals(g)?;
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
-    let s1 = Snapshot::find(&repo, &a.first, &Filter::default())?;
-    let s2 = Snapshot::find(&repo, &a.second, &Filter::default())?;
+    let filter = Filter {
+        tags: a.plan.tags(&[]),
+        ..Filter::default()
+    };
+    let s1 = Snapshot::find(&repo, &a.first, &filter)?;
+    let s2 = Snapshot::find(&repo, &a.second, &filter)?;
+    a.plan.check(&s1)?;
+    a.plan.check(&s2)?;
     let index = repo.load_index()?;
     let trees = Trees::new(&repo, &index);
     let d = browse::diff(&trees, &s1.tree, &s2.tree, a.metadata)?;

@@ -10,6 +10,8 @@ use cairn_repo::snapshot::{Filter, Snapshot};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub plan: super::PlanArg,
     /// Patterns (restic's exclude syntax: `*.db`, `/home/*/.ssh`, `**/cache`)
     #[arg(required = true)]
     pub patterns: Vec<String>,
@@ -34,6 +36,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let g = &a.plan.globals(g)?;
     let patterns = a
         .patterns
         .iter()
@@ -51,7 +54,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let filter = Filter {
         hosts: a.host.clone(),
         paths: a.path.clone(),
-        tags: a.tag.clone(),
+        tags: a.plan.tags(&a.tag),
     };
     let snapshots: Vec<Snapshot> = if a.snapshots.is_empty() {
         Snapshot::load_all(&repo)?
@@ -61,8 +64,12 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     } else {
         a.snapshots
             .iter()
-            .map(|s| Snapshot::find(&repo, s, &filter))
-            .collect::<cairn_repo::Result<_>>()?
+            .map(|s| {
+                let s = Snapshot::find(&repo, s, &filter)?;
+                a.plan.check(&s)?;
+                Ok(s)
+            })
+            .collect::<Result<_>>()?
     };
     let index = repo.load_index()?;
     let trees = Trees::new(&repo, &index);

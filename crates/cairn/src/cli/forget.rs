@@ -10,6 +10,8 @@ use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub plan: super::PlanArg,
     /// Snapshots to forget (instead of a policy)
     pub snapshots: Vec<String>,
     /// Keep the last N snapshots (-1 or "unlimited": all)
@@ -127,6 +129,7 @@ fn js(v: &[Snapshot]) -> Vec<JsonSnap<'_>> {
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let g = &a.plan.globals(g)?;
     let policy = Policy {
         last: count("keep-last", &a.keep_last)?,
         hourly: count("keep-hourly", &a.keep_hourly)?,
@@ -165,13 +168,15 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let filter = Filter {
         hosts: a.host.clone(),
         paths: a.path.clone(),
-        tags: a.tag.clone(),
+        tags: a.plan.tags(&a.tag),
     };
     let mut remove: Vec<Snapshot> = Vec::new();
     let mut json_groups = Vec::new();
     if !a.snapshots.is_empty() {
         for s in &a.snapshots {
-            remove.push(Snapshot::find(&repo, s, &Filter::default())?);
+            let s = Snapshot::find(&repo, s, &Filter::default())?;
+            a.plan.check(&s)?;
+            remove.push(s);
         }
     } else {
         let all: Vec<Snapshot> = Snapshot::load_all(&repo)?
@@ -250,6 +255,17 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     if !g.json {
         g.say(format!("removed {} snapshots", remove.len()));
     }
+    crate::run::protocol::emit(&crate::run::protocol::Message::Summary(
+        crate::run::protocol::Summary {
+            other: [(
+                "snapshots_removed".to_string(),
+                (remove.len() as u64).into(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        },
+    ));
     if a.prune && !remove.is_empty() {
         drop(_lock);
         let opts = cairn_repo::prune::PruneOptions {

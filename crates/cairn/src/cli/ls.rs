@@ -9,6 +9,8 @@ use cairn_repo::snapshot::{Filter, Snapshot};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub plan: super::PlanArg,
     /// Snapshot id (prefix) or `latest`
     pub snapshot: String,
     /// Directories to list (default: everything)
@@ -109,12 +111,13 @@ fn restic_filter(f: &Filter) -> String {
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let g = &a.plan.globals(g)?;
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
     let filter = Filter {
         hosts: a.host.clone(),
         paths: a.path.clone(),
-        tags: a.tag.clone(),
+        tags: a.plan.tags(&a.tag),
     };
     let snap = match Snapshot::find(&repo, &a.snapshot, &filter) {
         Ok(s) => s,
@@ -129,6 +132,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
+    a.plan.check(&snap)?;
     let index = repo.load_index()?;
     let trees = Trees::new(&repo, &index);
     let dirs: Vec<String> = a

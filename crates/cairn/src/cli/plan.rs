@@ -7,7 +7,6 @@ use crate::history::{History, Outcome, Record};
 use crate::run::{RunFlags, Runner};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Local, Utc};
-use serde::Serialize;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -18,16 +17,37 @@ pub struct RunArgs {
     /// Run every plan
     #[arg(long)]
     pub all: bool,
+    /// Stop at the first plan that does not succeed: the plans after it are not run
+    /// (without it, every plan runs and the exit status is the worst)
+    #[arg(long)]
+    pub fail_fast: bool,
     /// Prune now, even if not due
     #[arg(long)]
     pub force_prune: bool,
     /// Check now, even if not due
     #[arg(long)]
     pub force_check: bool,
+    /// Run only this step of the plan, now, whatever its schedule: check, prune or
+    /// restore-test (no backup, no hooks)
+    #[arg(long, value_name = "STEP", value_parser = ["check", "prune", "restore-test"])]
+    pub only: Option<String>,
+    /// Write the runner's progress events as JSON lines on stdout (how `cairn web`
+    /// follows the runs it starts)
+    #[arg(long, hide = true)]
+    pub events: bool,
 }
 
 #[derive(clap::Args, Debug)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    /// Also open every repository: size, snapshots, hosts, last snapshot
+    #[arg(long)]
+    pub repositories: bool,
+    /// Notify each plan with no successful backup within its max-age, once per overdue
+    /// episode (a later success re-arms it); exit 1 while any plan is overdue. For
+    /// systemd timer users: `cairn systemd generate` runs it hourly (cairn-alert.timer)
+    #[arg(long, conflicts_with = "repositories")]
+    pub alert: bool,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct HistoryArgs {
@@ -63,40 +83,109 @@ pub enum SystemdCmd {
     },
 }
 
+/// How long the daemon stays quiet about the same config failure it already notified:
+/// under systemd's `Restart=` each start of a daemon whose config is broken records the
+/// failure, but one message an hour is enough for a person to act on.
+const CONFIG_FAILURE_RENOTIFY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `cairn daemon`. A config that does not load is recorded (a failed run of plan "-",
+/// category config) and notified where `[settings]` can be read, like `cairn run`; then the
+/// daemon exits non-zero. A unit running it is expected to say `Restart=on-failure` with a
+/// `RestartSec=` of minutes: systemd starts it again later and a fixed config is picked
+/// up by that start (the same failure is notified again only after
+/// [`CONFIG_FAILURE_RENOTIFY`]).
 pub fn daemon(g: &GlobalOpts, _a: &DaemonArgs) -> Result<u8> {
-    let c = super::config::load(g, false)?;
+    // Offline: a repository whose password file or env-file cannot be read (a disk that is
+    // away) fails only its own plans when they run (recorded, notified); it must not keep
+    // the daemon, and the healthy plans, from starting. `config check` still probes.
+    let c = match super::config::load(g, true) {
+        Ok(c) => c,
+        Err(e) => {
+            let e = e.context("cairn daemon cannot start");
+            record_config_failure(g, &e, Some(CONFIG_FAILURE_RENOTIFY));
+            return Err(e);
+        }
+    };
     crate::daemon::run(c)?;
     Ok(0)
 }
 
 pub fn systemd(g: &GlobalOpts, a: &SystemdArgs) -> Result<u8> {
+    use crate::systemd as unit;
     let SystemdCmd::Generate { dir } = &a.cmd;
     let c = super::config::load(g, true)?;
     let exe = std::env::current_exe().context("cannot find the cairn executable")?;
     let config_path = std::path::absolute(g.config_path())?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let target = unit::Target::current();
     let mut written = Vec::new();
+    let mut timers = Vec::new();
+    let mut create = std::collections::BTreeSet::new();
+    let write = |name: String, text: String, written: &mut Vec<std::path::PathBuf>| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+        anyhow::Ok(())
+    };
     for p in c.plans.values() {
-        let Some(timer) = crate::systemd::timer(p) else {
+        let Some(timer) = unit::timer(p) else {
             eprintln!(
                 "plan {}: no schedule, no timer (run it with `cairn run {}`)",
                 p.name, p.name
             );
             continue;
         };
-        let name = crate::systemd::unit_name(&p.name);
-        for (ext, text) in [
-            (
-                "service",
-                crate::systemd::service(&c, p, &exe, &config_path),
-            ),
-            ("timer", timer),
-        ] {
-            let path = dir.join(format!("{name}.{ext}"));
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            written.push(path);
+        let writable = unit::writable_paths(&c, p, &target, &unit::btrfs_subvolume);
+        for (path, kind) in &p.snapshots {
+            if *kind == crate::sources::SnapshotKind::Btrfs && unit::btrfs_subvolume(path).is_none()
+            {
+                eprintln!(
+                    "plan {}: {} is not on Btrfs on this machine: its unit may write a {} directory at or above it (generate the units on the machine that backs up to name the one)",
+                    p.name,
+                    path.display(),
+                    crate::sources::BTRFS_DIR
+                );
+            }
         }
+        create.extend(writable.iter().filter(|w| w.create).map(|w| w.path.clone()));
+        let name = unit::unit_name(&p.name);
+        let credentials = unit::credentials(&c, p);
+        let service = unit::service(p, &writable, &credentials, &target, &exe, &config_path);
+        write(format!("{name}.service"), service, &mut written)?;
+        write(format!("{name}.timer"), timer, &mut written)?;
+        timers.push(format!("{name}.timer"));
+    }
+    if c.plans.values().any(|p| p.max_age.is_some()) {
+        let service = unit::alert_service(&c, &target, &exe, &config_path);
+        write(
+            format!("{}.service", unit::ALERT_UNIT),
+            service,
+            &mut written,
+        )?;
+        write(
+            format!("{}.timer", unit::ALERT_UNIT),
+            unit::alert_timer(),
+            &mut written,
+        )?;
+        timers.push(format!("{}.timer", unit::ALERT_UNIT));
+        create.insert(std::path::absolute(&c.settings.state_dir)?);
+    } else {
+        eprintln!("no plan has max-age: no {} units (add max-age = \"26h\" to a plan to be told when its backups stop)", unit::ALERT_UNIT);
+    }
+    // The sandbox opens only existing directories for writing: create those cairn would
+    // create itself on its first run.
+    let mut created = Vec::new();
+    for d in create.iter().filter(|d| !d.exists()) {
+        crate::sources::private_dir(d).with_context(|| {
+            format!("the units need {} to exist: create it, or run `cairn systemd generate` as the user the units run as", d.display())
+        })?;
+        created.push(d.clone());
+    }
+    for d in &created {
+        eprintln!(
+            "created {} (the sandbox can only open existing directories)",
+            d.display()
+        );
     }
     if g.json {
         super::print_json(&written)?;
@@ -104,15 +193,10 @@ pub fn systemd(g: &GlobalOpts, a: &SystemdArgs) -> Result<u8> {
         for w in &written {
             println!("wrote {}", w.display());
         }
-        if !written.is_empty() {
+        if !timers.is_empty() {
             println!(
                 "now: systemctl daemon-reload && systemctl enable --now {}",
-                c.plans
-                    .values()
-                    .filter(|p| p.schedule.is_some())
-                    .map(|p| format!("{}.timer", crate::systemd::unit_name(&p.name)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                timers.join(" ")
             );
         }
     }
@@ -148,8 +232,93 @@ fn pick<'c>(c: &'c Config, names: &[String], all: bool) -> Result<Vec<&'c crate:
         .collect()
 }
 
+/// A config that does not load, for `cairn run` and `cairn daemon`: a failed run of plan
+/// "-" (category config) in the history where its `[settings]` put the state (else the
+/// default state directory), and a failure notification when those settings could be read
+/// — unless `quiet_repeat` is given and failures with the same error were recorded
+/// there without a break and one was notified less than that long ago. Problems doing so are only printed: the config error
+/// is what the caller reports.
+fn record_config_failure(
+    g: &GlobalOpts,
+    e: &anyhow::Error,
+    quiet_repeat: Option<std::time::Duration>,
+) {
+    use crate::history::{Category, Finish};
+    let settings = crate::config::settings_of_broken(&g.config_path());
+    let state_dir = settings
+        .as_ref()
+        .map(|s| s.state_dir.clone())
+        .unwrap_or_else(crate::config::default_state_dir);
+    let error = format!("{e:#}");
+    let now = Utc::now().timestamp_millis() as f64 / 1000.0;
+    let mut repeated = false;
+    let recorded = History::open(&state_dir).and_then(|h| {
+        if let Some(window) = quiet_repeat {
+            // The run of earlier failures with this same error, newest first: notified at
+            // its start, then on the first failure of each further `window`.
+            let same: Vec<f64> = h
+                .list(Some("-"), 10_000, false)?
+                .into_iter()
+                .filter(|r| r.operation == "run")
+                .take_while(|r| r.error.as_deref() == Some(error.as_str()))
+                .map(|r| r.started)
+                .collect();
+            if let (Some(prev), Some(first)) = (same.first(), same.last()) {
+                let period = |t: f64| ((t - first) / window.as_secs_f64()).floor();
+                repeated = period(now) == period(*prev);
+            }
+        }
+        let id = h.start(None, "-", "-", "run", now)?;
+        h.finish(
+            id,
+            now,
+            Outcome::Failure,
+            &Finish {
+                category: Some(Category::Config),
+                error: Some(error.clone()),
+                log: Some(error.clone()),
+                ..Finish::default()
+            },
+        )
+    });
+    if let Err(r) = recorded {
+        eprintln!(
+            "warning: cannot record the config failure in {}: {r:#}",
+            state_dir.display()
+        );
+    }
+    let Some(s) = settings.filter(|_| !repeated) else {
+        return;
+    };
+    let message = crate::notify::Message {
+        plan: "-".into(),
+        host: s.host.clone().unwrap_or_else(crate::run::hostname),
+        event: "failure".into(),
+        result: Some(Outcome::Failure.as_str().into()),
+        error_category: Some(Category::Config.as_str().into()),
+        error: Some(error.clone()),
+        snapshot_id: None,
+        duration_seconds: None,
+        bytes_added: None,
+        files_processed: None,
+        time: Utc::now().to_rfc3339(),
+        log_tail: error,
+    };
+    for p in crate::notify::send(&s.notify, crate::config::Event::Failure, &message) {
+        eprintln!("warning: {p}");
+    }
+}
+
 pub fn run(g: &GlobalOpts, a: &RunArgs) -> Result<u8> {
-    let c = super::config::load(g, false)?;
+    // Offline, like the daemon: an unreadable secret fails only the plans of its
+    // repository (category auth/config, in the history, notified), the others run.
+    let c = match super::config::load(g, true) {
+        Ok(c) => c,
+        Err(e) => {
+            record_config_failure(g, &e, None);
+            return Err(e);
+        }
+    };
     let plans = pick(&c, &a.plans, a.all)?;
     let history = open_history(&c)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -170,15 +339,27 @@ pub fn run(g: &GlobalOpts, a: &RunArgs) -> Result<u8> {
         stop,
         child,
         echo: !g.quiet,
+        progress: a.events.then(|| -> crate::run::protocol::ProgressFn {
+            Arc::new(|ev| {
+                use std::io::Write;
+                if let Ok(line) = serde_json::to_string(&ev) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            })
+        }),
     };
     let flags = RunFlags {
         force_prune: a.force_prune,
         force_check: a.force_check,
         now: None,
+        only: a.only.as_deref().and_then(crate::run::Only::parse),
     };
     let mut worst = 0u8;
     let mut reports = Vec::new();
-    for p in plans {
+    let mut plans = plans.into_iter();
+    while let Some(p) = plans.next() {
         let r = runner.run(p, &flags)?;
         let code = match r.outcome {
             Outcome::Success => 0,
@@ -209,23 +390,32 @@ pub fn run(g: &GlobalOpts, a: &RunArgs) -> Result<u8> {
         if matches!(r.outcome, Outcome::Interrupted) {
             break;
         }
+        if a.fail_fast && !r.outcome.ok() {
+            // The rest are not run: said on stderr and in the JSON, not in the history
+            // (nothing was attempted).
+            for rest in plans.by_ref() {
+                let why = format!(
+                    "not run: plan {} ended {} (--fail-fast)",
+                    p.name,
+                    r.outcome.as_str()
+                );
+                if !g.quiet {
+                    eprintln!("cairn run {}: {why}", rest.name);
+                }
+                if g.json {
+                    reports.push(serde_json::json!({
+                        "plan": rest.name,
+                        "result": "not-run",
+                        "error": why,
+                    }));
+                }
+            }
+        }
     }
     if g.json {
         super::print_json(&reports)?;
     }
     Ok(worst)
-}
-
-#[derive(Serialize)]
-struct PlanStatus {
-    plan: String,
-    repository: String,
-    schedule: Option<String>,
-    last_run: Option<Record>,
-    last_success: Option<f64>,
-    next_run: Option<String>,
-    last_check_success: Option<f64>,
-    overdue: bool,
 }
 
 fn when(t: Option<f64>) -> String {
@@ -234,37 +424,28 @@ fn when(t: Option<f64>) -> String {
         .unwrap_or_else(|| "never".into())
 }
 
-pub fn status(g: &GlobalOpts, _a: &StatusArgs) -> Result<u8> {
-    let c = super::config::load(g, true)?;
+pub fn status(g: &GlobalOpts, a: &StatusArgs) -> Result<u8> {
+    let c = super::config::load(g, !a.repositories)?;
     let history = open_history(&c)?;
     let now = Utc::now();
-    let mut rows = Vec::new();
-    for (name, p) in &c.plans {
-        let last_run = history.last(name, "run")?;
-        let last_success = history.last_ok(name, "backup")?.map(|r| r.started);
-        let overdue = p
-            .max_age
-            .is_some_and(|m| crate::run::overdue(m, last_success, now.timestamp() as f64));
-        rows.push(PlanStatus {
-            plan: name.clone(),
-            repository: p.repository.clone(),
-            schedule: p.schedule.as_ref().map(|s| s.to_string()),
-            last_run,
-            last_success,
-            next_run: p
-                .schedule
-                .as_ref()
-                .and_then(|s| s.next_after(&now.with_timezone(&Local)))
-                .map(|t| t.to_rfc3339()),
-            last_check_success: history
-                .last_ok_on_repository(&p.repository, "check")?
-                .map(|r| r.started),
-            overdue,
-        });
+    let rows = crate::ops::status::plans(&c, &history, now)?;
+    if a.alert {
+        return alert(g, &c, &rows);
     }
+    let repos = if a.repositories {
+        let c = Arc::new(c.clone());
+        let handles = crate::ops::repos::Handles::new(c.clone());
+        crate::ops::status::repositories(&c, &handles, now)
+    } else {
+        Vec::new()
+    };
     if g.json {
-        super::print_json(&rows)?;
-        return Ok(0);
+        if a.repositories {
+            super::print_json(&serde_json::json!({"plans": rows, "repositories": repos}))?;
+        } else {
+            super::print_json(&rows)?;
+        }
+        return Ok(if rows.iter().any(|r| r.overdue) { 1 } else { 0 });
     }
     println!(
         "{:<16} {:<12} {:<17} {:<12} {:>9} {:>10}  {:<17} {:<17} {:<17}",
@@ -312,8 +493,65 @@ pub fn status(g: &GlobalOpts, _a: &StatusArgs) -> Result<u8> {
             when(r.last_check_success),
             if r.overdue { "  OVERDUE" } else { "" }
         );
+        for g in &r.check_next_groups {
+            println!(
+                "{:<16} check policy {} reads group {} next",
+                "", g.policy, g.group
+            );
+        }
+    }
+    if a.repositories {
+        println!(
+            "\n{:<16} {:>10} {:>9} {:<17} {:<24} problem",
+            "repository", "size", "snapshots", "last snapshot", "hosts"
+        );
+        for r in &repos {
+            println!(
+                "{:<16} {:>10} {:>9} {:<17} {:<24} {}",
+                r.repository,
+                r.size.map(super::format_bytes).unwrap_or_default(),
+                r.snapshots.map(|n| n.to_string()).unwrap_or_default(),
+                r.last_snapshot
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
+                r.hosts.join(","),
+                r.error.as_deref().unwrap_or("")
+            );
+        }
     }
     Ok(if rows.iter().any(|r| r.overdue) { 1 } else { 0 })
+}
+
+/// `cairn status --alert`: what was overdue, who was told.
+fn alert(g: &GlobalOpts, c: &Config, rows: &[crate::ops::status::PlanStatus]) -> Result<u8> {
+    let (alerts, warning) = crate::ops::status::alert(c, rows)?;
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    for a in &alerts {
+        for p in &a.problems {
+            eprintln!("plan {}: notification failed: {p}", a.plan);
+        }
+    }
+    if g.json {
+        super::print_json(&alerts)?;
+    } else if !g.quiet {
+        for a in &alerts {
+            println!(
+                "plan {}: OVERDUE: {} — {}",
+                a.plan,
+                a.message,
+                if a.notified {
+                    "notified"
+                } else {
+                    "already notified (again after its next success)"
+                }
+            );
+        }
+    }
+    Ok(if alerts.is_empty() { 0 } else { 1 })
 }
 
 pub fn history(g: &GlobalOpts, a: &HistoryArgs) -> Result<u8> {
@@ -350,10 +588,18 @@ pub fn history(g: &GlobalOpts, a: &HistoryArgs) -> Result<u8> {
                 r.id,
                 format!(
                     "{indent}{}",
-                    if indent.is_empty() {
-                        &r.plan
+                    if indent.is_empty() && r.plan.is_empty() {
+                        // A download or restore from the web UI: what and who.
+                        format!("{} by {}", r.operation, r.user.as_deref().unwrap_or("?"))
+                    } else if indent.is_empty() {
+                        r.plan.clone()
                     } else {
-                        &r.operation
+                        // A step: which hook or check policy, cut to keep the columns.
+                        let l = r.label();
+                        match l.char_indices().nth(32) {
+                            Some((at, _)) => format!("{}…", &l[..at]),
+                            None => l,
+                        }
                     }
                 ),
                 when(Some(r.started)),

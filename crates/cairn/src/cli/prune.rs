@@ -41,7 +41,7 @@ pub fn run_on(
     dry_run: bool,
 ) -> Result<u8> {
     let _lock = g.lock(repo, !dry_run)?;
-    let progress = Progress::default();
+    let progress = std::sync::Arc::new(Progress::default());
     g.say("loading indexes, snapshots and trees...");
     let plan = prune::plan(repo, opts, &progress)?;
     if !g.json {
@@ -56,7 +56,33 @@ pub fn run_on(
     if plan.is_noop() {
         g.say("nothing to do");
     }
-    let stats = plan.execute(repo, opts, &progress)?;
+    let status = {
+        let p = progress.clone();
+        // Packs repacked or deleted, in the files fields: prune has no files of its own.
+        crate::run::protocol::StatusTicker::start(move |t| {
+            use std::sync::atomic::Ordering;
+            crate::run::protocol::status_of(
+                t,
+                (
+                    p.packs_done.load(Ordering::Relaxed),
+                    p.packs_total.load(Ordering::Relaxed),
+                ),
+                (0, 0),
+                0,
+            )
+        })
+    };
+    let stats = plan.execute(repo, opts, &progress);
+    drop(status);
+    let stats = stats?;
+    if let Ok(serde_json::Value::Object(other)) = serde_json::to_value(&stats) {
+        crate::run::protocol::emit(&crate::run::protocol::Message::Summary(
+            crate::run::protocol::Summary {
+                other,
+                ..Default::default()
+            },
+        ));
+    }
     if g.json {
         super::print_json(&serde_json::json!({"dry_run": false, "result": stats}))?;
     } else if stats.packs_repack

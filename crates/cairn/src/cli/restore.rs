@@ -2,6 +2,8 @@
 
 use super::progress::{elapsed, Ticker};
 use super::{exit, format_bytes, GlobalOpts};
+use crate::ops::restore::Outcome;
+use crate::run::protocol;
 use anyhow::Result;
 use cairn_repo::exclude::PatternSet;
 use cairn_repo::restore::{self, Progress, RestoreOptions};
@@ -12,6 +14,8 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub plan: super::PlanArg,
     /// Snapshot id (prefix), or `latest`; `ID:path/in/snapshot` restores only that directory
     pub snapshot: String,
     /// Directory to restore into
@@ -53,6 +57,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let g = &a.plan.globals(g)?;
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
     let (spec, subpath) = match a.snapshot.split_once(':') {
@@ -62,9 +67,10 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let filter = Filter {
         hosts: a.host.clone(),
         paths: a.path.clone(),
-        tags: a.tag.clone(),
+        tags: a.plan.tags(&a.tag),
     };
     let snap = Snapshot::find(&repo, spec, &filter)?;
+    a.plan.check(&snap)?;
     let mut include = PatternSet::new(&a.include, false)?;
     include.extend(PatternSet::new(&a.iinclude, true)?);
     let mut exclude = PatternSet::new(&a.exclude, false)?;
@@ -78,6 +84,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         verify: a.verify,
         threads: a.threads.max(1),
         dry_run: a.dry_run,
+        picks: Vec::new(),
     };
     if !g.json {
         g.say(format!(
@@ -104,8 +111,40 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
             )
         })
     };
-    let s = restore::restore(&repo, snap.tree, &opts, &progress)?;
+    let status = {
+        let p = progress.clone();
+        protocol::StatusTicker::start(move |t| {
+            protocol::status_of(
+                t,
+                (p.files_done.load(Ordering::Relaxed), 0),
+                (
+                    p.bytes_done.load(Ordering::Relaxed),
+                    p.total_bytes.load(Ordering::Relaxed),
+                ),
+                0,
+            )
+        })
+    };
+    let s = restore::restore(&repo, snap.tree, &opts, &progress);
     drop(ticker);
+    drop(status);
+    let s = s?;
+    protocol::emit(&protocol::Message::Summary(protocol::Summary {
+        snapshot_id: Some(snap.id.to_hex()),
+        total_duration: Some(s.total_duration),
+        other: [
+            ("files_restored", s.files_restored),
+            ("dirs_restored", s.dirs_restored),
+            ("bytes_restored", s.bytes_written),
+            ("files_verified", s.files_verified),
+            ("files_skipped", s.files_skipped_existing.len() as u64),
+            ("errors", s.errors.len() as u64),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect(),
+        ..Default::default()
+    }));
     if g.json {
         let mut v = serde_json::to_value(&s)?;
         v["message_type"] = "summary".into();
@@ -132,18 +171,19 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
             s.files_skipped_existing[0]
         );
     }
-    if !s.errors.is_empty() {
-        for e in &s.errors {
-            eprintln!("error: {}: {}", e.path, e.error);
+    for e in &s.errors {
+        eprintln!("error: {}: {}", e.path, e.error);
+    }
+    // The same outcome the web UI's restore reports and audits.
+    match crate::ops::restore::outcome(&s) {
+        Outcome::Failed => {
+            eprintln!(
+                "Fatal: {} path(s) could not be restored; everything else was restored",
+                s.errors.len()
+            );
+            Ok(exit::FAILURE)
         }
-        eprintln!(
-            "Fatal: {} path(s) could not be restored; everything else was restored",
-            s.errors.len()
-        );
-        return Ok(exit::FAILURE);
+        Outcome::Incomplete => Ok(exit::INCOMPLETE),
+        Outcome::Complete => Ok(exit::OK),
     }
-    if !s.files_skipped_existing.is_empty() {
-        return Ok(exit::INCOMPLETE);
-    }
-    Ok(exit::OK)
 }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub plan: super::PlanArg,
     /// Snapshot ids to show (default: all)
     pub ids: Vec<String>,
     /// Only snapshots of this host
@@ -59,6 +61,7 @@ fn group_key(by: &[&str], s: &Snapshot) -> BTreeMap<&'static str, serde_json::Va
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    let g = &a.plan.globals(g)?;
     let by: Vec<&str> = a.group_by.split(',').filter(|s| !s.is_empty()).collect();
     for b in &by {
         anyhow::ensure!(
@@ -70,7 +73,7 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     let filter = Filter {
         hosts: a.host.clone(),
         paths: a.path.clone(),
-        tags: a.tag.clone(),
+        tags: a.plan.tags(&a.tag),
     };
     let all = if a.ids.is_empty() {
         Snapshot::load_all(&repo)?
@@ -80,8 +83,12 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
     } else {
         a.ids
             .iter()
-            .map(|i| Snapshot::find(&repo, i, &filter))
-            .collect::<Result<Vec<_>, _>>()?
+            .map(|i| {
+                let s = Snapshot::find(&repo, i, &filter)?;
+                a.plan.check(&s)?;
+                Ok(s)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
     };
     let mut groups: Vec<(BTreeMap<&'static str, serde_json::Value>, Vec<Snapshot>)> = Vec::new();
     for s in all {

@@ -46,6 +46,45 @@ pub struct Settings {
     pub metrics: Option<Metrics>,
     /// Notifications for every plan (a plan's own `notify` replaces these).
     pub notify: Option<Notify>,
+    /// The web UI and HTTP API (`cairn daemon`, `cairn web`).
+    pub web: Option<Web>,
+}
+
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Web {
+    /// Address the web UI listens on (default "127.0.0.1:9816": this machine only).
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<Spanned<String>>,
+    /// Who may log in, by user name.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, WebUser>")]
+    pub users: BTreeMap<String, Spanned<WebUser>>,
+    /// PEM certificate chain: with `tls-key`, the UI is served over HTTPS.
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls-cert`.
+    pub tls_key: Option<String>,
+    /// Reverse proxies (IP addresses) whose user header is believed (Authelia, Authentik).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// The header a trusted proxy puts the logged-in user in (default "Remote-User").
+    pub proxy_user_header: Option<String>,
+    /// File of bearer tokens for scripts, one per line: `NAME ROLE TOKEN`.
+    #[schemars(with = "Option<String>")]
+    pub tokens_file: Option<Spanned<String>>,
+    /// How long a login lasts without activity (default "12h").
+    pub session_timeout: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebUser {
+    /// File holding the user's argon2id hash (`cairn web hash-password` prints one).
+    #[schemars(with = "Option<String>")]
+    pub password_hash_file: Option<Spanned<String>>,
+    /// `viewer` (see, browse, download) or `admin` (also restore to a path, trigger runs).
+    pub role: String,
 }
 
 #[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
@@ -74,6 +113,10 @@ pub struct Repository {
     /// Environment variable holding the password.
     #[schemars(with = "Option<String>")]
     pub password_env: Option<Spanned<String>>,
+    /// systemd credential holding the password: the file `$CREDENTIALS_DIRECTORY/NAME`
+    /// that the unit's `LoadCredential=NAME:/path` (or `LoadCredentialEncrypted=`) provides.
+    #[schemars(with = "Option<String>")]
+    pub password_credential: Option<Spanned<String>>,
     /// Never allowed: passwords do not belong in config files. Accepted by the parser
     /// only to say so precisely.
     #[serde(default)]
@@ -83,6 +126,16 @@ pub struct Repository {
     /// EnvironmentFile.
     #[schemars(with = "Option<String>")]
     pub env_file: Option<Spanned<String>>,
+    /// systemd credential in env-file format (`KEY=VALUE` lines) with backend credentials:
+    /// the file `$CREDENTIALS_DIRECTORY/NAME` (the unit's `LoadCredential=NAME:/path`).
+    #[schemars(with = "Option<String>")]
+    pub env_credential: Option<Spanned<String>>,
+    /// Command printing backend credentials as `KEY=VALUE` lines, like an env-file (e.g.
+    /// `pass show backup/s3.env`): run each time the repository is used, without a shell
+    /// unless it uses shell syntax, killed after 60 s. Its values win over env-file's and
+    /// env-credential's, `env` wins over them all.
+    #[schemars(with = "Option<String>")]
+    pub env_command: Option<Spanned<String>>,
     /// Non-secret environment for the backend (e.g. AWS_DEFAULT_REGION). Secrets go in
     /// `env-file`.
     #[serde(default)]
@@ -198,8 +251,10 @@ pub struct Plan {
     pub prune: Option<Spanned<String>>,
     /// Back up the plan's own `paths` from filesystem snapshots.
     pub snapshot: Option<Snapshot>,
-    /// Repository checks.
-    pub check: Option<Check>,
+    /// Repository checks: one policy (`[plans.NAME.check]`), or several
+    /// (`[[plans.NAME.check]]`, e.g. weekly "5%" and monthly "all"), each due on its
+    /// own schedule; when several are due, the one reading most runs, once.
+    pub check: Option<Checks>,
     /// Other repositories that get a copy of each new snapshot (3-2-1: a second copy
     /// elsewhere), by name.
     #[serde(default)]
@@ -245,13 +300,60 @@ pub struct Retention {
     pub group_by: Option<String>,
 }
 
+/// A plan's check policies: one table or an array of tables.
+#[derive(JsonSchema, Debug, Clone)]
+#[serde(untagged)]
+pub enum Checks {
+    One(Check),
+    Several(Vec<Check>),
+}
+
+impl Checks {
+    pub fn policies(&self) -> &[Check] {
+        match self {
+            Checks::One(c) => std::slice::from_ref(c),
+            Checks::Several(v) => v,
+        }
+    }
+}
+
+// By hand rather than `untagged`: a table or an array goes straight to its own type, so a
+// mistake inside (an unknown key, a wrong type) is reported as such, at its place.
+impl<'de> Deserialize<'de> for Checks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Checks, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Checks;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of check settings, or a list of such tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Checks, A::Error> {
+                Check::deserialize(serde::de::value::MapAccessDeserializer::new(m)).map(Checks::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<Checks, A::Error> {
+                Vec::<Check>::deserialize(serde::de::value::SeqAccessDeserializer::new(s))
+                    .map(Checks::Several)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Check {
-    /// When to check (default `weekly`).
+    /// A name for this policy (letters, digits, `-`, `_`): its identity in the history and
+    /// the state, so reordering the policies keeps their last-run times and positions.
+    /// Without one, a policy is known by its position (`#1`, `#2`, ...).
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// When to check (default `weekly`), or "always" (every run).
     #[schemars(with = "Option<String>")]
     pub schedule: Option<Spanned<String>>,
-    /// Also read this share of the data: "5%" or "n/m"; "all" reads everything.
+    /// Also read this share of the data: "5%" (a random 5% each time), "all" (everything),
+    /// or "n/t" (rotating: group n of t on the first run, then the next group each run,
+    /// so every pack is read once every t runs; the position is kept in the state
+    /// directory and advanced after a successful check only).
     #[schemars(with = "Option<String>")]
     pub read_data_subset: Option<Spanned<String>>,
 }

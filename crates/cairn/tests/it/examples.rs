@@ -5,9 +5,15 @@
 //! The local variant is the example with what only exists on its author's machine
 //! replaced: each repository becomes a local one with a password file, every path to back
 //! up moves under a scratch root (filled with files the example keeps and files its
-//! excludes must leave out), settings keep only a scratch state directory, and hooks and
-//! notifications (1Password, pg_dumpall, btrfs, healthchecks.io) are dropped. The rest —
-//! fragments, sources, plans, excludes, retention, checks — is the example as written.
+//! excludes must leave out), settings keep only a scratch state directory, PostgreSQL
+//! dumps read a PostgreSQL started for the test, and hooks, notifications and filesystem
+//! snapshots (nix scripts, healthchecks.io, btrfs, zfs) are dropped. The rest — fragments,
+//! sources, plans, excludes, retention, check policies, restore tests, tags — is the
+//! example as written.
+//!
+//! The examples use cairn's built-in features where their field notes scripted around
+//! them: no hook of theirs does what a snapshot, dump, check, restore test or notification
+//! setting does, and each README says what its author gains.
 
 use crate::*;
 
@@ -50,6 +56,83 @@ fn every_example_passes_config_check() {
     }
 }
 
+/// Commands that do, in a hook, what a built-in feature does: filesystem snapshots,
+/// database dumps, checks, restore tests, notifications.
+const WORKAROUNDS: [(&str, &str); 12] = [
+    ("btrfs subvolume", "snapshot = { kind = \"btrfs\" }"),
+    ("zfs snapshot", "snapshot = { kind = \"zfs\" }"),
+    ("lvcreate", "snapshot = { kind = \"lvm\" }"),
+    ("pg_dump", "postgres = { ... }"),
+    ("mysqldump", "mysql = { ... }"),
+    ("mariadb-dump", "mysql = { ... }"),
+    ("sqlite3", "sqlite = [...]"),
+    ("check", "check policies"),
+    ("restore", "restore-test"),
+    ("hc-ping", "notify = { healthchecks = ... }"),
+    ("ntfy", "notify = { ntfy = ... }"),
+    ("curl", "notify = { webhook = ... }"),
+];
+
+/// Every hook command of a config file's sources and plans: (where, command).
+fn hooks_of(t: &toml::Table) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for section in ["sources", "plans"] {
+        let Some(entries) = t.get(section).and_then(|e| e.as_table()) else {
+            continue;
+        };
+        for (name, e) in entries {
+            let Some(hooks) = e.get("hooks").and_then(|h| h.as_table()) else {
+                continue;
+            };
+            for (kind, cmds) in hooks {
+                for c in cmds.as_array().into_iter().flatten() {
+                    if let Some(c) = c.as_str() {
+                        out.push((format!("{section}.{name}.hooks.{kind}"), c.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn examples_use_built_in_features_instead_of_hook_workarounds_and_say_what_that_gains() {
+    let mut hooks_seen = 0;
+    for ex in examples() {
+        let mut files = vec![ex.join("cairn.toml")];
+        if let Ok(rd) = std::fs::read_dir(ex.join("conf.d")) {
+            files.extend(rd.flatten().map(|e| e.path()));
+        }
+        for f in files {
+            let t: toml::Table = std::fs::read_to_string(&f).unwrap().parse().unwrap();
+            for (at, cmd) in hooks_of(&t) {
+                hooks_seen += 1;
+                for (word, instead) in WORKAROUNDS {
+                    assert!(
+                        !cmd.contains(word),
+                        "{}: {at} runs {cmd:?}: use {instead} instead",
+                        f.display()
+                    );
+                }
+            }
+        }
+        let readme = std::fs::read_to_string(ex.join("README.md")).unwrap();
+        let gains = readme
+            .split("\n## What you gain\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{}: README has no \"What you gain\" section", ex.display()));
+        let gains = gains.split("\n## ").next().unwrap_or("");
+        assert!(
+            gains.matches("\n- ").count() >= 2,
+            "{}: \"What you gain\" lists what the author no longer scripts",
+            ex.display()
+        );
+    }
+    // The hooks that stay (nix wrappers, mount checks) are still looked at.
+    assert!(hooks_seen >= 3, "{hooks_seen} hooks");
+}
+
 /// A file name that `pattern` (a relative restic pattern) excludes, if it is simple
 /// enough to make one: `*.log` -> `x.log`, `logs/` or `cache` -> `logs/inner.txt`.
 fn excluded_example(pattern: &str) -> Option<String> {
@@ -72,15 +155,48 @@ fn excluded_example(pattern: &str) -> Option<String> {
     })
 }
 
+/// Where the local variant's database dumps go: a PostgreSQL of the test.
+struct Databases {
+    postgres: Option<crate::peers::Peer>,
+    /// The dump files the snapshots must hold.
+    dumps: Vec<String>,
+}
+
 fn rewrite_paths(
+    name: &str,
     t: &mut toml::Table,
     root: &Path,
     all: &mut Vec<(PathBuf, Vec<String>)>,
     dbs: &mut Vec<PathBuf>,
+    pg: &mut Databases,
 ) {
     t.remove("hooks");
     t.remove("notify");
     t.remove("exclude-file");
+    t.remove("snapshot");
+    if let Some(toml::Value::Table(d)) = t.get_mut("postgres") {
+        let peer = pg.postgres.get_or_insert_with(crate::peers::postgres);
+        d.insert("host".into(), peer.var("PG_HOST").into());
+        d.insert(
+            "port".into(),
+            toml::Value::Integer(peer.var("PG_PORT").parse().unwrap()),
+        );
+        d.insert("user".into(), peer.var("PG_USER").into());
+        let dbs = d.get("databases").and_then(|v| v.as_array()).cloned();
+        match dbs {
+            Some(list) if !list.is_empty() => {
+                for db in list {
+                    pg.dumps.push(format!(
+                        "/.cairn/dumps/{name}/postgres-{}.sql",
+                        db.as_str().unwrap()
+                    ));
+                }
+            }
+            _ => pg
+                .dumps
+                .push(format!("/.cairn/dumps/{name}/postgres-all.sql")),
+        }
+    }
     if let Some(toml::Value::Array(list)) = t.get_mut("sqlite") {
         for p in list.iter_mut() {
             let moved = root.join(p.as_str().unwrap().trim_start_matches('/'));
@@ -123,6 +239,10 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
         let mut repos = Vec::new();
         let mut paths: Vec<(PathBuf, Vec<String>)> = Vec::new();
         let mut dbs: Vec<PathBuf> = Vec::new();
+        let mut databases = Databases {
+            postgres: None,
+            dumps: Vec::new(),
+        };
         for f in &files {
             let mut t: toml::Table = std::fs::read_to_string(f).unwrap().parse().unwrap();
             if t.contains_key("settings") {
@@ -140,7 +260,10 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
                         "password-file",
                         "password-command",
                         "password-env",
+                        "password-credential",
                         "env-file",
+                        "env-credential",
+                        "env-command",
                         "env",
                         "options",
                     ] {
@@ -157,8 +280,15 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
             }
             for section in ["sources", "plans"] {
                 if let Some(toml::Value::Table(entries)) = t.get_mut(section) {
-                    for (_, e) in entries.iter_mut() {
-                        rewrite_paths(e.as_table_mut().unwrap(), &root, &mut paths, &mut dbs);
+                    for (ename, e) in entries.iter_mut() {
+                        rewrite_paths(
+                            ename,
+                            e.as_table_mut().unwrap(),
+                            &root,
+                            &mut paths,
+                            &mut dbs,
+                            &mut databases,
+                        );
                     }
                 }
             }
@@ -275,6 +405,12 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
             assert!(
                 !everything.contains(&format!("{d}-wal")),
                 "{name}: {d}-wal was stored"
+            );
+        }
+        for dump in &databases.dumps {
+            assert!(
+                everything.contains(&format!("{dump}\n")),
+                "{name}: the dump {dump} is in no snapshot"
             );
         }
         drop(live);

@@ -408,18 +408,6 @@ fn rewrite_killed_at_every_step_keeps_every_snapshot_whole() {
     }
 }
 
-fn restic_at(env: &Env, repo: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(restic_bin())
-        .arg("-r")
-        .arg(repo)
-        .arg("--password-file")
-        .arg(env.path("pw"))
-        .arg("--no-cache")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn copy_into_a_repository_restic_created_and_restic_restores_it() {
     let env = Env::new();
@@ -430,7 +418,7 @@ fn copy_into_a_repository_restic_created_and_restic_restores_it() {
     std::fs::write(src.join("later"), random_bytes(11, 700_000)).unwrap();
     ok(env.cairn(&["backup", "--tag", "b", src.to_str().unwrap()]));
     let dst = env.path("dst");
-    ok(restic_at(&env, &dst, &["init"]));
+    ok(env.restic_repo(&dst, &["init"]));
     let (repo, pw) = (env.repo(), env.path("pw"));
     let from = [
         "--from-repo",
@@ -442,15 +430,14 @@ fn copy_into_a_repository_restic_created_and_restic_restores_it() {
     args.extend(from);
     let report = json(&ok(env.cairn_repo(&dst, &args)));
     assert_eq!(report["copied"].as_array().unwrap().len(), 2, "{report}");
-    ok(restic_at(&env, &dst, &["check", "--read-data"]));
+    ok(env.restic_repo(&dst, &["check", "--read-data"]));
     let t = env.path("t");
-    ok(restic_at(
-        &env,
+    ok(env.restic_repo(
         &dst,
         &["restore", "latest", "--target", t.to_str().unwrap()],
     ));
     assert_same_tree(&src, &t.join(src.strip_prefix("/").unwrap()));
-    let snaps = json(&ok(restic_at(&env, &dst, &["snapshots", "--json"])));
+    let snaps = json(&ok(env.restic_repo(&dst, &["snapshots", "--json"])));
     assert!(snaps
         .as_array()
         .unwrap()
@@ -462,8 +449,7 @@ fn copy_into_a_repository_restic_created_and_restic_restores_it() {
     assert_eq!(again["skipped"].as_array().unwrap().len(), 2, "{again}");
     assert_eq!(again["bytes_added"], 0, "{again}");
     // restic also sees them as present.
-    let out = ok(restic_at(
-        &env,
+    let out = ok(env.restic_repo(
         &dst,
         &[
             "copy",
@@ -474,7 +460,7 @@ fn copy_into_a_repository_restic_created_and_restic_restores_it() {
         ],
     ));
     assert!(out.contains("already copied"), "{out}");
-    let n = json(&ok(restic_at(&env, &dst, &["snapshots", "--json"])))
+    let n = json(&ok(env.restic_repo(&dst, &["snapshots", "--json"])))
         .as_array()
         .unwrap()
         .len();
@@ -500,14 +486,13 @@ fn copy_rechunks_for_dedup_and_copy_chunker_params_keeps_blob_ids() {
     // A repository with its own polynomial: --rechunk makes the copy dedup with restic's
     // own backup of the same file there.
     let dst = env.path("dst");
-    ok(restic_at(&env, &dst, &["init"]));
+    ok(env.restic_repo(&dst, &["init"]));
     let mut args = vec!["copy", "--json", "--rechunk"];
     args.extend(from);
     let report = json(&ok(env.cairn_repo(&dst, &args)));
     assert_eq!(report["rechunked"], true, "{report}");
-    ok(restic_at(&env, &dst, &["check", "--read-data"]));
-    let out = ok(restic_at(
-        &env,
+    ok(env.restic_repo(&dst, &["check", "--read-data"]));
+    let out = ok(env.restic_repo(
         &dst,
         &["backup", "--json", "--force", src.to_str().unwrap()],
     ));
@@ -538,7 +523,7 @@ fn copy_rechunks_for_dedup_and_copy_chunker_params_keeps_blob_ids() {
         "same polynomial: nothing to re-chunk"
     );
     let blobs = |r: &std::path::Path| {
-        let mut v: Vec<String> = ok(restic_at(&env, r, &["list", "blobs"]))
+        let mut v: Vec<String> = ok(env.restic_repo(r, &["list", "blobs"]))
             .lines()
             .map(String::from)
             .collect();
@@ -557,11 +542,7 @@ fn copy_refuses_a_destination_of_an_older_format() {
     ok(env.cairn(&["init"]));
     ok(env.cairn(&["backup", src.to_str().unwrap()]));
     let dst = env.path("v1");
-    ok(restic_at(
-        &env,
-        &dst,
-        &["init", "--repository-version", "1"],
-    ));
+    ok(env.restic_repo(&dst, &["init", "--repository-version", "1"]));
     let out = env.cairn_repo(
         &dst,
         &[
@@ -587,5 +568,5 @@ fn copy_refuses_a_destination_of_an_older_format() {
         ],
     );
     assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
-    ok(restic_at(&env, &dst, &["check"]));
+    ok(env.restic_repo(&dst, &["check"]));
 }

@@ -5,22 +5,39 @@
 
 mod bad_input;
 mod browse;
+mod check_policies;
+mod config_check;
+mod config_features;
 mod damaged;
 mod examples;
 mod faults;
 mod forget;
+mod help;
+mod hints;
 mod interop;
 mod lifecycle;
 mod limits;
 mod local_user;
 mod names;
+mod names_config;
 mod peers;
 mod plans;
+mod protocol;
 mod remote;
 mod repair;
 mod restore_safety;
+mod rewrite_plan;
 mod sources;
+mod systemd_units;
 mod usage;
+mod web_auth;
+mod web_browse;
+mod web_config;
+mod web_data;
+mod web_hostile;
+mod web_runs;
+mod web_ui;
+pub mod webkit;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -82,22 +99,70 @@ impl Env {
         c
     }
 
+    /// cairn with the config file `config` and nothing of the caller's environment that
+    /// names a repository, a password, credentials or a cache, run in this env's directory
+    /// (a bug that writes to `./NAME` writes there, never into the source tree).
+    pub fn config_cmd(&self, config: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.current_dir(self.path(""))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("CAIRN_CACHE_DIR", self.path("cache"));
+        for var in [
+            "RESTIC_REPOSITORY",
+            "CAIRN_REPOSITORY",
+            "RESTIC_PASSWORD",
+            "RESTIC_PASSWORD_FILE",
+            "RESTIC_PASSWORD_COMMAND",
+            "RESTIC_REST_USERNAME",
+            "RESTIC_REST_PASSWORD",
+            "RESTIC_CACHE_DIR",
+            "CREDENTIALS_DIRECTORY",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    }
+
+    /// Runs [`Env::config_cmd`].
+    pub fn config_run(&self, config: &Path, args: &[&str]) -> Output {
+        self.config_cmd(config, args).output().expect("run cairn")
+    }
+
     /// Runs the real restic against this env's repository.
     pub fn restic(&self, args: &[&str]) -> Output {
         self.restic_cmd(args).output().expect("run restic")
     }
 
+    /// Runs the real restic against `repo` with this env's password.
+    pub fn restic_repo(&self, repo: &Path, args: &[&str]) -> Output {
+        self.restic_repo_cmd(repo, args)
+            .output()
+            .expect("run restic")
+    }
+
     /// The restic command line for this env's repository, to adjust.
     pub fn restic_cmd(&self, args: &[&str]) -> Command {
+        self.restic_repo_cmd(&self.repo(), args)
+    }
+
+    fn restic_repo_cmd(&self, repo: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(restic_bin());
         c.arg("-r")
-            .arg(self.repo())
+            .arg(repo)
             .arg("--password-file")
             .arg(self.path("pw"))
             .arg("--no-cache")
             .args(args);
         c
     }
+}
+
+/// Writes `text` to `path`, creating its directory.
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("a file path")).unwrap();
+    std::fs::write(path, text).unwrap();
 }
 
 pub fn restic_bin() -> &'static str {

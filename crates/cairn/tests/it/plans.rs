@@ -7,28 +7,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Runs cairn with a config file (no repository on the command line).
-fn cfg(env: &Env, config: &Path, args: &[&str]) -> Output {
-    cfg_cmd(env, config, args).output().unwrap()
-}
-
-fn cfg_cmd(env: &Env, config: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    c.arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("RESTIC_REPOSITORY")
-        .env_remove("RESTIC_PASSWORD")
-        .env_remove("RESTIC_PASSWORD_FILE")
-        .env("CAIRN_CACHE_DIR", env.path("cache"));
-    c
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 // ---- config errors ----------------------------------------------------------------------
 
 /// Each broken config: its files, then what the first error must say and where.
@@ -87,10 +65,10 @@ fn config_check_reports_each_problem_with_file_line_column_and_a_fix() {
     for (name, files, want, line, col) in cases {
         let dir = env.path(&format!("case-{}", name.replace(' ', "-")));
         for (f, text) in &files {
-            write(&dir.join(f), text);
+            write_file(&dir.join(f), text);
         }
         let main = dir.join("cairn.toml");
-        let out = cfg(&env, &main, &["config", "check"]);
+        let out = env.config_run(&main, &["config", "check"]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(want), "{name}: wanted {want:?} in:\n{err}");
@@ -98,7 +76,7 @@ fn config_check_reports_each_problem_with_file_line_column_and_a_fix() {
             !err.contains("hunter2") && !err.contains("abc123"),
             "{name}: secret printed:\n{err}"
         );
-        let out = cfg(&env, &main, &["--json", "config", "check"]);
+        let out = env.config_run(&main, &["--json", "config", "check"]);
         let v = json(&String::from_utf8_lossy(&out.stdout));
         assert_eq!(v["ok"], false, "{name}");
         let first = v["problems"]
@@ -130,14 +108,14 @@ fn config_check_reports_each_problem_with_file_line_column_and_a_fix() {
 fn config_check_reports_every_problem_at_once() {
     let env = Env::new();
     let main = env.path("cfg/cairn.toml");
-    write(
+    write_file(
         &main,
         "[repositories.nas]\nurl = \"/srv/repo\"\npassword-env = \"NAS_PW\"\n\n\
          [plans.a]\nrepository = \"nas\"\npaths = [\"/etc\"]\nshedule = \"daily\"\n\n\
          [plans.b]\nrepository = \"nope\"\npaths = [\"/etc\"]\n\n\
          [plans.c]\nrepository = \"nas\"\npaths = [\"/etc\"]\nnice = 99\nmax-age = \"26\"\n",
     );
-    let out = cfg(&env, &main, &["--json", "config", "check"]);
+    let out = env.config_run(&main, &["--json", "config", "check"]);
     let v = json(&String::from_utf8_lossy(&out.stdout));
     let msgs: Vec<String> = v["problems"]
         .as_array()
@@ -156,7 +134,7 @@ fn config_check_reports_every_problem_at_once() {
 fn config_show_merges_fragments_redacts_and_the_schema_describes_the_format() {
     let env = Env::new();
     let main = env.path("cfg/cairn.toml");
-    write(
+    write_file(
         &main,
         &format!(
             "[repositories.nas]\nurl = \"/srv/repo\"\npassword-file = \"{}\"\n\
@@ -165,15 +143,15 @@ fn config_show_merges_fragments_redacts_and_the_schema_describes_the_format() {
             env.path("pw").display()
         ),
     );
-    write(
+    write_file(
         &env.path("cfg/conf.d/hass.toml"),
         "[sources.hass]\npaths = [\"/var/lib/hass\"]\nexclude = [\"*.log\", \"tts\"]\n",
     );
-    write(
+    write_file(
         &env.path("cfg/conf.d/jellyfin.toml"),
         "[sources.jellyfin]\npaths = [\"/var/lib/jellyfin\"]\nexclude = [\"cache/\"]\n",
     );
-    let out = ok(cfg(&env, &main, &["--json", "config", "show", "--offline"]));
+    let out = ok(env.config_run(&main, &["--json", "config", "show", "--offline"]));
     assert!(!out.contains("5ecret"), "{out}");
     let v = json(&out);
     let plan = &v["plans"]["nightly"];
@@ -191,13 +169,13 @@ fn config_show_merges_fragments_redacts_and_the_schema_describes_the_format() {
         ])
     );
     assert_eq!(v["files"].as_array().unwrap().len(), 3);
-    let text = ok(cfg(&env, &main, &["config", "show", "--offline"]));
+    let text = ok(env.config_run(&main, &["config", "show", "--offline"]));
     assert!(
         text.contains("nightly") && !text.contains("5ecret"),
         "{text}"
     );
 
-    let schema = ok(cfg(&env, &main, &["config", "schema"]));
+    let schema = ok(env.config_run(&main, &["config", "schema"]));
     let s: serde_json::Value = serde_json::from_str(&schema).unwrap();
     assert!(s["$schema"].as_str().unwrap().contains("json-schema.org"));
     assert!(s["properties"]["plans"].is_object());
@@ -235,7 +213,7 @@ fn plan_env(extra_plan: &str) -> (Env, PathBuf) {
             log.display()
         )
     };
-    write(
+    write_file(
         &main,
         &format!(
             "[settings]\nstate-dir = \"{state}\"\nmetrics = {{ textfile = \"{tf}\" }}\n\n\
@@ -255,7 +233,7 @@ fn plan_env(extra_plan: &str) -> (Env, PathBuf) {
             fi = hook("finally"),
         ),
     );
-    write(
+    write_file(
         &env.path("cfg/conf.d/hass.toml"),
         &format!(
             "[sources.hass]\npaths = [\"{}\"]\nexclude = [\"*.log\", \"tts\"]\nhooks = {{ before = [\"echo source-before $CAIRN_SOURCE >> {}\"] }}\n",
@@ -263,7 +241,7 @@ fn plan_env(extra_plan: &str) -> (Env, PathBuf) {
             log.display()
         ),
     );
-    write(
+    write_file(
         &env.path("cfg/conf.d/etc.toml"),
         &format!(
             "[sources.etc]\npaths = [\"{}\"]\n",
@@ -276,10 +254,10 @@ fn plan_env(extra_plan: &str) -> (Env, PathBuf) {
 #[test]
 fn plan_run_backs_up_applies_retention_and_checks_with_restic_agreeing() {
     let (env, main) = plan_env("");
-    ok(cfg(&env, &main, &["config", "check"]));
+    ok(env.config_run(&main, &["config", "check"]));
     let mut snapshot_ids = Vec::new();
     for _ in 0..3 {
-        let out = ok(cfg(&env, &main, &["--json", "run", "nightly"]));
+        let out = ok(env.config_run(&main, &["--json", "run", "nightly"]));
         let v = json(&out);
         assert_eq!(v[0]["result"], "success", "{out}");
         snapshot_ids.push(v[0]["snapshot_id"].as_str().unwrap().to_string());
@@ -330,7 +308,7 @@ fn plan_run_backs_up_applies_retention_and_checks_with_restic_agreeing() {
     assert!(!hooks.contains("failure"));
 
     // History, status and metrics.
-    let h = json(&ok(cfg(&env, &main, &["--json", "history", "--steps"])));
+    let h = json(&ok(env.config_run(&main, &["--json", "history", "--steps"])));
     let runs = h.as_array().unwrap();
     assert_eq!(runs.len(), 3);
     let steps: Vec<&str> = runs[0]["steps"]
@@ -338,10 +316,11 @@ fn plan_run_backs_up_applies_retention_and_checks_with_restic_agreeing() {
         .unwrap()
         .iter()
         .map(|s| s["operation"].as_str().unwrap())
+        .filter(|op| *op != "hook")
         .collect();
     assert_eq!(steps, ["backup", "forget", "prune", "check"]);
     assert!(runs[0]["files_processed"].as_u64().unwrap() >= 2);
-    let st = json(&ok(cfg(&env, &main, &["--json", "status"])));
+    let st = json(&ok(env.config_run(&main, &["--json", "status"])));
     assert_eq!(st[0]["plan"], "nightly");
     assert_eq!(st[0]["overdue"], false);
     assert!(st[0]["next_run"].as_str().unwrap().contains("T03:00:00"));
@@ -382,7 +361,7 @@ fn plan_copies_offsite_and_runs_restore_tests() {
         offsite.display(),
         env.path("pw2").display()
     ));
-    write(&main, &text);
+    write_file(&main, &text);
     let mut init = Command::new(env!("CARGO_BIN_EXE_cairn"));
     init.arg("-r")
         .arg(&offsite)
@@ -390,7 +369,7 @@ fn plan_copies_offsite_and_runs_restore_tests() {
         .arg(env.path("pw2"))
         .arg("init");
     ok(init.output().unwrap());
-    let v = json(&ok(cfg(&env, &main, &["--json", "run", "nightly"])));
+    let v = json(&ok(env.config_run(&main, &["--json", "run", "nightly"])));
     let snap = v[0]["snapshot_id"].as_str().unwrap().to_string();
     assert!(
         v[0]["log"]
@@ -418,12 +397,13 @@ fn plan_copies_offsite_and_runs_restore_tests() {
         copied[0]["tree"],
         json(&ok(env.restic(&["cat", "snapshot", &snap])))["tree"]
     );
-    let h = json(&ok(cfg(&env, &main, &["--json", "history", "--steps"])));
+    let h = json(&ok(env.config_run(&main, &["--json", "history", "--steps"])));
     let steps: Vec<&str> = h[0]["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["operation"].as_str().unwrap())
+        .filter(|op| *op != "hook")
         .collect();
     assert_eq!(
         steps,
@@ -433,7 +413,7 @@ fn plan_copies_offsite_and_runs_restore_tests() {
     assert!(prom.contains("cairn_last_run_success{plan=\"nightly\",repository=\"local\",operation=\"restore-test\"} 1"), "{prom}");
     assert!(prom.contains("operation=\"copy\"} 1"), "{prom}");
     // A second run copies only the new snapshot.
-    ok(cfg(&env, &main, &["run", "nightly"]));
+    ok(env.config_run(&main, &["run", "nightly"]));
     assert_eq!(
         json(&ok(restic2(&["snapshots", "--json"])))
             .as_array()
@@ -450,8 +430,8 @@ fn a_failing_before_hook_aborts_the_run_and_still_runs_failure_and_finally() {
         "hooks = { before = [\"",
         "hooks = { before = [\"echo refusing; exit 3\", \"",
     );
-    write(&main, &text);
-    let out = cfg(&env, &main, &["--json", "run", "nightly"]);
+    write_file(&main, &text);
+    let out = env.config_run(&main, &["--json", "run", "nightly"]);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v[0]["result"], "failure");
@@ -475,7 +455,7 @@ fn a_failing_before_hook_aborts_the_run_and_still_runs_failure_and_finally() {
         0,
         "no backup after a failed before hook"
     );
-    let h = json(&ok(cfg(&env, &main, &["--json", "history"])));
+    let h = json(&ok(env.config_run(&main, &["--json", "history"])));
     assert_eq!(h[0]["error_category"], "hook-failed");
 }
 
@@ -486,9 +466,9 @@ fn a_hung_hook_is_killed_at_its_timeout() {
         "hooks = { before = [\"",
         "hooks = { timeout = \"1s\", before = [\"sleep 60\", \"",
     );
-    write(&main, &text);
+    write_file(&main, &text);
     let start = Instant::now();
-    let out = cfg(&env, &main, &["--json", "run", "nightly"]);
+    let out = env.config_run(&main, &["--json", "run", "nightly"]);
     assert!(
         start.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -508,7 +488,7 @@ fn a_hung_hook_is_killed_at_its_timeout() {
 fn a_missing_source_fails_with_its_category() {
     let (env, main) = plan_env("");
     std::fs::remove_dir_all(env.path("data/etc")).unwrap();
-    let out = cfg(&env, &main, &["--json", "run", "nightly"]);
+    let out = env.config_run(&main, &["--json", "run", "nightly"]);
     let v = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v[0]["error_category"], "source-missing", "{v}");
     assert!(v[0]["error"].as_str().unwrap().contains("data/etc"));
@@ -517,16 +497,16 @@ fn a_missing_source_fails_with_its_category() {
 // ---- notifications ------------------------------------------------------------------------
 
 /// One request: method, path, headers, body.
-type Request = (String, String, String, String);
+pub(crate) type Request = (String, String, String, String);
 
-/// A local HTTP receiver recording every request.
-struct Receiver {
-    port: u16,
-    got: Arc<Mutex<Vec<Request>>>,
+/// A local HTTP receiver recording every request: (method, path, headers, body).
+pub(crate) struct Receiver {
+    pub(crate) port: u16,
+    pub(crate) got: Arc<Mutex<Vec<Request>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -579,7 +559,7 @@ fn notifications_reach_healthchecks_ntfy_and_a_webhook() {
     let (env, main) = plan_env(&format!(
         "notify = {{ healthchecks = \"{base}/hc/uuid-1\", ntfy = \"{base}/ntfy/backups\", webhook = \"{base}/hook\" }}\n"
     ));
-    let out = json(&ok(cfg(&env, &main, &["--json", "run", "nightly"])));
+    let out = json(&ok(env.config_run(&main, &["--json", "run", "nightly"])));
     let snap = out[0]["snapshot_id"].as_str().unwrap().to_string();
     let got = rx.got.lock().unwrap().clone();
     let paths: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
@@ -600,7 +580,7 @@ fn notifications_reach_healthchecks_ntfy_and_a_webhook() {
     rx.got.lock().unwrap().clear();
 
     std::fs::remove_dir_all(env.path("data/etc")).unwrap();
-    let out = cfg(&env, &main, &["run", "nightly"]);
+    let out = env.config_run(&main, &["run", "nightly"]);
     assert_eq!(out.status.code(), Some(1));
     let got = rx.got.lock().unwrap().clone();
     let paths: Vec<&str> = got.iter().map(|g| g.1.as_str()).collect();
@@ -661,7 +641,7 @@ fn daemon_catches_up_serves_metrics_and_stops_cleanly_mid_backup() {
     let port = crate::peers::free_port();
     let main = env.path("cfg/cairn.toml");
     let log = env.path("hooks.log");
-    write(
+    write_file(
         &main,
         &format!(
             "[settings]\nstate-dir = \"{}\"\nmetrics = {{ listen = \"127.0.0.1:{port}\" }}\n\
@@ -684,7 +664,7 @@ fn daemon_catches_up_serves_metrics_and_stops_cleanly_mid_backup() {
         .env("RESTIC_REST_PASSWORD", p.var("REST_PASS"));
     ok(init.output().unwrap());
     // Pretend the plan last ran three days ago: the daemon owes it one run.
-    ok(cfg(&env, &main, &["status"])); // creates the database
+    ok(env.config_run(&main, &["status"])); // creates the database
     let db = rusqlite::Connection::open(env.path("state/history.db")).unwrap();
     let three_days_ago = (chrono_now() - 3 * 86_400) as f64;
     db.execute(
@@ -694,7 +674,8 @@ fn daemon_catches_up_serves_metrics_and_stops_cleanly_mid_backup() {
     .unwrap();
     drop(db);
 
-    let mut daemon = cfg_cmd(&env, &main, &["daemon"])
+    let mut daemon = env
+        .config_cmd(&main, &["daemon"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -752,7 +733,7 @@ fn daemon_catches_up_serves_metrics_and_stops_cleanly_mid_backup() {
         std::fs::read_to_string(&log).unwrap().trim(),
         "finally interrupted"
     );
-    let h = json(&ok(cfg(&env, &main, &["--json", "history", "slow"])));
+    let h = json(&ok(env.config_run(&main, &["--json", "history", "slow"])));
     assert_eq!(h[0]["result"], "interrupted", "{h}");
     // Debian's restic (0.14) predates RESTIC_REST_USERNAME: credentials in its URL.
     let restic_url = url.replacen(
@@ -803,14 +784,13 @@ fn systemd_units_match_our_schedules() {
             "[plans.p{i}]\nrepository = \"r\"\npaths = [\"/etc\"]\nschedule = \"{s}\"\nnice = 7\n"
         ));
     }
-    write(&main, &text);
+    write_file(&main, &text);
     let dir = env.path("units");
-    ok(cfg(
-        &env,
+    ok(env.config_run(
         &main,
         &["systemd", "generate", "--dir", dir.to_str().unwrap()],
     ));
-    let status = json(&ok(cfg(&env, &main, &["--json", "status"])));
+    let status = json(&ok(env.config_run(&main, &["--json", "status"])));
     for (i, s) in schedules.iter().enumerate() {
         let service = std::fs::read_to_string(dir.join(format!("cairn-p{i}.service"))).unwrap();
         assert!(

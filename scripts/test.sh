@@ -2,7 +2,8 @@
 # Runs cairn's whole test suite on a Debian machine, installing what the tests need first:
 # the real restic (our interop oracle), attr (xattr tools), btrfs-progs (snapshot tests on a
 # loop device), PostgreSQL and MariaDB (dump tests; private instances on Unix sockets), python3
-# (the fault proxy in front of the remote peers, a hostile SFTP server),
+# (the fault proxy in front of the remote peers, a hostile SFTP server), Chromium and its
+# WebDriver (the web UI's end-to-end test),
 # and the servers the remote backend tests start on loopback: OpenSSH (SFTP), rclone
 # (REST), Garage (S3; built with cargo the first time, about 20 minutes). Called by
 # .ci/run. Each test starts and stops its own servers (crates/cairn/tests/it/peers.rs,
@@ -22,6 +23,9 @@ command -v pg_dump >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)   # the fault proxy and a hostile SFTP server in the tests
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)   # the web UI test drives headless Chromium
+command -v node >/dev/null 2>&1 || need+=(nodejs)   # runs a page script against a fake page in a unit test
+command -v unzip >/dev/null 2>&1 || need+=(unzip)   # a second, independent reader of our .zip downloads
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   echo "installing ${need[*]}"

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod daemon;
+mod databases;
 mod history;
 mod hooks;
 mod metrics;

@@ -162,6 +162,54 @@ mod tests {
 /// Where dumps live in a snapshot: outside every path read from disk.
 pub const DUMP_ROOT: &str = "/.cairn/dumps";
 
+/// The database servers cairn dumps (and loads dumps back into).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DbEngine {
+    Postgres,
+    Mysql,
+}
+
+/// How to reach a database server: a source's `postgres`/`mysql` settings, or a scratch
+/// server cairn started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DbConn {
+    pub user: Option<String>,
+    /// Host name, or the socket directory (PostgreSQL).
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Socket file (MySQL/MariaDB).
+    pub socket: Option<String>,
+}
+
+/// One database dump of a source: what the backup streams into the snapshot, and what a
+/// restore needs to load it back.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Dump {
+    /// The source that declared it.
+    pub source: String,
+    /// Its path in the snapshot (under [`DUMP_ROOT`]).
+    pub path: PathBuf,
+    /// The shell command writing the dump to stdout.
+    pub command: String,
+    pub engine: DbEngine,
+    /// The database dumped; `None`: every database (`pg_dumpall`, `--all-databases`).
+    pub database: Option<String>,
+    /// The server it came from, where a restore loads it back.
+    pub conn: DbConn,
+}
+
+fn conn_of(d: &crate::config::raw::DbDump) -> DbConn {
+    DbConn {
+        user: d.user.clone(),
+        host: d.host.clone(),
+        port: d.port,
+        socket: d.socket.clone(),
+    }
+}
+
 /// `s` quoted for `sh -c`.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
@@ -183,7 +231,15 @@ fn join(args: &[String]) -> String {
 /// PostgreSQL: one `pg_dump` per database (a consistent snapshot of each, plain SQL), or
 /// `pg_dumpall` for everything. Restore: `cairn dump latest PATH | psql -d DB` (for all:
 /// `| psql -d postgres`).
-pub fn postgres_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<(PathBuf, String)> {
+pub fn postgres_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<Dump> {
+    let dump = |path: PathBuf, command: String, database: Option<&String>| Dump {
+        source: source.to_string(),
+        path,
+        command,
+        engine: DbEngine::Postgres,
+        database: database.cloned(),
+        conn: conn_of(d),
+    };
     let mut common = vec!["--no-password".to_string()];
     if let Some(h) = &d.host {
         common.push(format!("--host={h}"));
@@ -199,24 +255,42 @@ pub fn postgres_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<(Path
     if d.databases.is_empty() {
         let mut a = vec!["pg_dumpall".to_string()];
         a.extend(common);
-        return vec![(dir.join("postgres-all.sql"), join(&a))];
+        return vec![dump(dir.join("postgres-all.sql"), join(&a), None)];
     }
     d.databases
         .iter()
         .map(|db| {
             let mut a = vec!["pg_dump".to_string()];
             a.extend(common.iter().cloned());
-            a.push(format!("--dbname={db}"));
-            (dir.join(format!("postgres-{db}.sql")), join(&a))
+            a.push(format!("--dbname={}", pg_dbname(db)));
+            dump(dir.join(format!("postgres-{db}.sql")), join(&a), Some(db))
         })
         .collect()
+}
+
+/// A database name for `pg_dump --dbname`: one with `=` or a URI prefix would be read as a
+/// connection string, so such a name is passed as one (`dbname='...'`, libpq's quoting).
+fn pg_dbname(db: &str) -> String {
+    if db.contains('=') || db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        format!("dbname='{}'", db.replace('\\', "\\\\").replace('\'', "\\'"))
+    } else {
+        db.to_string()
+    }
 }
 
 /// MySQL/MariaDB: `mysqldump --single-transaction` (a consistent snapshot of InnoDB
 /// tables without locking them) with routines, events and triggers, one file per
 /// database (with its CREATE DATABASE) or `--all-databases`. Restore:
 /// `cairn dump latest PATH | mysql`.
-pub fn mysql_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<(PathBuf, String)> {
+pub fn mysql_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<Dump> {
+    let dump = |path: PathBuf, command: String, database: Option<&String>| Dump {
+        source: source.to_string(),
+        path,
+        command,
+        engine: DbEngine::Mysql,
+        database: database.cloned(),
+        conn: conn_of(d),
+    };
     let mut common: Vec<String> = [
         "mysqldump",
         "--single-transaction",
@@ -245,14 +319,14 @@ pub fn mysql_dumps(source: &str, d: &crate::config::raw::DbDump) -> Vec<(PathBuf
     if d.databases.is_empty() {
         let mut a = common;
         a.push("--all-databases".into());
-        return vec![(dir.join("mysql-all.sql"), join(&a))];
+        return vec![dump(dir.join("mysql-all.sql"), join(&a), None)];
     }
     d.databases
         .iter()
         .map(|db| {
             let mut a = common.clone();
             a.extend(["--databases".to_string(), db.clone()]);
-            (dir.join(format!("mysql-{db}.sql")), join(&a))
+            dump(dir.join(format!("mysql-{db}.sql")), join(&a), Some(db))
         })
         .collect()
 }

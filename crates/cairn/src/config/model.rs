@@ -151,8 +151,8 @@ pub struct Source {
     pub sqlite: Vec<PathBuf>,
     /// Back up from filesystem snapshots of this kind.
     pub snapshot: Option<crate::sources::SnapshotKind>,
-    /// Database dumps: (path in the snapshot, shell command writing the dump).
-    pub dumps: Vec<(PathBuf, String)>,
+    /// Database dumps: where in the snapshot, the command writing each, how to load it back.
+    pub dumps: Vec<crate::sources::Dump>,
     pub defined_in: PathBuf,
 }
 
@@ -228,7 +228,30 @@ pub struct CheckPolicy {
 #[serde(rename_all = "kebab-case")]
 pub struct RestoreTestPolicy {
     pub when: When,
+    pub mode: RestoreTestMode,
+    /// Files compared in `sample` mode.
     pub files: u32,
+    /// Run on the restored tree, with `CAIRN_RESTORE_DIR` set; exit 0 proves it.
+    pub command: Option<String>,
+    /// Time limit of `command` (default 1h).
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Load the plan's database dumps into a scratch PostgreSQL/MariaDB.
+    pub verify_dumps: bool,
+    /// Alert when the last successful restore test is older than this.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_age: Option<Duration>,
+}
+
+/// What a restore test restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreTestMode {
+    /// `files` random files, compared byte for byte with the live files that did not
+    /// change since the snapshot.
+    Sample,
+    /// The whole snapshot, into a scratch directory.
+    Full,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -239,6 +262,11 @@ pub struct Hooks {
     pub success: Vec<String>,
     pub failure: Vec<String>,
     pub finally: Vec<String>,
+    /// `cairn restore --plan`: before anything is restored (stop the services).
+    pub before_restore: Vec<String>,
+    /// `cairn restore --plan`: after everything was restored, whatever the result (fix
+    /// ownership, start the services).
+    pub after_restore: Vec<String>,
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
 }
@@ -251,6 +279,8 @@ impl Default for Hooks {
             success: Vec::new(),
             failure: Vec::new(),
             finally: Vec::new(),
+            before_restore: Vec::new(),
+            after_restore: Vec::new(),
             timeout: Duration::from_secs(300),
         }
     }
@@ -263,6 +293,8 @@ impl Hooks {
             && self.success.is_empty()
             && self.failure.is_empty()
             && self.finally.is_empty()
+            && self.before_restore.is_empty()
+            && self.after_restore.is_empty()
     }
 }
 
@@ -305,7 +337,7 @@ pub struct Plan {
     /// Paths backed up from filesystem snapshots, with the snapshot kind.
     pub snapshots: Vec<(PathBuf, crate::sources::SnapshotKind)>,
     /// The sources' database dumps, streamed into the snapshot.
-    pub dumps: Vec<(PathBuf, String)>,
+    pub dumps: Vec<crate::sources::Dump>,
     /// Sources' excludes scoped to their paths, plus the plan's own.
     pub filter: Filter,
     pub schedule: Option<Schedule>,

@@ -389,8 +389,26 @@ pub struct RestoreTest {
     /// When to test (default `monthly`).
     #[schemars(with = "Option<String>")]
     pub schedule: Option<Spanned<String>>,
-    /// How many files, picked at random (default 20).
+    /// "sample" (default): `files` random files restored and compared byte for byte with
+    /// the live files that did not change since the snapshot; "full": the whole snapshot
+    /// restored into a scratch directory.
+    #[schemars(with = "Option<String>")]
+    pub mode: Option<Spanned<String>>,
+    /// How many files, picked at random, in sample mode (default 20).
     pub files: Option<u32>,
+    /// A shell command run on the restored tree, `CAIRN_RESTORE_DIR` set to it: exit 0
+    /// proves the restore (e.g. `sqlite3 $CAIRN_RESTORE_DIR/var/lib/hass/home-assistant_v2.db
+    /// 'pragma integrity_check'`).
+    pub command: Option<String>,
+    /// Time limit of the command (default "1h").
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Load the plan's PostgreSQL/MySQL dumps into a scratch server started for the test.
+    #[serde(default)]
+    pub verify_dumps: bool,
+    /// Alert when the last successful restore test is older than this (e.g. "35d").
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
@@ -411,6 +429,14 @@ pub struct Hooks {
     /// Last, always.
     #[serde(default)]
     pub finally: Vec<String>,
+    /// `cairn restore --plan`: before anything is restored (e.g. stop the service);
+    /// a failure aborts the restore.
+    #[serde(default)]
+    pub before_restore: Vec<String>,
+    /// `cairn restore --plan`: after the restore, whatever its result (e.g. fix
+    /// ownership, start the service).
+    #[serde(default)]
+    pub after_restore: Vec<String>,
     /// Time limit per command (default "5m").
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,

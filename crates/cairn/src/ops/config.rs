@@ -55,8 +55,8 @@ pub fn redacted(c: &Config) -> Config {
     }
     for s in c.sources.values_mut() {
         hooks(&mut s.hooks);
-        for (_, cmd) in s.dumps.iter_mut() {
-            *cmd = command(cmd);
+        for d in s.dumps.iter_mut() {
+            d.command = command(&d.command);
         }
     }
     for p in c.plans.values_mut() {
@@ -64,8 +64,8 @@ pub fn redacted(c: &Config) -> Config {
         for (_, h) in p.hooks.iter_mut() {
             hooks(h);
         }
-        for (_, cmd) in p.dumps.iter_mut() {
-            *cmd = command(cmd);
+        for d in p.dumps.iter_mut() {
+            d.command = command(&d.command);
         }
     }
     c
@@ -91,6 +91,8 @@ fn hooks(h: &mut crate::config::Hooks) {
         &mut h.success,
         &mut h.failure,
         &mut h.finally,
+        &mut h.before_restore,
+        &mut h.after_restore,
     ] {
         for cmd in list.iter_mut() {
             *cmd = command(cmd);
@@ -295,10 +297,18 @@ mod tests {
             .insert("s3.sse-customer-key".into(), "sse-key-1010".into());
         nas.options
             .insert("sftp.command".into(), "ssh -i /root/.ssh/id nas".into());
-        c.plans.get_mut("nightly").unwrap().dumps.push((
-            PathBuf::from("/dump/x.sql"),
-            "mysqldump --password=my-pw-1212 --all-databases".into(),
-        ));
+        c.plans
+            .get_mut("nightly")
+            .unwrap()
+            .dumps
+            .push(crate::sources::Dump {
+                source: "db".into(),
+                path: PathBuf::from("/dump/x.sql"),
+                command: "mysqldump --password=my-pw-1212 --all-databases".into(),
+                engine: crate::sources::DbEngine::Mysql,
+                database: None,
+                conn: Default::default(),
+            });
         c
     }
 

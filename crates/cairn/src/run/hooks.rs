@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 impl Runner<'_> {
-    /// Runs every hook of one kind, each recorded as a step of run `run_id`; returns the
-    /// first failure.
+    /// Runs every hook of one kind (`before`, `after`, `success`, `failure`, `finally`,
+    /// `before-restore`, `after-restore`), each recorded as a step of run `run_id`;
+    /// returns the first failure. A failing `before*` hook stops the rest of its kind.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn hooks(
         &self,
@@ -29,7 +30,9 @@ impl Runner<'_> {
         let never = AtomicBool::new(false);
         let stop: &AtomicBool = if stoppable { &self.stop } else { &never };
         let mut scopes: Vec<&(String, crate::config::Hooks)> = plan.hooks.iter().collect();
-        if kind != "before" {
+        // Kinds that open a scope (`before`, `before-restore`) run plan first.
+        let opening = kind.starts_with("before");
+        if !opening {
             scopes.reverse();
         }
         // Every repository's password variable: a hook is no place for a password.
@@ -49,6 +52,8 @@ impl Runner<'_> {
                 "after" => &h.after,
                 "success" => &h.success,
                 "failure" => &h.failure,
+                "before-restore" => &h.before_restore,
+                "after-restore" => &h.after_restore,
                 _ => &h.finally,
             };
             for cmd in cmds {
@@ -106,7 +111,7 @@ impl Runner<'_> {
                     if first_error.is_none() {
                         first_error = Some(format!("{kind} hook ({scope}) `{cmd}` {e}"));
                     }
-                    if kind == "before" {
+                    if opening {
                         return first_error;
                     }
                 }

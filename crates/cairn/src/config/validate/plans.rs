@@ -146,9 +146,49 @@ impl Validator<'_> {
                 &rt.schedule,
                 "monthly",
             )?;
+            let label = format!("plan `{name}`: restore-test");
+            let mode = match rt.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+                None | Some((_, "sample")) => RestoreTestMode::Sample,
+                Some((_, "full")) => RestoreTestMode::Full,
+                Some((m, other)) => {
+                    self.error(
+                        f,
+                        m,
+                        format!("{label}: mode {other:?} is not a restore-test mode"),
+                        Some("use \"sample\" (random files) or \"full\" (the whole snapshot)".into()),
+                    );
+                    return None;
+                }
+            };
+            let timeout = match &rt.timeout {
+                None => std::time::Duration::from_secs(3600),
+                Some(t) => self.positive_duration(f, t, &format!("{label}.timeout"), "\"10m\" or \"2h\"")?,
+            };
+            let max_age = match &rt.max_age {
+                None => None,
+                Some(m) => Some(self.positive_duration(f, m, &format!("{label}.max-age"), "\"35d\"")?),
+            };
+            if rt.verify_dumps && !chosen.iter().any(|c| {
+                    sources.get(c).is_some_and(|s| {
+                        let s = s.value.get_ref();
+                        s.postgres.is_some() || s.mysql.is_some()
+                    })
+                }) {
+                self.error(
+                    f,
+                    at.value,
+                    format!("{label}: verify-dumps, but no source of the plan dumps a database"),
+                    Some("add postgres = { ... } or mysql = { ... } to a source of the plan, or drop verify-dumps".into()),
+                );
+            }
             Some(RestoreTestPolicy {
                 when,
+                mode,
                 files: rt.files.unwrap_or(20).max(1),
+                command: rt.command.clone().filter(|c| !c.trim().is_empty()),
+                timeout,
+                verify_dumps: rt.verify_dumps,
+                max_age,
             })
         });
         let nice = p.nice.as_ref().and_then(|n| {
@@ -202,7 +242,7 @@ impl Validator<'_> {
         // Assemble: the sources' paths, excludes scoped to them, tags and hooks.
         let mut paths: Vec<PathBuf> = own_paths;
         let mut sqlite: Vec<PathBuf> = Vec::new();
-        let mut dumps: Vec<(PathBuf, String)> = Vec::new();
+        let mut dumps: Vec<crate::sources::Dump> = Vec::new();
         let mut snapshots: Vec<(PathBuf, crate::sources::SnapshotKind)> = match plan_snapshot {
             Some(k) => paths.iter().map(|p| (p.clone(), k)).collect(),
             None => Vec::new(),

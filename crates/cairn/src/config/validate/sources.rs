@@ -133,6 +133,8 @@ impl Validator<'_> {
             success: h.success.clone(),
             failure: h.failure.clone(),
             finally: h.finally.clone(),
+            before_restore: h.before_restore.clone(),
+            after_restore: h.after_restore.clone(),
             timeout,
         }
     }

@@ -28,6 +28,7 @@ mod child;
 mod hooks;
 pub mod lock;
 pub mod protocol;
+pub mod recover;
 mod restore_test;
 mod steps;
 
@@ -468,9 +469,7 @@ impl Runner<'_> {
                     .last_ok(&plan.name, "restore-test")?
                     .map(|r| r.started);
                 if due(&rt.when, last, self.now(flags)) {
-                    if let Some(e) =
-                        self.restore_test(run_id, plan, repo, rt.files, &mut log, flags)?
-                    {
+                    if let Some(e) = self.restore_test(run_id, plan, repo, rt, &mut log, flags)? {
                         failure = Some(e);
                     }
                 } else {

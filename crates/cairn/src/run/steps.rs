@@ -64,8 +64,8 @@ impl Runner<'_> {
                 ));
             }
         }
-        for (path, cmd) in &plan.dumps {
-            args.push(format!("--from-command={}={cmd}", path.display()));
+        for d in &plan.dumps {
+            args.push(format!("--from-command={}={}", d.path.display(), d.command));
         }
         for (db, copy) in copies {
             args.push(format!("--source-map={}={}", db.display(), copy.display()));
@@ -343,11 +343,11 @@ impl Runner<'_> {
             Only::Check => self.check(run_id, plan, repo, &mut log, flags)?,
             Only::Prune => self.prune(run_id, plan, repo, &mut log, flags)?,
             Only::RestoreTest => {
-                let files = plan
+                let policy = plan
                     .restore_test
-                    .as_ref()
-                    .map_or(RESTORE_TEST_FILES, |r| r.files);
-                self.restore_test(run_id, plan, repo, files, &mut log, flags)?
+                    .clone()
+                    .unwrap_or_else(|| super::restore_test::sample_policy(RESTORE_TEST_FILES));
+                self.restore_test(run_id, plan, repo, &policy, &mut log, flags)?
             }
         };
         let interrupted = self.stop.load(Ordering::Relaxed)

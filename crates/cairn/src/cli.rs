@@ -150,7 +150,8 @@ pub enum Command {
     Backup(backup::Args),
     /// List snapshots
     Snapshots(snapshots::Args),
-    /// Restore a snapshot
+    /// Restore a snapshot; with --plan NAME, the plan's disaster-recovery runbook (restore
+    /// hooks, every source to its place, database dumps with --load-dumps, a report)
     Restore(restore::Args),
     /// Check the repository for errors
     Check(check::Args),
@@ -220,7 +221,7 @@ pub fn run() -> ExitCode {
             | Command::Daemon(_)
             | Command::Systemd(_)
             | Command::Web(_)
-    );
+    ) || matches!(&cli.command, Command::Restore(a) if a.plan.plan.is_some());
     if !plans {
         if let Err(e) = signals::release_locks_on_stop() {
             eprintln!("warning: cannot handle Ctrl-C cleanly: {e}");

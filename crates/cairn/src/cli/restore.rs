@@ -1,10 +1,12 @@
-//! `cairn restore SNAPSHOT[:SUBPATH] --target DIR`.
+//! `cairn restore SNAPSHOT[:SUBPATH] --target DIR`, and with `--plan NAME` the plan's
+//! disaster-recovery runbook ([`crate::run::Runner::recover`]): hooks, every source to its
+//! place, the database dumps, a report.
 
 use super::progress::{elapsed, Ticker};
 use super::{exit, format_bytes, GlobalOpts};
 use crate::ops::restore::Outcome;
 use crate::run::protocol;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cairn_repo::exclude::PatternSet;
 use cairn_repo::restore::{self, Progress, RestoreOptions};
 use cairn_repo::snapshot::{Filter, Snapshot};
@@ -16,8 +18,12 @@ use std::sync::Arc;
 pub struct Args {
     #[command(flatten)]
     pub plan: super::PlanArg,
-    /// Snapshot id (prefix), or `latest`; `ID:path/in/snapshot` restores only that directory
-    pub snapshot: String,
+    /// Snapshot id (prefix), or `latest`; `ID:path/in/snapshot` restores only that
+    /// directory. With --plan: optional (default: the plan's latest)
+    pub snapshot: Option<String>,
+    /// The snapshot, as a flag (same as the SNAPSHOT argument)
+    #[arg(long = "snapshot", value_name = "ID", conflicts_with = "snapshot")]
+    pub snapshot_id: Option<String>,
     /// Directory to restore into
     #[arg(short, long)]
     pub target: PathBuf,
@@ -54,15 +60,31 @@ pub struct Args {
     /// Concurrent pack downloads
     #[arg(long, default_value = "4")]
     pub threads: usize,
+    /// With --plan: load the plan's database dumps back into their servers (an existing
+    /// database with tables is refused unless --overwrite)
+    #[arg(long)]
+    pub load_dumps: bool,
 }
 
 pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
+    if let Some(name) = &a.plan.plan {
+        return runbook(g, a, name);
+    }
+    anyhow::ensure!(
+        !a.load_dumps,
+        "--load-dumps needs --plan NAME: the dumps and their database servers come from the plan's sources"
+    );
+    let Some(snapshot) = a.snapshot.as_deref().or(a.snapshot_id.as_deref()) else {
+        anyhow::bail!(
+            "which snapshot? give its id (see `cairn snapshots`) or `latest`; or --plan NAME to restore a plan's latest snapshot with its hooks"
+        );
+    };
     let g = &a.plan.globals(g)?;
     let repo = g.open()?;
     let _lock = g.lock(&repo, false)?;
-    let (spec, subpath) = match a.snapshot.split_once(':') {
+    let (spec, subpath) = match snapshot.split_once(':') {
         Some((s, p)) => (s, Some(p.to_string())),
-        None => (a.snapshot.as_str(), None),
+        None => (snapshot, None),
     };
     let filter = Filter {
         hosts: a.host.clone(),
@@ -186,4 +208,71 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         Outcome::Incomplete => Ok(exit::INCOMPLETE),
         Outcome::Complete => Ok(exit::OK),
     }
+}
+
+/// `cairn restore --plan NAME`: the runbook, its report as text or JSON; exit 0 when
+/// everything was restored (and loaded), 1 when something failed or was left out, 10/11/12
+/// like the other commands.
+fn runbook(g: &GlobalOpts, a: &Args, name: &str) -> Result<u8> {
+    let snapshot = a.snapshot.clone().or(a.snapshot_id.clone());
+    if let Some((id, sub)) = snapshot.as_deref().and_then(|s| s.split_once(':')) {
+        anyhow::bail!(
+            "{id}:{sub}: with --plan, restore part of the plan with --include /{} instead of ID:subpath",
+            sub.trim_start_matches('/')
+        );
+    }
+    let c = super::config::load(g, true)?;
+    let plan = c.plans.get(name).with_context(|| {
+        let hint = crate::config::closest(name, c.plans.keys().map(String::as_str))
+            .map(|s| format!(" — did you mean `{s}`?"))
+            .unwrap_or_default();
+        format!(
+            "--plan {name}: no such plan in the configuration{hint} (plans: {})",
+            c.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let history = super::plan::open_history(&c)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Ctrl-C or SIGTERM: the running child stops (removing its repository lock), no
+    // further source is restored, and the after-restore hooks still run.
+    super::signals::flag_on_stop(stop.clone())?;
+    let child: Arc<std::sync::Mutex<Option<u32>>> = Arc::new(std::sync::Mutex::new(None));
+    {
+        let child = child.clone();
+        crate::run::forward_stop(stop.clone(), move || {
+            child.lock().ok().and_then(|c| *c).into_iter().collect()
+        });
+    }
+    let runner = crate::run::Runner {
+        config: &c,
+        history: &history,
+        exe: std::env::current_exe().context("cannot find the cairn executable")?,
+        stop,
+        child,
+        echo: !g.quiet && !a.dry_run,
+        progress: None,
+    };
+    let opts = crate::run::recover::RecoverOptions {
+        snapshot,
+        target: a.target.clone(),
+        dry_run: a.dry_run,
+        overwrite: a.overwrite,
+        load_dumps: a.load_dumps,
+        verify: a.verify,
+        include: a.include.clone(),
+        iinclude: a.iinclude.clone(),
+        exclude: a.exclude.clone(),
+        iexclude: a.iexclude.clone(),
+        host: a.host.clone(),
+        path: a.path.clone(),
+        tag: a.tag.clone(),
+        threads: Some(a.threads.max(1)),
+    };
+    let report = runner.recover(plan, &opts)?;
+    if g.json {
+        super::print_json(&report)?;
+    } else if !g.quiet || report.exit_code != 0 {
+        print!("{}", report.text());
+    }
+    Ok(report.exit_code)
 }

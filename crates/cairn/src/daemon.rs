@@ -7,7 +7,9 @@
 //!   recorded run is older than the last occurrence) runs once at start, not once per
 //!   missed occurrence.
 //! - Alerts: a plan with `max-age` and no successful backup within it is reported once
-//!   through its notifications (and as `cairn_plan_overdue` in the metrics).
+//!   through its notifications (and as `cairn_plan_overdue` in the metrics); a plan whose
+//!   restore test has a `max-age` and no successful restore test within it likewise, in
+//!   an episode of its own (event `restore-test-overdue`, `cairn_restore_test_overdue`).
 //! - Shutdown (SIGTERM, SIGINT): no new runs start; a running cairn child gets SIGTERM,
 //!   removes its lock and exits; a running hook gets SIGTERM and, after a grace period,
 //!   SIGKILL (with its process group); the run's failure and finally hooks still run; the
@@ -71,6 +73,13 @@ pub trait Executor: Send + Sync {
     }
     /// Sends an overdue alert for a plan.
     fn overdue(&self, _plan: &str, _last_success: Option<DateTime<Utc>>) {}
+    /// When the plan's last successful restore test started (from the history).
+    fn last_restore_test_success(&self, _plan: &str) -> Option<DateTime<Utc>> {
+        None
+    }
+    /// Sends a restore-test overdue alert for a plan (no successful restore test within
+    /// its restore-test `max-age`).
+    fn restore_test_overdue(&self, _plan: &str, _last_success: Option<DateTime<Utc>>) {}
 }
 
 /// What the scheduler knows about a plan.
@@ -82,6 +91,8 @@ pub struct Entry {
     /// Start of the last run, from the history.
     pub last_run: Option<DateTime<Utc>>,
     pub max_age: Option<Duration>,
+    /// The restore test's `max-age`: alert when no restore test succeeded within it.
+    pub restore_test_max_age: Option<Duration>,
 }
 
 /// When each plan runs next, given the last runs: a plan that missed its schedule while
@@ -259,6 +270,16 @@ pub fn schedule_on(
                     exec.overdue(&e.plan, last);
                 }
             }
+            if let Some(max) = e.restore_test_max_age {
+                let last = exec.last_restore_test_success(&e.plan);
+                let last_ts = last.map(|t| t.timestamp_millis() as f64 / 1000.0);
+                let overdue =
+                    crate::run::overdue(max, last_ts, now.timestamp_millis() as f64 / 1000.0);
+                let key = crate::ops::status::Alerted::restore_test_key(&e.plan);
+                if alerted.step(&key, overdue, last_ts) {
+                    exec.restore_test_overdue(&e.plan, last);
+                }
+            }
         }
         let wake = next
             .values()
@@ -381,6 +402,32 @@ impl Executor for PlanExecutor {
             eprintln!("plan {plan}: notification failed: {problem}");
         }
     }
+
+    fn last_restore_test_success(&self, plan: &str) -> Option<DateTime<Utc>> {
+        let t = self
+            .history
+            .lock()
+            .ok()?
+            .last_ok(plan, "restore-test")
+            .ok()??
+            .started;
+        DateTime::<Utc>::from_timestamp(t as i64, 0)
+    }
+
+    fn restore_test_overdue(&self, plan: &str, last: Option<DateTime<Utc>>) {
+        let Some(p) = self.config.plans.get(plan) else {
+            return;
+        };
+        let last = last.map(|t| t.timestamp_millis() as f64 / 1000.0);
+        let (msg, problems) = crate::ops::status::send_restore_test_overdue(p, last);
+        eprintln!(
+            "plan {plan}: RESTORE TEST OVERDUE: {}",
+            msg.error.as_deref().unwrap_or("")
+        );
+        for problem in problems {
+            eprintln!("plan {plan}: notification failed: {problem}");
+        }
+    }
 }
 
 /// How the web UI's triggers join the daemon's queues.
@@ -430,6 +477,7 @@ pub fn entries(config: &Config, history: &History) -> Result<Vec<Entry>> {
             schedule,
             last_run: history.last(name, "run")?.and_then(|r| ts(r.started)),
             max_age: p.max_age,
+            restore_test_max_age: crate::ops::status::restore_test_max_age(p),
         });
     }
     Ok(out)
@@ -605,6 +653,7 @@ mod tests {
             schedule: Schedule::parse(sched).unwrap(),
             last_run: last.map(t),
             max_age: None,
+            restore_test_max_age: None,
         }
     }
 
@@ -619,6 +668,8 @@ mod tests {
         repo_of: BTreeMap<String, String>,
         run_time: Duration,
         last_ok: Option<DateTime<Utc>>,
+        restore_test_overdue: Mutex<Vec<String>>,
+        last_restore_test_ok: Option<DateTime<Utc>>,
     }
 
     impl Executor for Recorder {
@@ -643,6 +694,12 @@ mod tests {
         }
         fn overdue(&self, plan: &str, _last: Option<DateTime<Utc>>) {
             self.overdue.lock().unwrap().push(plan.into());
+        }
+        fn last_restore_test_success(&self, _plan: &str) -> Option<DateTime<Utc>> {
+            self.last_restore_test_ok
+        }
+        fn restore_test_overdue(&self, plan: &str, _last: Option<DateTime<Utc>>) {
+            self.restore_test_overdue.lock().unwrap().push(plan.into());
         }
     }
 
@@ -762,5 +819,40 @@ mod tests {
             Duration::from_secs(600),
         );
         assert_eq!(rec.overdue.lock().unwrap().as_slice(), ["p"]);
+    }
+
+    #[test]
+    fn overdue_restore_tests_alert_once_apart_from_backups() {
+        std::env::set_var("TZ", "UTC");
+        let mut e = entry("p", "r", "yearly", Some("2026-11-27T00:00:00Z"));
+        e.max_age = Some(Duration::from_secs(26 * 3600));
+        e.restore_test_max_age = Some(Duration::from_secs(35 * 86_400));
+        let rec = Arc::new(Recorder {
+            repo_of: [("p".to_string(), "r".to_string())].into_iter().collect(),
+            // Backups are fine; the last proven restore is 40 days old.
+            last_ok: Some(t("2026-11-27T23:00:00Z")),
+            last_restore_test_ok: Some(t("2026-10-19T00:00:00Z")),
+            ..Default::default()
+        });
+        let clock = SimClock {
+            now: Mutex::new(t("2026-11-28T00:00:00Z")),
+            end: t("2026-11-28T05:00:00Z"),
+        };
+        schedule_loop(
+            vec![e],
+            rec.clone(),
+            &clock,
+            Arc::new(AtomicBool::new(false)),
+            Duration::from_secs(600),
+        );
+        assert!(
+            rec.overdue.lock().unwrap().is_empty(),
+            "backups are within max-age"
+        );
+        assert_eq!(
+            rec.restore_test_overdue.lock().unwrap().as_slice(),
+            ["p"],
+            "told once over five hours of ticks"
+        );
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! Per plan and operation (backup, forget, prune, check, copy, restore-test): time of the last run and of the
 //! last success, duration and result of the last run; per plan: bytes and files of the
-//! last backup, and whether it is overdue (no success within `max-age`).
+//! last backup, and whether it is overdue (no success within `max-age`); the last proven
+//! restore (`cairn_last_restore_test_success_timestamp_seconds`, only once a restore test
+//! succeeded) and, for plans whose restore test has a `max-age`, whether it is overdue
+//! (`cairn_restore_test_overdue`).
 //!
 //! The web server serves `/metrics` to logged-in callers ([`web_route`]). [`serve`] is the
 //! separate server of `metrics.listen` (`/metrics` and `/healthz` to anyone who can reach
@@ -85,6 +88,18 @@ pub fn render(config: &Config, history: &History, now: f64) -> Result<String> {
             "1 if the plan has had no successful backup within its max-age.",
             vec![],
         ),
+        (
+            "cairn_last_restore_test_success_timestamp_seconds",
+            "gauge",
+            "Start of the last successful restore test of the plan: the last proven restore.",
+            vec![],
+        ),
+        (
+            "cairn_restore_test_overdue",
+            "gauge",
+            "1 if the plan has had no successful restore test within its restore-test max-age.",
+            vec![],
+        ),
     ];
     for (name, plan) in &config.plans {
         for op in OPERATIONS {
@@ -130,6 +145,18 @@ pub fn render(config: &Config, history: &History, now: f64) -> Result<String> {
             let last = history.last_ok(name, "backup")?.map(|r| r.started);
             let overdue = crate::run::overdue(max, last, now);
             families[7]
+                .3
+                .push(format!("{{plan=\"{}\"}} {}", esc(name), u8::from(overdue)));
+        }
+        let proven = history.last_ok(name, "restore-test")?.map(|r| r.started);
+        if let Some(t) = proven {
+            families[8]
+                .3
+                .push(format!("{{plan=\"{}\"}} {t}", esc(name)));
+        }
+        if crate::ops::status::restore_test_max_age(plan).is_some() {
+            let overdue = crate::ops::status::restore_test_overdue(plan, proven, now);
+            families[9]
                 .3
                 .push(format!("{{plan=\"{}\"}} {}", esc(name), u8::from(overdue)));
         }

@@ -89,13 +89,19 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Overdue alerts (backups, restore tests) go to every channel, whatever its `on` says:
+/// they are sent once per episode, and nobody must miss them.
+fn is_overdue(event: &str) -> bool {
+    event == "overdue" || event == "restore-test-overdue"
+}
+
 /// Sends `m` to every channel that wants it; returns problems for the log.
 pub fn send(n: &Notify, e: Event, m: &Message) -> Vec<String> {
     let agent = agent();
     let mut problems = Vec::new();
     let tail = tail(&m.log_tail, 10_000);
     if let Some(url) = &n.healthchecks {
-        let overdue = m.event == "overdue";
+        let overdue = is_overdue(&m.event);
         if wants(n, "healthchecks", e) || overdue {
             let base = url.trim_end_matches('/');
             let target = match (e, overdue) {
@@ -113,7 +119,7 @@ pub fn send(n: &Notify, e: Event, m: &Message) -> Vec<String> {
         }
     }
     if let Some(url) = &n.ntfy {
-        if wants(n, "ntfy", e) || m.event == "overdue" {
+        if wants(n, "ntfy", e) || is_overdue(&m.event) {
             let title = format!("cairn {}: {} on {}", m.event, m.plan, m.host);
             let body = match (&m.error, &m.error_category) {
                 (Some(err), Some(cat)) => format!("{cat}: {err}"),
@@ -139,7 +145,7 @@ pub fn send(n: &Notify, e: Event, m: &Message) -> Vec<String> {
         }
     }
     if let Some(url) = &n.webhook {
-        if wants(n, "webhook", e) || m.event == "overdue" {
+        if wants(n, "webhook", e) || is_overdue(&m.event) {
             let mut m = m.clone();
             m.log_tail = tail.to_string();
             match serde_json::to_vec(&m) {

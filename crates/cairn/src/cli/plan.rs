@@ -42,9 +42,10 @@ pub struct StatusArgs {
     /// Also open every repository: size, snapshots, hosts, last snapshot
     #[arg(long)]
     pub repositories: bool,
-    /// Notify each plan with no successful backup within its max-age, once per overdue
-    /// episode (a later success re-arms it); exit 1 while any plan is overdue. For
-    /// systemd timer users: `cairn systemd generate` runs it hourly (cairn-alert.timer)
+    /// Notify each plan with no successful backup within its max-age, or no successful
+    /// restore test within its restore-test max-age, once per overdue episode (a later
+    /// success re-arms it); exit 1 while any plan is overdue. For systemd timer users:
+    /// `cairn systemd generate` runs it hourly (cairn-alert.timer)
     #[arg(long, conflicts_with = "repositories")]
     pub alert: bool,
 }
@@ -155,7 +156,11 @@ pub fn systemd(g: &GlobalOpts, a: &SystemdArgs) -> Result<u8> {
         write(format!("{name}.timer"), timer, &mut written)?;
         timers.push(format!("{name}.timer"));
     }
-    if c.plans.values().any(|p| p.max_age.is_some()) {
+    // Backups with max-age, or restore tests with one: `status --alert` watches both.
+    if c.plans
+        .values()
+        .any(|p| p.max_age.is_some() || crate::ops::status::restore_test_max_age(p).is_some())
+    {
         let service = unit::alert_service(&c, &target, &exe, &config_path);
         write(
             format!("{}.service", unit::ALERT_UNIT),
@@ -445,7 +450,7 @@ pub fn status(g: &GlobalOpts, a: &StatusArgs) -> Result<u8> {
         } else {
             super::print_json(&rows)?;
         }
-        return Ok(if rows.iter().any(|r| r.overdue) { 1 } else { 0 });
+        return Ok(exit_code(&rows));
     }
     println!(
         "{:<16} {:<12} {:<17} {:<12} {:>9} {:>10}  {:<17} {:<17} {:<17}",
@@ -499,6 +504,11 @@ pub fn status(g: &GlobalOpts, a: &StatusArgs) -> Result<u8> {
                 "", g.policy, g.group
             );
         }
+        println!(
+            "{:<16} {}",
+            "",
+            proven_restore_line(r, now.timestamp_millis() as f64 / 1000.0)
+        );
     }
     if a.repositories {
         println!(
@@ -521,7 +531,66 @@ pub fn status(g: &GlobalOpts, a: &StatusArgs) -> Result<u8> {
             );
         }
     }
-    Ok(if rows.iter().any(|r| r.overdue) { 1 } else { 0 })
+    Ok(exit_code(&rows))
+}
+
+/// `cairn status` exits 1 while any plan is overdue: no successful backup within its
+/// `max-age`, or no successful restore test within its restore-test `max-age`.
+fn exit_code(rows: &[crate::ops::status::PlanStatus]) -> u8 {
+    u8::from(rows.iter().any(|r| r.overdue || r.restore_test_overdue))
+}
+
+/// How long ago `t` (Unix seconds) was, at `now`: `40s`, `5m`, `3h`, `2d`.
+fn ago(t: f64, now: f64) -> String {
+    let s = (now - t).max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// The "last proven restore" line of a plan in `cairn status`: when the last restore test
+/// succeeded and what it proved, the last test's failure if it failed since, and whether
+/// the restore test is overdue.
+fn proven_restore_line(r: &crate::ops::status::PlanStatus, now: f64) -> String {
+    let mut line = match r.last_restore_test {
+        None => "last proven restore: never".to_string(),
+        Some(t) => {
+            let mut what = vec![format!("{} ago", ago(t, now))];
+            what.extend(crate::ops::status::restore_test_summary(
+                r.last_restore_test_success
+                    .as_ref()
+                    .and_then(|s| s.detail.as_ref()),
+            ));
+            format!(
+                "last proven restore: {} ({})",
+                when(Some(t)),
+                what.join(", ")
+            )
+        }
+    };
+    if let Some(last) = r.last_restore_test_run.as_ref().filter(|l| {
+        !l.result.ok() && l.result != Outcome::Running && Some(l.started) != r.last_restore_test
+    }) {
+        line.push_str(&format!(
+            "; last test {} {} ago{}",
+            last.result.as_str(),
+            ago(last.started, now),
+            last.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    if r.restore_test_overdue {
+        line.push_str(&format!(
+            "  RESTORE TEST OVERDUE (max-age {})",
+            r.restore_test_max_age.as_deref().unwrap_or("")
+        ));
+    }
+    line
 }
 
 /// `cairn status --alert`: what was overdue, who was told.
@@ -540,8 +609,13 @@ fn alert(g: &GlobalOpts, c: &Config, rows: &[crate::ops::status::PlanStatus]) ->
     } else if !g.quiet {
         for a in &alerts {
             println!(
-                "plan {}: OVERDUE: {} — {}",
+                "plan {}: {}: {} — {}",
                 a.plan,
+                if a.what == "restore-test" {
+                    "RESTORE TEST OVERDUE"
+                } else {
+                    "OVERDUE"
+                },
                 a.message,
                 if a.notified {
                     "notified"
@@ -620,9 +694,27 @@ pub fn history(g: &GlobalOpts, a: &HistoryArgs) -> Result<u8> {
             )
         };
         line(r, "");
+        // What each restore test proved, under its step (or under its run without
+        // --steps): the restore test's history detail in words.
+        let proven = |s: &Record| {
+            let what = crate::ops::status::restore_test_summary(s.detail.as_ref());
+            if s.operation == "restore-test" && !what.is_empty() {
+                println!(
+                    "{:>6}   restore test {}: {}",
+                    "",
+                    s.result.as_str(),
+                    what.join(", ")
+                );
+            }
+        };
         if a.steps {
             for s in h.steps(r.id)? {
                 line(&s, "  ");
+                proven(&s);
+            }
+        } else if r.operation == "run" {
+            for s in h.steps(r.id)? {
+                proven(&s);
             }
         }
     }

@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod alerts;
+pub use alerts::*;
+
 /// How long a repository's size and snapshot figures are reused.
 pub const REPO_TTL: Duration = Duration::from_secs(60);
 
@@ -52,6 +55,18 @@ pub struct PlanStatus {
     pub last_check: Option<Record>,
     /// Start of the last successful restore test of this plan: the last proven restore.
     pub last_restore_test: Option<f64>,
+    /// The last restore test of this plan (any result), without its log: its `detail`
+    /// says what was proven (mode, files, compared bytes, command, dumps); see
+    /// [`restore_test_summary`].
+    pub last_restore_test_run: Option<Record>,
+    /// The last successful restore test of this plan (the row of `last_restore_test`):
+    /// its `detail` says what the last proven restore proved.
+    pub last_restore_test_success: Option<Record>,
+    /// The restore test's `max-age`, e.g. `35d`; `None` without one.
+    pub restore_test_max_age: Option<String>,
+    /// A restore-test `max-age` and no successful restore test within it (also when
+    /// none ever succeeded).
+    pub restore_test_overdue: bool,
     /// `max-age`, e.g. `26h`.
     pub max_age: Option<String>,
     /// No successful backup within `max-age`.
@@ -126,6 +141,9 @@ pub fn plan(
     let overdue = p
         .max_age
         .is_some_and(|m| crate::run::overdue(m, last_success, now.timestamp() as f64));
+    let last_restore_test_success = history.last_ok(&p.name, "restore-test")?;
+    let last_restore_test = last_restore_test_success.as_ref().map(|r| r.started);
+    let restore_test_overdue = restore_test_overdue(p, last_restore_test, now_ts(now));
     let chart = history
         .list(Some(&p.name), CHART_RUNS, false)?
         .into_iter()
@@ -156,7 +174,11 @@ pub fn plan(
             .last_ok_on_repository(&p.repository, "check")?
             .map(|r| r.started),
         last_check: history.last_on_repository(&p.repository, "check")?,
-        last_restore_test: history.last_ok(&p.name, "restore-test")?.map(|r| r.started),
+        last_restore_test,
+        last_restore_test_run: history.last(&p.name, "restore-test")?,
+        last_restore_test_success,
+        restore_test_max_age: restore_test_max_age(p).map(crate::config::format_duration),
+        restore_test_overdue,
         max_age: p.max_age.map(crate::config::format_duration),
         overdue,
         chart,
@@ -172,6 +194,79 @@ pub fn plan(
             })
             .collect(),
     })
+}
+
+/// The `max-age` of `p`'s restore-test policy, if it has one.
+pub fn restore_test_max_age(p: &Plan) -> Option<Duration> {
+    p.restore_test.as_ref().and_then(|r| r.max_age)
+}
+
+/// Whether `p` has a restore-test `max-age` and no successful restore test within it at
+/// `now` (Unix seconds); `last_ok` is the start of the last successful one (`None`: never,
+/// which is overdue). Shared by the status, the metrics and the daemon's alerts.
+pub fn restore_test_overdue(p: &Plan, last_ok: Option<f64>, now: f64) -> bool {
+    restore_test_max_age(p).is_some_and(|m| crate::run::overdue(m, last_ok, now))
+}
+
+/// What a restore test proved, in words, from its history `detail` (written by the restore
+/// test: `mode`, `files_restored`, `compared_bytes`, `changed_since`, `sqlite_checked`,
+/// `command`, `command_exit`, `dumps`): e.g. `full, 120 files, 3.2 MiB compared
+/// byte for byte, 2 SQLite databases intact, command ok, 1 dump loaded`. Keys that are
+/// missing are left out, so older rows (no detail) give an empty list.
+pub fn restore_test_summary(detail: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(d) = detail.filter(|d| d.is_object()) else {
+        return Vec::new();
+    };
+    let n = |k: &str| d.get(k).and_then(|v| v.as_u64());
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut out = Vec::new();
+    if let Some(m) = d.get("mode").and_then(|v| v.as_str()) {
+        out.push(m.to_string());
+    }
+    if let Some(f) = n("files_restored") {
+        out.push(plural(f, "file", "files"));
+    }
+    if let Some(b) = n("compared_bytes").filter(|b| *b > 0) {
+        out.push(format!(
+            "{} compared byte for byte",
+            crate::units::format_bytes(b)
+        ));
+    }
+    if let Some(c) = n("changed_since").filter(|c| *c > 0) {
+        out.push(format!("{c} changed since the snapshot"));
+    }
+    if let Some(s) = n("sqlite_checked").filter(|s| *s > 0) {
+        out.push(plural(
+            s,
+            "SQLite database intact",
+            "SQLite databases intact",
+        ));
+    }
+    if d.get("command").is_some_and(|c| !c.is_null()) {
+        out.push(match d.get("command_exit").and_then(|v| v.as_i64()) {
+            Some(0) => "command ok".to_string(),
+            Some(code) => format!("command exited {code}"),
+            None => "command did not finish".to_string(),
+        });
+    }
+    if let Some(dumps) = d.get("dumps").and_then(|v| v.as_array()) {
+        let failed = dumps
+            .iter()
+            .filter(|x| x.get("error").is_some_and(|e| !e.is_null()))
+            .count() as u64;
+        let loaded = dumps.len() as u64 - failed;
+        if loaded > 0 {
+            out.push(plural(loaded, "dump loaded", "dumps loaded"));
+        }
+        if failed > 0 {
+            out.push(plural(
+                failed,
+                "dump failed to load",
+                "dumps failed to load",
+            ));
+        }
+    }
+    out
 }
 
 /// Figures read from an open repository.
@@ -293,176 +388,6 @@ pub fn repositories(
         .collect()
 }
 
-// ---- overdue alerts ------------------------------------------------------------------------
-
-/// Overdue alerts, once per episode: each plan alerted, with the last success it was
-/// alerted about (`None`: it never succeeded). A plan that is no longer overdue, or that
-/// succeeded since, is re-armed. `cairn status --alert` keeps this in the state directory
-/// ([`Alerted::FILE`]); the daemon keeps its own in memory.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Alerted {
-    plans: BTreeMap<String, Option<f64>>,
-}
-
-impl Alerted {
-    /// The file under the state directory.
-    pub const FILE: &'static str = "overdue-alerts.json";
-
-    /// Whether to alert `plan` now, and remembers it: `overdue` and not alerted since
-    /// `last_success`. A plan not overdue is re-armed.
-    pub fn step(&mut self, plan: &str, overdue: bool, last_success: Option<f64>) -> bool {
-        if !overdue {
-            self.plans.remove(plan);
-            return false;
-        }
-        if self.plans.get(plan) == Some(&last_success) {
-            return false;
-        }
-        self.plans.insert(plan.to_string(), last_success);
-        true
-    }
-
-    /// Forgets an alert that reached nobody: the next check tries again.
-    pub fn unmark(&mut self, plan: &str) {
-        self.plans.remove(plan);
-    }
-
-    /// Reads the alerts of `state_dir`; a missing file is none. A file that cannot be
-    /// parsed is none too, with a warning: a repeated alert beats a silent one.
-    pub fn load(state_dir: &std::path::Path) -> Result<(Alerted, Option<String>)> {
-        let path = state_dir.join(Self::FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Alerted::default(), None))
-            }
-            // A repeated alert beats a silent one: go on as if nothing was sent yet.
-            Err(e) => {
-                return Ok((
-                    Alerted::default(),
-                    Some(format!(
-                        "cannot read {}: {e} (check its permissions; deleting it only means overdue plans are notified again): overdue plans are notified again",
-                        path.display()
-                    )),
-                ))
-            }
-        };
-        Ok(match serde_json::from_str(&text) {
-            Ok(a) => (a, None),
-            Err(e) => (
-                Alerted::default(),
-                Some(format!(
-                    "{} is damaged ({e}): overdue plans are notified again and the file rewritten",
-                    path.display()
-                )),
-            ),
-        })
-    }
-
-    /// Writes the alerts to `state_dir` (a new file renamed over the old one).
-    pub fn save(&self, state_dir: &std::path::Path) -> Result<()> {
-        let path = state_dir.join(Self::FILE);
-        let tmp = state_dir.join(format!("{}.tmp-{}", Self::FILE, std::process::id()));
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                anyhow::anyhow!(
-                    "cannot write {}: {e} (the state directory must be writable by cairn)",
-                    path.display()
-                )
-            })
-    }
-}
-
-/// What the overdue alert of a plan says: no successful backup since `last_success`.
-pub fn overdue_message(p: &Plan, last_success: Option<f64>) -> crate::notify::Message {
-    let since = last_success
-        .and_then(|t| DateTime::<Utc>::from_timestamp(t as i64, 0))
-        .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|| "ever".into());
-    crate::notify::Message {
-        plan: p.name.clone(),
-        host: p.host.clone().unwrap_or_else(crate::run::hostname),
-        event: "overdue".into(),
-        result: None,
-        error_category: None,
-        error: Some(format!(
-            "no successful backup since {since} (max-age {})",
-            p.max_age
-                .map(crate::config::format_duration)
-                .unwrap_or_default()
-        )),
-        snapshot_id: None,
-        duration_seconds: None,
-        bytes_added: None,
-        files_processed: None,
-        time: Utc::now().to_rfc3339(),
-        log_tail: String::new(),
-    }
-}
-
-/// Sends `p`'s overdue alert through its notifications; returns the message and the
-/// problems of the channels that failed.
-pub fn send_overdue(p: &Plan, last_success: Option<f64>) -> (crate::notify::Message, Vec<String>) {
-    let m = overdue_message(p, last_success);
-    let problems = crate::notify::send(&p.notify, crate::config::Event::Failure, &m);
-    (m, problems)
-}
-
-/// An overdue plan, as `cairn status --alert` found it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Alert {
-    pub plan: String,
-    /// Why: "no successful backup since ... (max-age ...)".
-    pub message: String,
-    /// Notified now; `false`: already notified in this overdue episode.
-    pub notified: bool,
-    /// Channels that failed (when all failed, the next check tries again).
-    pub problems: Vec<String>,
-}
-
-/// `cairn status --alert`: every overdue plan of `rows` (from [`plans`]) is notified once
-/// per overdue episode; the episodes are kept in `config`'s state directory.
-pub fn alert(config: &Config, rows: &[PlanStatus]) -> Result<(Vec<Alert>, Option<String>)> {
-    let state = &config.settings.state_dir;
-    let (mut alerted, warning) = Alerted::load(state)?;
-    let before = alerted.clone();
-    let mut out = Vec::new();
-    for r in rows {
-        let Some(p) = config.plans.get(&r.plan).filter(|p| p.max_age.is_some()) else {
-            continue;
-        };
-        let due = alerted.step(&p.name, r.overdue, r.last_success);
-        if !r.overdue {
-            continue;
-        }
-        let (message, problems) = if due {
-            send_overdue(p, r.last_success)
-        } else {
-            (overdue_message(p, r.last_success), Vec::new())
-        };
-        let channels = [&p.notify.healthchecks, &p.notify.ntfy, &p.notify.webhook]
-            .iter()
-            .filter(|c| c.is_some())
-            .count();
-        if due && channels > 0 && problems.len() >= channels {
-            alerted.unmark(&p.name);
-        }
-        out.push(Alert {
-            plan: p.name.clone(),
-            message: message.error.unwrap_or_default(),
-            notified: due,
-            problems,
-        });
-    }
-    if alerted != before {
-        alerted.save(state)?;
-    }
-    Ok((out, warning))
-}
-
 /// Whether a run's result is worth a red mark.
 pub fn failed(r: &Record) -> bool {
     matches!(r.result, Outcome::Failure | Outcome::Interrupted)
@@ -502,36 +427,6 @@ mod tests {
         crate::config::load(&path, crate::config::LoadOptions { offline: true })
             .map(|(c, _)| c)
             .unwrap()
-    }
-
-    #[test]
-    fn overdue_alerts_fire_once_per_episode_and_persist_in_the_state_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut a, warning) = Alerted::load(dir.path()).unwrap();
-        assert!(warning.is_none());
-        assert!(a.step("p", true, None), "never succeeded: alert");
-        assert!(!a.step("p", true, None), "same episode");
-        assert!(!a.step("q", false, Some(5.0)));
-        a.save(dir.path()).unwrap();
-        let (mut b, _) = Alerted::load(dir.path()).unwrap();
-        assert_eq!(a, b);
-        assert!(!b.step("p", true, None), "remembered across processes");
-        assert!(
-            b.step("p", true, Some(100.0)),
-            "a success since: a new episode"
-        );
-        assert!(!b.step("p", false, Some(100.0)));
-        assert!(b.step("p", true, Some(100.0)), "re-armed once not overdue");
-        b.unmark("p");
-        assert!(
-            b.step("p", true, Some(100.0)),
-            "an alert that reached nobody is retried"
-        );
-
-        std::fs::write(dir.path().join(Alerted::FILE), "{not json").unwrap();
-        let (c, warning) = Alerted::load(dir.path()).unwrap();
-        assert_eq!(c, Alerted::default());
-        assert!(warning.unwrap().contains("damaged"));
     }
 
     #[test]
@@ -592,6 +487,146 @@ mod tests {
             plan(&c.plans["home"], &h, dir.path(), late)
                 .unwrap()
                 .overdue
+        );
+    }
+
+    fn rt_config(dir: &std::path::Path, restore_test: &str) -> Config {
+        config(&format!(
+            "[settings]\nstate-dir = \"{0}\"\n[repositories.nas]\nurl = \"{0}/repo\"\npassword-file = \"{0}/pw\"\n\
+             [plans.home]\nrepository = \"nas\"\npaths = [\"/tmp\"]\n{restore_test}\n",
+            dir.display()
+        ))
+    }
+
+    fn restore_test(h: &History, started: f64, result: Outcome, detail: serde_json::Value) {
+        let run = h.start(None, "home", "nas", "run", started).unwrap();
+        let id = h
+            .start(Some(run), "home", "nas", "restore-test", started)
+            .unwrap();
+        h.set_detail(id, &detail).unwrap();
+        h.finish(id, started + 5.0, result, &Finish::default())
+            .unwrap();
+        h.finish(run, started + 6.0, result, &Finish::default())
+            .unwrap();
+    }
+
+    #[test]
+    fn restore_tests_are_overdue_without_a_success_within_their_max_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = rt_config(
+            dir.path(),
+            "restore-test = { schedule = \"weekly\", max-age = \"35d\" }",
+        );
+        let h = History::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let t = now_ts(now);
+        let day = 86_400.0;
+        let st = |now| plan(&c.plans["home"], &h, dir.path(), now).unwrap();
+
+        let never = st(now);
+        assert!(never.restore_test_overdue, "never tested: overdue");
+        assert_eq!(never.restore_test_max_age.as_deref(), Some("35d"));
+        assert!(never.last_restore_test.is_none() && never.last_restore_test_run.is_none());
+        assert!(!never.overdue, "no backup max-age: backups are not overdue");
+
+        restore_test(
+            &h,
+            t - 40.0 * day,
+            Outcome::Success,
+            serde_json::json!({"mode": "full"}),
+        );
+        assert!(
+            st(now).restore_test_overdue,
+            "the only success is 40 days old"
+        );
+
+        restore_test(
+            &h,
+            t - 2.0 * day,
+            Outcome::Success,
+            serde_json::json!({"mode": "sample"}),
+        );
+        let ok = st(now);
+        assert!(
+            !ok.restore_test_overdue,
+            "a success two days ago is within 35d"
+        );
+        assert_eq!(ok.last_restore_test, Some(t - 2.0 * day));
+
+        // A failure since does not make it overdue, but is the last run shown.
+        restore_test(
+            &h,
+            t - day,
+            Outcome::Failure,
+            serde_json::json!({"mode": "sample"}),
+        );
+        let failed = st(now);
+        assert!(!failed.restore_test_overdue);
+        assert_eq!(failed.last_restore_test, Some(t - 2.0 * day));
+        let last = failed.last_restore_test_run.unwrap();
+        assert_eq!((last.result, last.started), (Outcome::Failure, t - day));
+        let proven = failed.last_restore_test_success.unwrap();
+        assert_eq!(proven.started, t - 2.0 * day);
+        assert_eq!(proven.detail.unwrap()["mode"], "sample");
+
+        // 34 days on, the success of two days ago is 36 days old.
+        assert!(st(now + chrono::Duration::days(34)).restore_test_overdue);
+        assert!(!restore_test_overdue(
+            &c.plans["home"],
+            Some(t),
+            t + 35.0 * day - 1.0
+        ));
+        assert!(restore_test_overdue(
+            &c.plans["home"],
+            Some(t),
+            t + 35.0 * day + 1.0
+        ));
+
+        // Without a max-age a restore test is never overdue, even when none ran.
+        let d2 = tempfile::tempdir().unwrap();
+        let c2 = rt_config(d2.path(), "restore-test = { schedule = \"weekly\" }");
+        let h2 = History::open(d2.path()).unwrap();
+        let st2 = plan(&c2.plans["home"], &h2, d2.path(), now).unwrap();
+        assert!(!st2.restore_test_overdue && st2.restore_test_max_age.is_none());
+        assert!(!restore_test_overdue(&c2.plans["home"], None, t));
+        let d3 = tempfile::tempdir().unwrap();
+        let c3 = rt_config(d3.path(), "");
+        assert!(!restore_test_overdue(&c3.plans["home"], None, t));
+    }
+
+    #[test]
+    fn restore_test_summaries_say_what_was_proven_and_tolerate_missing_keys() {
+        let d = serde_json::json!({
+            "mode": "full", "snapshot": "abc", "files_restored": 120, "compared_bytes": 3 << 20,
+            "changed_since": 2, "sqlite_checked": 1, "command": "sqlite3 x", "command_exit": 0,
+            "dumps": [{"path": "/.cairn/dumps/db/postgres-app.sql", "databases": 1, "tables": 3, "error": null},
+                      {"path": "/.cairn/dumps/db/mysql-x.sql", "error": "boom"}]
+        });
+        assert_eq!(
+            restore_test_summary(Some(&d)),
+            [
+                "full",
+                "120 files",
+                "3.000 MiB compared byte for byte",
+                "2 changed since the snapshot",
+                "1 SQLite database intact",
+                "command ok",
+                "1 dump loaded",
+                "1 dump failed to load"
+            ]
+        );
+        let failed = serde_json::json!({"mode": "sample", "command": "false", "command_exit": 1});
+        assert_eq!(
+            restore_test_summary(Some(&failed)),
+            ["sample", "command exited 1"]
+        );
+        assert!(restore_test_summary(None).is_empty());
+        assert!(restore_test_summary(Some(&serde_json::json!("odd"))).is_empty());
+        assert_eq!(
+            restore_test_summary(Some(
+                &serde_json::json!({"files_restored": 1, "command": null})
+            )),
+            ["1 file"]
         );
     }
 }

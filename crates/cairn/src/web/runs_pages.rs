@@ -11,12 +11,16 @@
 //!   `#trigger-backup-PLAN`, `#trigger-check-PLAN`, `#trigger-prune-PLAN`,
 //!   `#trigger-restore-test-PLAN`, and the trigger's answer in `#trigger-msg-PLAN`;
 //!   `#repositories-table` with a row `#repo-REPO` per repository; one chart
-//!   `svg#chart-PLAN` per plan (in `#charts`).
+//!   `svg#chart-PLAN` per plan (in `#charts`); the last proven restore of a plan in
+//!   `#restore-PLAN` (attribute `data-overdue`: true when no restore test succeeded within
+//!   the restore test's max-age), and `#restore-test-overdue-notice` naming those plans.
 //! - history: the filter form `#history-filter` with `select#history-plan`, the table
 //!   `#history-table`, a row `#run-ID` per run linking to its page.
 //! - run page: `#run-result` (attribute `data-result`: running, success, warning, failure,
 //!   interrupted, skipped), `progress#run-progress` (value 0 to 1), `#run-live` (files,
-//!   bytes, rate, ETA), `#steps` (a row per step), `#run-log` (the run's log).
+//!   bytes, rate, ETA), `#steps` (a row per step), `#restore-test-STEP` (what a restore
+//!   test step proved: mode, files, compared bytes, command, dumps), `#run-log` (the run's
+//!   log).
 //!
 //! Live updates come from `EventSource('/api/events')` in a small inline script per page;
 //! every page is complete without it.

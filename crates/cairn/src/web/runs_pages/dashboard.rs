@@ -171,7 +171,7 @@ pub(super) fn plan_row(
         r#"<tr id="plan-{id}" class="{class}"><td><a href="/history?plan={u}">{id}</a>{overdue}</td><td>{repo}</td><td>{last}</td><td>{result}</td><td class="num">{dur}</td><td class="num">{added}</td><td>{next}</td><td>{check}</td><td>{restore}</td>{live}"#,
         u = url(&p.plan),
         repo = esc(&p.repository),
-        restore = time_opt(p.last_restore_test, "never"),
+        restore = proven_restore_cell(p),
         live = live_cell(&p.plan, job),
     );
     if caller.role == crate::config::Role::Admin {
@@ -183,6 +183,48 @@ pub(super) fn plan_row(
     }
     row.push_str("</tr>");
     row
+}
+
+/// The "Last proven restore" cell of a plan (`#restore-PLAN`, attribute `data-overdue`):
+/// when the last restore test succeeded ("never" when none did) and what it proved, a
+/// badge when its `max-age` passed without one, and a mark when the last test failed.
+pub(super) fn proven_restore_cell(p: &PlanStatus) -> String {
+    let id = esc(&p.plan);
+    let mut cell = time_opt(p.last_restore_test, "never");
+    let last = p.last_restore_test_run.as_ref();
+    if let Some(r) = &p.last_restore_test_success {
+        let what = crate::ops::status::restore_test_summary(r.detail.as_ref());
+        if !what.is_empty() {
+            let _ = write!(
+                cell,
+                r#" <a class="small muted" href="/runs/{}" title="what the restore test proved">{}</a>"#,
+                r.run_id.unwrap_or(r.id),
+                esc(&what.join(", "))
+            );
+        }
+    }
+    if let Some(r) =
+        last.filter(|r| crate::ops::status::failed(r) && Some(r.started) != p.last_restore_test)
+    {
+        let _ = write!(
+            cell,
+            r#" <a href="/runs/{}" title="{}">{}</a>"#,
+            r.run_id.unwrap_or(r.id),
+            esc(r.error.as_deref().unwrap_or("the last restore test failed")),
+            result_badge(r)
+        );
+    }
+    if p.restore_test_overdue {
+        let _ = write!(
+            cell,
+            r#" <span class="badge overdue" title="no successful restore test within {}">restore test overdue</span>"#,
+            esc(p.restore_test_max_age.as_deref().unwrap_or(""))
+        );
+    }
+    format!(
+        r#"<span id="restore-{id}" data-overdue="{}">{cell}</span>"#,
+        p.restore_test_overdue
+    )
 }
 
 pub(super) fn repo_row(r: &RepositoryStatus) -> String {
@@ -304,6 +346,19 @@ pub(super) async fn dashboard(
             body,
             r#"<p class="error" id="overdue-notice">Overdue (no successful backup within max-age): {}</p>"#,
             esc(&overdue.join(", "))
+        );
+    }
+    let untested: Vec<&str> = status
+        .plans
+        .iter()
+        .filter(|p| p.restore_test_overdue)
+        .map(|p| p.plan.as_str())
+        .collect();
+    if !untested.is_empty() {
+        let _ = write!(
+            body,
+            r#"<p class="error" id="restore-test-overdue-notice">Restore test overdue (no successful restore test within its max-age): {}</p>"#,
+            esc(&untested.join(", "))
         );
     }
     body.push_str(r#"<section id="plans"><h2>Plans</h2><div class="scroll"><table id="plans-table"><thead><tr><th>Plan</th><th>Repository</th><th>Last run</th><th>Result</th><th class="num">Duration</th><th class="num">Added</th><th>Next run</th><th>Last check</th><th>Last proven restore</th><th>Now</th>"#);

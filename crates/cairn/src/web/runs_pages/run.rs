@@ -67,6 +67,93 @@ pub(super) const RUN_JS: &str = r##"<script>
 })();
 </script>"##;
 
+/// What a restore test step proved, from its history `detail` (`mode`, `snapshot`,
+/// `files_restored`, `compared_bytes`, `changed_since`, `sqlite_checked`, `command`,
+/// `command_exit`, `dumps`), as a table `#restore-test-STEP`; keys that are missing are
+/// left out, and a step without detail (older runs) gets nothing.
+pub(super) fn restore_test_detail(step: &Record) -> String {
+    let Some(d) = step
+        .detail
+        .as_ref()
+        .filter(|d| step.operation == "restore-test" && d.is_object())
+    else {
+        return String::new();
+    };
+    let text = |k: &str| {
+        d.get(k).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let mut rows = Vec::new();
+    let mut row =
+        |k: &str, v: String| rows.push(format!("<tr><th>{}</th><td>{v}</td></tr>", esc(k)));
+    if let Some(m) = text("mode") {
+        row("Mode", esc(&m));
+    }
+    if let Some(s) = text("snapshot") {
+        row(
+            "Snapshot",
+            format!("<code>{}</code>", esc(&s[..s.len().min(8)])),
+        );
+    }
+    if let Some(n) = text("files_restored") {
+        row("Files restored", esc(&n));
+    }
+    if let Some(b) = d.get("compared_bytes").and_then(|v| v.as_u64()) {
+        row("Compared byte for byte", bytes(b));
+    }
+    if let Some(n) = text("changed_since") {
+        row("Changed since the snapshot (sizes compared)", esc(&n));
+    }
+    if let Some(n) = text("sqlite_checked") {
+        row("SQLite databases intact", esc(&n));
+    }
+    if let Some(c) = text("command") {
+        let exit = match d.get("command_exit").and_then(|v| v.as_i64()) {
+            Some(0) => r#"<span class="badge ok">exit 0</span>"#.to_string(),
+            Some(code) => format!(r#"<span class="badge failed">exit {code}</span>"#),
+            None => r#"<span class="badge failed">did not finish</span>"#.to_string(),
+        };
+        row("Command", format!("<code>{}</code> {exit}", esc(&c)));
+    }
+    if let Some(dumps) = d.get("dumps").and_then(|v| v.as_array()) {
+        let items: Vec<String> = dumps
+            .iter()
+            .map(|x| {
+                let s = |k: &str| x.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                let n = |k: &str| x.get(k).and_then(|v| v.as_u64());
+                let what = match x.get("error").and_then(|e| e.as_str()) {
+                    Some(e) => format!(r#"<span class="failed">{}</span>"#, esc(e)),
+                    None => {
+                        let mut w = vec!["loaded".to_string()];
+                        if let Some(n) = n("databases") {
+                            w.push(format!("{n} database(s)"));
+                        }
+                        if let Some(n) = n("tables") {
+                            w.push(format!("{n} table(s)"));
+                        }
+                        format!(r#"<span class="ok">{}</span>"#, w.join(", "))
+                    }
+                };
+                format!("<li><code>{}</code>: {what}</li>", esc(s("path")))
+            })
+            .collect();
+        if !items.is_empty() {
+            row("Dumps", format!("<ul>{}</ul>", items.concat()));
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        r#"<h2>Restore test: what was proven</h2><div class="scroll"><table id="restore-test-{}" class="restore-test"><tbody>{}</tbody></table></div>"#,
+        step.id,
+        rows.concat()
+    )
+}
+
 pub(super) async fn run_page(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -169,6 +256,11 @@ pub(super) async fn run_page(
         );
     }
     body.push_str("</tbody></table></div>");
+    for s in &detail.steps {
+        body.push_str(&restore_test_detail(s));
+    }
+    // `--only restore-test` from elsewhere, or a restore test opened as its own row.
+    body.push_str(&restore_test_detail(run));
     let _ = write!(
         body,
         r#"<h2>Log</h2><pre class="log" id="run-log">{}</pre>"#,
@@ -255,5 +347,55 @@ setTimeout(function () {
             redrawn_step_classes(),
             serde_json::json!([["", "", "num", ""]])
         );
+    }
+
+    #[test]
+    fn restore_test_details_are_escaped_and_tolerate_missing_keys() {
+        let mut step = Record {
+            id: 9,
+            run_id: Some(7),
+            plan: "p".into(),
+            repository: "r".into(),
+            operation: "restore-test".into(),
+            started: 1.0,
+            finished: Some(2.0),
+            result: Outcome::Failure,
+            files_processed: None,
+            bytes_processed: None,
+            files_added: None,
+            bytes_added: None,
+            snapshot_id: None,
+            error_category: None,
+            error: None,
+            log: None,
+            user: None,
+            detail: Some(serde_json::json!({
+                "mode": "full", "files_restored": 3, "command": "test -f \"<x>\"", "command_exit": 1,
+                "dumps": [{"path": "/.cairn/dumps/s/postgres-app.sql", "tables": 2, "error": null}]
+            })),
+        };
+        let html = restore_test_detail(&step);
+        assert!(html.contains(r#"id="restore-test-9""#), "{html}");
+        assert!(
+            html.contains("<td>full</td>") && html.contains("<td>3</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("test -f &quot;&lt;x&gt;&quot;"),
+            "escaped: {html}"
+        );
+        assert!(
+            html.contains("exit 1") && html.contains("2 table(s)"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("Snapshot"),
+            "missing keys are left out: {html}"
+        );
+        step.detail = None;
+        assert_eq!(restore_test_detail(&step), "");
+        step.detail = Some(serde_json::json!({"mode": "sample"}));
+        step.operation = "check".into();
+        assert_eq!(restore_test_detail(&step), "", "only restore tests");
     }
 }

@@ -26,6 +26,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)   # the fault proxy and a 
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)   # the web UI test drives headless Chromium
 command -v node >/dev/null 2>&1 || need+=(nodejs)   # runs a page script against a fake page in a unit test
 command -v unzip >/dev/null 2>&1 || need+=(unzip)   # a second, independent reader of our .zip downloads
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)   # restore-test commands of the examples and the disaster rehearsal
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   echo "installing ${need[*]}"

@@ -1,15 +1,16 @@
 //! The example configs under examples/ (one per field note): each passes `config check`,
-//! and its local-repository variant runs end to end — backup, retention, prune, check —
-//! with the real restic verifying every repository afterwards.
+//! and its local-repository variant runs end to end — backup, retention, prune, check,
+//! restore test — with the real restic verifying every repository afterwards.
 //!
 //! The local variant is the example with what only exists on its author's machine
 //! replaced: each repository becomes a local one with a password file, every path to back
 //! up moves under a scratch root (filled with files the example keeps and files its
 //! excludes must leave out), settings keep only a scratch state directory, PostgreSQL
-//! dumps read a PostgreSQL started for the test, and hooks, notifications and filesystem
-//! snapshots (nix scripts, healthchecks.io, btrfs, zfs) are dropped. The rest — fragments,
-//! sources, plans, excludes, retention, check policies, restore tests, tags — is the
-//! example as written.
+//! dumps read a PostgreSQL started for the test; hooks, notifications and filesystem
+//! snapshots (nix scripts, healthchecks.io, btrfs, zfs) are dropped, and a restore test's
+//! command looks for its files under the scratch root. The rest — fragments, sources,
+//! plans, excludes, retention, check policies, restore tests, tags — is the example as
+//! written.
 //!
 //! The examples use cairn's built-in features where their field notes scripted around
 //! them: no hook of theirs does what a snapshot, dump, check, restore test or notification
@@ -156,10 +157,10 @@ fn excluded_example(pattern: &str) -> Option<String> {
 }
 
 /// Where the local variant's database dumps go: a PostgreSQL of the test.
-struct Databases {
-    postgres: Option<crate::peers::Peer>,
+pub(crate) struct Databases {
+    pub postgres: Option<crate::peers::Peer>,
     /// The dump files the snapshots must hold.
-    dumps: Vec<String>,
+    pub dumps: Vec<String>,
 }
 
 fn rewrite_paths(
@@ -174,6 +175,14 @@ fn rewrite_paths(
     t.remove("notify");
     t.remove("exclude-file");
     t.remove("snapshot");
+    // A restore test's command names the example's paths; the variant's are under `root`.
+    if let Some(toml::Value::Table(rt)) = t.get_mut("restore-test") {
+        if let Some(toml::Value::String(c)) = rt.get_mut("command") {
+            for var in ["$CAIRN_RESTORE_DIR", "${CAIRN_RESTORE_DIR}"] {
+                *c = c.replace(&format!("{var}/"), &format!("{var}{}/", root.display()));
+            }
+        }
+    }
     if let Some(toml::Value::Table(d)) = t.get_mut("postgres") {
         let peer = pg.postgres.get_or_insert_with(crate::peers::postgres);
         d.insert("host".into(), peer.var("PG_HOST").into());
@@ -222,81 +231,128 @@ fn rewrite_paths(
     }
 }
 
+/// An example's local variant (see the module doc), written under an [`Env`]: `cfg/`
+/// holds the rewritten `cairn.toml` and `conf.d/`, paths to back up live under `data/`,
+/// repositories at `repo-NAME` (not initialised yet), state in `state/`. The disaster
+/// rehearsal (disaster.rs) builds on it, so both test the example as written.
+pub(crate) struct LocalVariant {
+    /// `cfg/cairn.toml`.
+    pub config: PathBuf,
+    /// The scratch root every path to back up was moved under (`data/`).
+    pub root: PathBuf,
+    /// The local repositories, one per configured repository.
+    pub repos: Vec<PathBuf>,
+    /// Every path to back up, moved under `root`, with its source's excludes.
+    pub paths: Vec<(PathBuf, Vec<String>)>,
+    /// The declared SQLite databases, moved under `root` (not created).
+    pub dbs: Vec<PathBuf>,
+    /// Where the PostgreSQL dumps go (a peer started when the example dumps one).
+    pub databases: Databases,
+}
+
+/// The example `examples/NAME`.
+pub(crate) fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+/// Writes the local variant of example `ex` under `env` (nothing created but the config).
+pub(crate) fn local_variant(ex: &Path, env: &Env) -> LocalVariant {
+    let root = env.path("data");
+    let cfg_dir = env.path("cfg");
+    let mut files: Vec<PathBuf> = vec![ex.join("cairn.toml")];
+    if let Ok(rd) = std::fs::read_dir(ex.join("conf.d")) {
+        let mut frags: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        frags.sort();
+        files.extend(frags);
+    }
+    let mut repos = Vec::new();
+    let mut paths: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    let mut dbs: Vec<PathBuf> = Vec::new();
+    let mut databases = Databases {
+        postgres: None,
+        dumps: Vec::new(),
+    };
+    for f in &files {
+        let mut t: toml::Table = std::fs::read_to_string(f).unwrap().parse().unwrap();
+        if t.contains_key("settings") {
+            let mut s = toml::Table::new();
+            s.insert(
+                "state-dir".into(),
+                env.path("state").display().to_string().into(),
+            );
+            t.insert("settings".into(), toml::Value::Table(s));
+        }
+        if let Some(toml::Value::Table(rs)) = t.get_mut("repositories") {
+            for (rname, r) in rs.iter_mut() {
+                let r = r.as_table_mut().unwrap();
+                for k in [
+                    "password-file",
+                    "password-command",
+                    "password-env",
+                    "password-credential",
+                    "env-file",
+                    "env-credential",
+                    "env-command",
+                    "env",
+                    "options",
+                ] {
+                    r.remove(k);
+                }
+                let url = env.path(&format!("repo-{rname}"));
+                r.insert("url".into(), url.display().to_string().into());
+                r.insert(
+                    "password-file".into(),
+                    env.path("pw").display().to_string().into(),
+                );
+                repos.push(url);
+            }
+        }
+        for section in ["sources", "plans"] {
+            if let Some(toml::Value::Table(entries)) = t.get_mut(section) {
+                for (ename, e) in entries.iter_mut() {
+                    rewrite_paths(
+                        ename,
+                        e.as_table_mut().unwrap(),
+                        &root,
+                        &mut paths,
+                        &mut dbs,
+                        &mut databases,
+                    );
+                }
+            }
+        }
+        let rel = f.strip_prefix(ex).unwrap();
+        let out = cfg_dir.join(rel);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(&out, toml::to_string(&t).unwrap()).unwrap();
+    }
+    LocalVariant {
+        config: cfg_dir.join("cairn.toml"),
+        root,
+        repos,
+        paths,
+        dbs,
+        databases,
+    }
+}
+
 #[test]
 fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
     let mut excludes_tried = 0;
+    let mut restore_tests_proven = 0;
     for ex in examples() {
         let name = ex.file_name().unwrap().to_str().unwrap().to_string();
         let env = Env::new();
-        let root = env.path("data");
-        let cfg_dir = env.path("cfg");
-        let mut files: Vec<PathBuf> = vec![ex.join("cairn.toml")];
-        if let Ok(rd) = std::fs::read_dir(ex.join("conf.d")) {
-            let mut frags: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-            frags.sort();
-            files.extend(frags);
-        }
-        let mut repos = Vec::new();
-        let mut paths: Vec<(PathBuf, Vec<String>)> = Vec::new();
-        let mut dbs: Vec<PathBuf> = Vec::new();
-        let mut databases = Databases {
-            postgres: None,
-            dumps: Vec::new(),
-        };
-        for f in &files {
-            let mut t: toml::Table = std::fs::read_to_string(f).unwrap().parse().unwrap();
-            if t.contains_key("settings") {
-                let mut s = toml::Table::new();
-                s.insert(
-                    "state-dir".into(),
-                    env.path("state").display().to_string().into(),
-                );
-                t.insert("settings".into(), toml::Value::Table(s));
-            }
-            if let Some(toml::Value::Table(rs)) = t.get_mut("repositories") {
-                for (rname, r) in rs.iter_mut() {
-                    let r = r.as_table_mut().unwrap();
-                    for k in [
-                        "password-file",
-                        "password-command",
-                        "password-env",
-                        "password-credential",
-                        "env-file",
-                        "env-credential",
-                        "env-command",
-                        "env",
-                        "options",
-                    ] {
-                        r.remove(k);
-                    }
-                    let url = env.path(&format!("repo-{rname}"));
-                    r.insert("url".into(), url.display().to_string().into());
-                    r.insert(
-                        "password-file".into(),
-                        env.path("pw").display().to_string().into(),
-                    );
-                    repos.push(url);
-                }
-            }
-            for section in ["sources", "plans"] {
-                if let Some(toml::Value::Table(entries)) = t.get_mut(section) {
-                    for (ename, e) in entries.iter_mut() {
-                        rewrite_paths(
-                            ename,
-                            e.as_table_mut().unwrap(),
-                            &root,
-                            &mut paths,
-                            &mut dbs,
-                            &mut databases,
-                        );
-                    }
-                }
-            }
-            let rel = f.strip_prefix(&ex).unwrap();
-            let out = cfg_dir.join(rel);
-            std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-            std::fs::write(&out, toml::to_string(&t).unwrap()).unwrap();
-        }
+        let LocalVariant {
+            config,
+            repos,
+            paths,
+            dbs,
+            databases,
+            ..
+        } = local_variant(&ex, &env);
         // Data: a file to keep in every path, and one file per simple exclude.
         let mut must_be_absent = Vec::new();
         for (p, excludes) in &paths {
@@ -325,7 +381,6 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
         for r in &repos {
             ok(env.cairn_repo(r, &["init"]));
         }
-        let config = cfg_dir.join("cairn.toml");
         let out = cairn_cfg(&config, &["config", "check"]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         for round in 0..2 {
@@ -341,21 +396,40 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
             );
             std::thread::sleep(std::time::Duration::from_millis(1100));
         }
-        let plans: toml::Table = {
-            let shown = cairn_cfg(&config, &["--json", "config", "show"]);
-            let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
-            v["plans"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        toml::Value::String(p["repository"].as_str().unwrap().to_string()),
-                    )
-                })
-                .collect()
-        };
+        let shown: serde_json::Value =
+            serde_json::from_slice(&cairn_cfg(&config, &["--json", "config", "show"]).stdout)
+                .unwrap();
+        // Each plan's restore test (due at the first run) ran and proved the restore.
+        let history = json(&ok(cairn_cfg(
+            &config,
+            &["--json", "history", "--steps", "--limit", "100"],
+        )));
+        for (plan, p) in shown["plans"].as_object().unwrap() {
+            if p["restore-test"].is_null() {
+                continue;
+            }
+            let proven = history.as_array().unwrap().iter().any(|run| {
+                run["plan"] == plan.as_str()
+                    && run["steps"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|s| s["operation"] == "restore-test" && s["result"] == "success")
+            });
+            assert!(proven, "{name}: plan {plan}'s restore test did not succeed");
+            restore_tests_proven += 1;
+        }
+        let plans: toml::Table = shown["plans"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    toml::Value::String(p["repository"].as_str().unwrap().to_string()),
+                )
+            })
+            .collect();
         let mut everything = String::new();
         for r in &repos {
             let restic = |args: &[&str]| {
@@ -433,5 +507,9 @@ fn local_variants_of_the_examples_run_end_to_end_with_restic_agreeing() {
     assert!(
         excludes_tried >= 20,
         "the examples' excludes were exercised ({excludes_tried})"
+    );
+    assert!(
+        restore_tests_proven >= 4,
+        "the examples' restore tests ran ({restore_tests_proven})"
     );
 }

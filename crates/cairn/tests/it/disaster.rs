@@ -149,17 +149,6 @@ fn sqlite_writer(db: &Path, stop: &Arc<AtomicBool>) -> SqliteWriter {
     }
 }
 
-/// Runs `sh -c cmd`, returning its trimmed stdout; panics with stderr on failure.
-fn sh(cmd: &str) -> String {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// (count, max) of the writer's rows, from psql's `-tA` output "count|max".
 fn count_max(out: &str) -> (i64, i64) {
     let (c, m) = out.split_once('|').unwrap_or_else(|| panic!("{out:?}"));
@@ -179,7 +168,7 @@ fn a_whole_plan_disaster_is_rehearsed_and_everything_comes_back() {
         pg.var("PG_HOST"),
         pg.var("PG_PORT")
     );
-    sh(&format!(
+    sh_out(&format!(
         "{psql} -c 'CREATE DATABASE app' && {psql} -d app -c 'CREATE TABLE t (n integer PRIMARY KEY, pad text)'"
     ));
     write_file(
@@ -266,7 +255,7 @@ fn a_whole_plan_disaster_is_rehearsed_and_everything_comes_back() {
         std::thread::spawn(move || {
             let mut n = 0i64;
             while !stop.load(Ordering::Relaxed) {
-                sh(&format!(
+                sh_out(&format!(
                     "{psql} -d app -c \"INSERT INTO t VALUES ({n}, repeat('x', 200))\""
                 ));
                 n += 1;
@@ -361,9 +350,9 @@ fn a_whole_plan_disaster_is_rehearsed_and_everything_comes_back() {
 
     // The disaster: the machine's state is gone, and so is the database.
     std::fs::remove_dir_all(&root).unwrap();
-    sh(&format!("{psql} -c 'DROP DATABASE app'"));
+    sh_out(&format!("{psql} -c 'DROP DATABASE app'"));
     assert_eq!(
-        sh(&format!(
+        sh_out(&format!(
             "{psql} -d postgres -tA -c \"SELECT count(*) FROM pg_database WHERE datname = 'app'\""
         )),
         "0"
@@ -470,7 +459,7 @@ fn a_whole_plan_disaster_is_rehearsed_and_everything_comes_back() {
     }
 
     // The PostgreSQL database, back from its dump, with every row committed before the run.
-    let (count, max) = count_max(&sh(&format!(
+    let (count, max) = count_max(&sh_out(&format!(
         "{psql} -d app -tA -c 'SELECT count(*), max(n) FROM t'"
     )));
     assert!(

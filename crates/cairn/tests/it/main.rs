@@ -164,6 +164,27 @@ impl Env {
     }
 }
 
+/// Runs `sh -c cmd`; true if it succeeded.
+pub fn sh(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Runs `sh -c cmd`, returning its trimmed stdout; panics with its stderr on failure.
+pub fn sh_out(cmd: &str) -> String {
+    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// Writes `text` to `path`, creating its directory.
 pub fn write_file(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("a file path")).unwrap();

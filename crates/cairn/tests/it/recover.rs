@@ -130,25 +130,6 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     assert!(s.success());
 }
 
-fn sh(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn sh_out(cmd: &str) -> String {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 #[test]
 fn runbook_restores_every_source_in_place_between_its_hooks_and_records_it() {
     let p = Plan::new(("", ""), "");

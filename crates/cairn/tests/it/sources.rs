@@ -546,26 +546,6 @@ fn dump_config(env: &Env, source: &str) -> PathBuf {
     )
 }
 
-/// Runs `sh -c cmd`; true if it succeeded.
-fn sh(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn sh_out(cmd: &str) -> String {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// Commits one row per client call until stopped; returns the shared commit counter.
 fn writer(
     insert: impl Fn(i64) -> String + Send + 'static,

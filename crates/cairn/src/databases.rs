@@ -6,7 +6,7 @@
 //! (`cairn-db-XXXXXXXX`, mode 0700), listens on a Unix socket in it and never on the
 //! network, and is stopped and its directory removed when the [`Scratch`] is dropped,
 //! including when starting it failed halfway. When cairn runs as root, the server runs as
-//! an unprivileged system user (`postgres`, else `nobody`, for PostgreSQL, which refuses
+//! an unprivileged system user (`postgres` for PostgreSQL, which refuses
 //! root; `mysql` for MariaDB, else root with `--user=root`): the privileges are dropped by
 //! the standard library's `Command::uid`/`gid`, which also clears the supplementary groups,
 //! so no `unsafe` `pre_exec` is needed.

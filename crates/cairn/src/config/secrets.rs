@@ -289,9 +289,12 @@ mod tests {
         assert!(e.contains("failed"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(10));
         // Nor one that left the group (setsid) with the pipes: bounded by the timeout.
+        // The leader waits until the other has left the group (under load it may not have
+        // yet, and would then die with the group and close the pipes in time).
         let t = Instant::now();
         let e = run_env_command(
-            "sh -c 'setsid sleep 30 & echo A=b'",
+            "f=$(mktemp -u); setsid sh -c \"touch $f; exec sleep 30\" & \
+             while [ ! -e \"$f\" ]; do sleep 0.01; done; rm -f \"$f\"; echo A=b",
             &[],
             Duration::from_millis(500),
         )

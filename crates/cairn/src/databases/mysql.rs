@@ -36,11 +36,16 @@ fn client_program() -> Result<PathBuf> {
 
 /// A scratch server's tools read nothing of the caller's `MYSQL_*` settings.
 fn scrub_env(c: &mut Command) {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("MYSQL") {
-            c.env_remove(k);
+    // Nothing of ours: no client settings pointing at another server, and no secret
+    // (repository passwords, cloud keys) in a process another user owns and could read
+    // from /proc.
+    c.env_clear();
+    for k in ["PATH", "TZ"] {
+        if let Some(v) = std::env::var_os(k) {
+            c.env(k, v);
         }
     }
+    c.env("LANG", "C");
 }
 
 /// Starts a scratch MariaDB (see [`Scratch::start`]).

@@ -65,7 +65,14 @@ pub(super) fn start(clock: &Clock) -> Result<Scratch> {
             "PostgreSQL's server binaries are missing (initdb, postgres in {DEBIAN_ROOT}/*/bin or PATH): apt-get install postgresql"
         )
     })?;
-    let user = server_user(&["postgres", "nobody"]);
+    // Not `nobody`: the restored data and a trust-auth socket must not belong to a user
+    // every other daemon shares.
+    let user = server_user(&["postgres"]);
+    if user.is_none() && nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "PostgreSQL refuses to run as root and this machine has no `postgres` user: install the postgresql package (it creates the user), or run cairn as another user"
+        );
+    }
     let dir = private_dir(&format!(".s.PGSQL.{PORT}"), user.as_ref())?;
     let conn = DbConn {
         user: Some("postgres".into()),
@@ -170,11 +177,16 @@ pub(super) fn start(clock: &Clock) -> Result<Scratch> {
 /// A scratch server's tools read nothing of the caller's `PG*` settings (`PGDATA`,
 /// `PGOPTIONS`, `PGSERVICE`, ...): it is configured by its arguments alone.
 fn scrub_env(c: &mut Command) {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PG") {
-            c.env_remove(k);
+    // Nothing of ours: no client settings pointing at another server, and no secret
+    // (repository passwords, cloud keys) in a process another user owns and could read
+    // from /proc.
+    c.env_clear();
+    for k in ["PATH", "TZ"] {
+        if let Some(v) = std::env::var_os(k) {
+            c.env(k, v);
         }
     }
+    c.env("LANG", "C");
 }
 
 /// `psql` connected to `db` on the target, never prompting, no `~/.psqlrc`.
@@ -457,7 +469,12 @@ pub(super) fn scan(file: &Path) -> Result<Scan> {
 }
 
 fn scan_line(l: &str, s: &mut Scan) {
-    let starts = |k: &str| l.len() >= k.len() && l[..k.len()].eq_ignore_ascii_case(k);
+    // Bytes, not chars: a line may hold any UTF-8 (comments, function bodies).
+    let starts = |k: &str| {
+        l.as_bytes()
+            .get(..k.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(k.as_bytes()))
+    };
     if !(starts("CREATE DATABASE ") || starts("ALTER ") || starts("GRANT ") || starts("REVOKE ")) {
         return;
     }

@@ -67,6 +67,9 @@ pub fn redacted(c: &Config) -> Config {
         for d in p.dumps.iter_mut() {
             d.command = command(&d.command);
         }
+        if let Some(c) = p.restore_test.as_mut().and_then(|rt| rt.command.as_mut()) {
+            *c = command(c);
+        }
     }
     c
 }

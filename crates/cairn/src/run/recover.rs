@@ -605,6 +605,12 @@ impl Runner<'_> {
                 if now.is_none() || now == *before {
                     continue;
                 }
+                // A database that was there and was not to be overwritten was left as it
+                // is (its stamp may move because its service still writes it): its WAL is
+                // its own, never stale.
+                if before.is_some() && !opts.overwrite {
+                    continue;
+                }
                 for c in layout::sqlite_companions(db) {
                     if std::fs::symlink_metadata(&c).is_err() {
                         continue;

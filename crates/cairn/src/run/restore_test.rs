@@ -262,7 +262,6 @@ impl Runner<'_> {
                     .nodes
                     .iter()
                     .filter(|n| n.kind == Kind::File && !special.contains(n.path.as_str()))
-                    .filter(|n| listing::plain_pattern(&n.path))
                     .collect();
                 listing::sample(pool, policy.files as usize)
             }
@@ -288,7 +287,8 @@ impl Runner<'_> {
                     );
                 }
                 for n in &v {
-                    args.extend(["--include".into(), n.path.clone()]);
+                    let exact = super::recover::layout::literal(std::path::Path::new(&n.path));
+                    args.extend(["--include".into(), exact]);
                 }
                 v
             }

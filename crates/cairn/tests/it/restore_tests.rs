@@ -315,13 +315,18 @@ fn a_live_sqlite_database_in_wal_mode_passes_the_integrity_check() {
         &env,
         &cfg,
         &format!("sqlite = [\"{}\"]", db.display()),
-        "restore-test = { schedule = \"always\", files = 2 }",
+        // The 500 rows live only in the WAL: integrity_check alone would pass without them.
+        &format!(
+            "restore-test = {{ schedule = \"always\", files = 2, command = \"test $(sqlite3 \\\"$CAIRN_RESTORE_DIR{}\\\" 'select count(*) from t') = 500\" }}",
+            db.display()
+        ),
     );
     let v = json(&ok(env.config_run(&cfg, &["--json", "run", "p"])));
     assert_eq!(v[0]["result"], "success", "{v}");
     let rt = last_restore_test(&env, &cfg);
     assert_eq!(rt["result"], "success", "{rt}");
     assert_eq!(rt["detail"]["sqlite_checked"], 1, "{rt}");
+    assert_eq!(rt["detail"]["command_exit"], 0, "{rt}");
     // 2 sampled files plus the database.
     assert_eq!(rt["detail"]["files_restored"], 3, "{rt}");
     let log = v[0]["log"].as_str().unwrap();

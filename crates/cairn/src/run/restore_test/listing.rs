@@ -71,11 +71,6 @@ pub(super) fn parse(stdout: &str) -> Listing {
     out
 }
 
-/// Whether `path` can be given to `restore --include` as it is: no glob characters.
-pub(super) fn plain_pattern(path: &str) -> bool {
-    !path.contains(['*', '?', '[', '\\'])
-}
-
 /// Up to `n` of `pool`, picked at random: a different sample each time (xorshift seeded
 /// by the clock), so successive tests cover different files.
 pub(super) fn sample<T>(mut pool: Vec<T>, n: usize) -> Vec<T> {
@@ -120,6 +115,5 @@ mod tests {
         d.dedup();
         assert_eq!((s.len(), d.len()), (20, 20));
         assert_eq!(sample(vec![1, 2], 5).len(), 2);
-        assert!(!plain_pattern("/a/b*") && plain_pattern("/a/b c"));
     }
 }

@@ -270,6 +270,35 @@ impl Runner<'_> {
                     "snapshot {} of {} (host {})",
                     s.short_id, s.time, s.hostname
                 ));
+                // Paths the snapshot holds that no source of today's config covers (an
+                // older snapshot, a source removed since): said, never silently dropped.
+                let uncovered = layout::uncovered(&s.paths, &parts);
+                if !uncovered.is_empty() {
+                    log.line(format!(
+                        "not in the config, not restored: {}",
+                        uncovered.join(", ")
+                    ));
+                    report.sources.push(SourceReport {
+                        name: layout::UNCOVERED_PART.into(),
+                        paths: uncovered
+                            .iter()
+                            .map(|p| Landing {
+                                path: p.clone(),
+                                to: layout::landing(&target, Path::new(p))
+                                    .display()
+                                    .to_string(),
+                            })
+                            .collect(),
+                        result: Some(Outcome::Warning),
+                        error: Some(format!(
+                            "in the snapshot but in no source of the plan in today's config: not restored (restore them with `cairn -r {} restore {} --include PATH --target {}`)",
+                            repo.name,
+                            s.short_id,
+                            target.display()
+                        )),
+                        ..Default::default()
+                    });
+                }
                 report.snapshot = Some(s);
             }
             Err(f) => {
@@ -756,14 +785,26 @@ fn verdict(
     if let Some((c, e)) = first {
         return (Outcome::Failure, Some(c), Some(e));
     }
+    let uncovered: Vec<&str> = report
+        .sources
+        .iter()
+        .filter(|s| s.name == layout::UNCOVERED_PART)
+        .flat_map(|s| s.paths.iter().map(|l| l.path.as_str()))
+        .collect();
     let skipped: u64 = report.sources.iter().map(|s| s.files_skipped).sum();
     let dumps_left = report
         .dumps
         .iter()
         .filter(|d| d.status == DumpStatus::Skipped)
         .count();
-    if skipped > 0 || dumps_left > 0 {
+    if skipped > 0 || dumps_left > 0 || !uncovered.is_empty() {
         let mut why = Vec::new();
+        if !uncovered.is_empty() {
+            why.push(format!(
+                "snapshot path(s) in no source of the config not restored: {}",
+                uncovered.join(", ")
+            ));
+        }
         if skipped > 0 {
             why.push(format!(
                 "{skipped} existing file(s) left unchanged (pass --overwrite to replace them)"

@@ -572,3 +572,44 @@ fn load_dumps_brings_a_dropped_database_back_and_refuses_to_clobber_one() {
         .count();
     assert_eq!(loads, 3);
 }
+
+/// A snapshot path no source of today's config covers (source `web` removed from the
+/// plan since the backup) is not restored silently: the report names it and the runbook
+/// exits 1.
+#[test]
+fn snapshot_paths_no_source_covers_any_more_are_reported_not_dropped() {
+    let p = Plan::new(("true", "true"), "");
+    p.backup();
+    let text = std::fs::read_to_string(&p.cfg).unwrap();
+    let fewer = text.replace("sources = [\"app\", \"web\"]", "sources = [\"app\"]");
+    assert_ne!(text, fewer);
+    std::fs::write(&p.cfg, fewer).unwrap();
+    let target = p.env.path("restored");
+    let out = p.cairn(&[
+        "--json",
+        "restore",
+        "--plan",
+        "p",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["result"], "warning", "{v}");
+    let web = p.live.join("web");
+    let uncovered = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "(not in the config)")
+        .unwrap_or_else(|| panic!("no uncovered part: {v}"));
+    assert_eq!(uncovered["paths"][0]["path"], web.to_str().unwrap(), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains(web.to_str().unwrap()),
+        "{v}"
+    );
+    // What the config still covers came back; the rest did not.
+    let inside = |path: &std::path::Path| target.join(path.strip_prefix("/").unwrap());
+    assert_same_tree(&p.live.join("app"), &inside(&p.live.join("app")));
+    assert!(!inside(&web).exists());
+}

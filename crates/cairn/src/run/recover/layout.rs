@@ -11,6 +11,27 @@ use std::path::{Path, PathBuf};
 /// The name of the part holding the plan's own paths (those of no source).
 pub const PLAN_PART: &str = "(plan)";
 
+/// The report's name for the snapshot's paths no part covers (not restored).
+pub const UNCOVERED_PART: &str = "(not in the config)";
+
+/// The paths of a snapshot (`snapshot_paths`) that no part covers, neither itself nor
+/// through a parent, dumps aside: what today's config would not restore.
+pub fn uncovered(snapshot_paths: &[String], parts: &[Part]) -> Vec<String> {
+    let dumps = Path::new(crate::sources::DUMP_ROOT);
+    snapshot_paths
+        .iter()
+        .filter(|p| {
+            let p = Path::new(p.as_str());
+            !p.starts_with(dumps)
+                && !parts
+                    .iter()
+                    .flat_map(|part| &part.paths)
+                    .any(|q| p.starts_with(q))
+        })
+        .cloned()
+        .collect()
+}
+
 /// One part of the plan restored by one child `cairn restore`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
@@ -170,5 +191,25 @@ mod tests {
                 PathBuf::from("/d/h.db-journal")
             ]
         );
+    }
+
+    #[test]
+    fn snapshot_paths_of_no_part_are_uncovered() {
+        let parts = vec![Part {
+            name: "a".into(),
+            paths: vec![PathBuf::from("/srv/a"), PathBuf::from("/etc/x")],
+        }];
+        let snap: Vec<String> = [
+            "/srv/a",
+            "/srv/a/sub",
+            "/srv/b",
+            "/etc",
+            "/.cairn/dumps/db/x.sql",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(uncovered(&snap, &parts), ["/srv/b", "/etc"]);
+        assert!(uncovered(&snap[..2], &parts).is_empty());
     }
 }

@@ -301,6 +301,43 @@ struct PlanExecutor {
     hub: Arc<Hub>,
 }
 
+impl PlanExecutor {
+    /// Start of the last successful `operation` of `plan`, from the history.
+    fn last_ok(&self, plan: &str, operation: &str) -> Option<DateTime<Utc>> {
+        let t = self
+            .history
+            .lock()
+            .ok()?
+            .last_ok(plan, operation)
+            .ok()??
+            .started;
+        DateTime::<Utc>::from_timestamp(t as i64, 0)
+    }
+
+    /// Sends an overdue alert of `plan` with `send` and says so on stderr (`what`: the
+    /// shout, e.g. "OVERDUE"), with each channel that failed.
+    fn alert(
+        &self,
+        plan: &str,
+        last: Option<DateTime<Utc>>,
+        what: &str,
+        send: fn(&crate::config::Plan, Option<f64>) -> (crate::notify::Message, Vec<String>),
+    ) {
+        let Some(p) = self.config.plans.get(plan) else {
+            return;
+        };
+        let last = last.map(|t| t.timestamp_millis() as f64 / 1000.0);
+        let (msg, problems) = send(p, last);
+        eprintln!(
+            "plan {plan}: {what}: {}",
+            msg.error.as_deref().unwrap_or("")
+        );
+        for problem in problems {
+            eprintln!("plan {plan}: notification failed: {problem}");
+        }
+    }
+}
+
 impl Executor for PlanExecutor {
     fn run(&self, plan: &str, op: Operation, stop: &Arc<AtomicBool>) {
         let Some(p) = self.config.plans.get(plan) else {
@@ -378,55 +415,24 @@ impl Executor for PlanExecutor {
     }
 
     fn last_success(&self, plan: &str) -> Option<DateTime<Utc>> {
-        let t = self
-            .history
-            .lock()
-            .ok()?
-            .last_ok(plan, "backup")
-            .ok()??
-            .started;
-        DateTime::<Utc>::from_timestamp(t as i64, 0)
+        self.last_ok(plan, "backup")
     }
 
     fn overdue(&self, plan: &str, last: Option<DateTime<Utc>>) {
-        let Some(p) = self.config.plans.get(plan) else {
-            return;
-        };
-        let last = last.map(|t| t.timestamp_millis() as f64 / 1000.0);
-        let (msg, problems) = crate::ops::status::send_overdue(p, last);
-        eprintln!(
-            "plan {plan}: OVERDUE: {}",
-            msg.error.as_deref().unwrap_or("")
-        );
-        for problem in problems {
-            eprintln!("plan {plan}: notification failed: {problem}");
-        }
+        self.alert(plan, last, "OVERDUE", crate::ops::status::send_overdue);
     }
 
     fn last_restore_test_success(&self, plan: &str) -> Option<DateTime<Utc>> {
-        let t = self
-            .history
-            .lock()
-            .ok()?
-            .last_ok(plan, "restore-test")
-            .ok()??
-            .started;
-        DateTime::<Utc>::from_timestamp(t as i64, 0)
+        self.last_ok(plan, "restore-test")
     }
 
     fn restore_test_overdue(&self, plan: &str, last: Option<DateTime<Utc>>) {
-        let Some(p) = self.config.plans.get(plan) else {
-            return;
-        };
-        let last = last.map(|t| t.timestamp_millis() as f64 / 1000.0);
-        let (msg, problems) = crate::ops::status::send_restore_test_overdue(p, last);
-        eprintln!(
-            "plan {plan}: RESTORE TEST OVERDUE: {}",
-            msg.error.as_deref().unwrap_or("")
+        self.alert(
+            plan,
+            last,
+            "RESTORE TEST OVERDUE",
+            crate::ops::status::send_restore_test_overdue,
         );
-        for problem in problems {
-            eprintln!("plan {plan}: notification failed: {problem}");
-        }
     }
 }
 

@@ -35,19 +35,6 @@ fn client_program() -> Result<PathBuf> {
 }
 
 /// A scratch server's tools read nothing of the caller's `MYSQL_*` settings.
-fn scrub_env(c: &mut Command) {
-    // Nothing of ours: no client settings pointing at another server, and no secret
-    // (repository passwords, cloud keys) in a process another user owns and could read
-    // from /proc.
-    c.env_clear();
-    for k in ["PATH", "TZ"] {
-        if let Some(v) = std::env::var_os(k) {
-            c.env(k, v);
-        }
-    }
-    c.env("LANG", "C");
-}
-
 /// Starts a scratch MariaDB (see [`Scratch::start`]).
 pub(super) fn start(clock: &Clock) -> Result<Scratch> {
     let missing = || {
@@ -77,7 +64,7 @@ pub(super) fn start(clock: &Clock) -> Result<Scratch> {
     let mut scratch = Scratch::new(DbEngine::Mysql, dir.clone(), conn);
     let command = |program: &Path| {
         let mut c = Command::new(program);
-        scrub_env(&mut c);
+        super::proc::scrub_env(&mut c);
         c.current_dir(&dir);
         c.arg("--no-defaults");
         match &user {
@@ -176,7 +163,7 @@ fn client(t: &Target) -> Result<Command> {
     let mut c = Command::new(client_program()?);
     if t.scratch {
         c.arg("--no-defaults");
-        scrub_env(&mut c);
+        super::proc::scrub_env(&mut c);
     }
     if let Some(s) = &t.conn.socket {
         c.arg(format!("--socket={s}"));

@@ -84,7 +84,7 @@ pub(super) fn start(clock: &Clock) -> Result<Scratch> {
     let mut scratch = Scratch::new(DbEngine::Postgres, dir.clone(), conn);
     let command = |program: PathBuf| {
         let mut c = Command::new(program);
-        scrub_env(&mut c);
+        super::proc::scrub_env(&mut c);
         c.current_dir(&dir);
         if let Some((_, uid, gid)) = &user {
             c.uid(uid.as_raw()).gid(gid.as_raw());
@@ -176,24 +176,11 @@ pub(super) fn start(clock: &Clock) -> Result<Scratch> {
 
 /// A scratch server's tools read nothing of the caller's `PG*` settings (`PGDATA`,
 /// `PGOPTIONS`, `PGSERVICE`, ...): it is configured by its arguments alone.
-fn scrub_env(c: &mut Command) {
-    // Nothing of ours: no client settings pointing at another server, and no secret
-    // (repository passwords, cloud keys) in a process another user owns and could read
-    // from /proc.
-    c.env_clear();
-    for k in ["PATH", "TZ"] {
-        if let Some(v) = std::env::var_os(k) {
-            c.env(k, v);
-        }
-    }
-    c.env("LANG", "C");
-}
-
 /// `psql` connected to `db` on the target, never prompting, no `~/.psqlrc`.
 fn psql(t: &Target, db: &str) -> Result<Command> {
     let mut c = Command::new(psql_program()?);
     if t.scratch {
-        scrub_env(&mut c);
+        super::proc::scrub_env(&mut c);
     }
     c.args(["-X", "-w", "-q"]);
     if let Some(h) = &t.conn.host {

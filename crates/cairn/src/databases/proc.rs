@@ -57,6 +57,19 @@ impl Ran {
 }
 
 /// The last `n` non-empty lines of `s`, joined with newlines.
+/// Clears a scratch server's (or its client's) environment: no client settings pointing
+/// at another server, and no secret (repository passwords, cloud keys) in a process
+/// another user owns and could read from /proc. PATH and TZ kept, LANG=C.
+pub fn scrub_env(c: &mut Command) {
+    c.env_clear();
+    for k in ["PATH", "TZ"] {
+        if let Some(v) = std::env::var_os(k) {
+            c.env(k, v);
+        }
+    }
+    c.env("LANG", "C");
+}
+
 pub fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

@@ -506,6 +506,18 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
+    /// The JSON bodies POSTed to `/hook` so far; with `event`, only those of that event.
+    pub(crate) fn hook_posts(&self, event: Option<&str>) -> Vec<serde_json::Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.1 == "/hook")
+            .map(|g| serde_json::from_str::<serde_json::Value>(&g.3).unwrap())
+            .filter(|v| event.is_none_or(|e| v["event"] == e))
+            .collect()
+    }
+
     pub(crate) fn start() -> Receiver {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();

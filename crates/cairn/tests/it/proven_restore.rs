@@ -166,18 +166,6 @@ fn the_last_proven_restore_shows_in_status_metrics_and_the_dashboard() {
     );
 }
 
-/// The overdue webhook posts of restore tests the receiver got.
-fn restore_test_posts(rx: &Receiver) -> Vec<serde_json::Value> {
-    rx.got
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|g| g.1 == "/hook")
-        .map(|g| serde_json::from_str::<serde_json::Value>(&g.3).unwrap())
-        .filter(|v| v["event"] == "restore-test-overdue")
-        .collect()
-}
-
 #[test]
 fn status_alert_tells_a_restore_test_overdue_plan_once_per_episode() {
     let rx = Receiver::start();
@@ -198,7 +186,7 @@ fn status_alert_tells_a_restore_test_overdue_plan_once_per_episode() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stdout.contains("RESTORE TEST OVERDUE"), "{stdout}");
-    let posts = restore_test_posts(&rx);
+    let posts = rx.hook_posts(Some("restore-test-overdue"));
     assert_eq!(posts.len(), 1, "{posts:?}");
     assert_eq!(posts[0]["plan"], "home");
     assert_eq!(
@@ -208,12 +196,16 @@ fn status_alert_tells_a_restore_test_overdue_plan_once_per_episode() {
     let out = alert();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("already notified"));
-    assert_eq!(restore_test_posts(&rx).len(), 1, "one alert per episode");
+    assert_eq!(
+        rx.hook_posts(Some("restore-test-overdue")).len(),
+        1,
+        "one alert per episode"
+    );
 
     // A success ends the episode; the backup's own episode was never part of it.
     ok(env.config_run(&cfg, &["run", "home", "--only", "restore-test"]));
     assert_eq!(alert().status.code(), Some(0));
-    assert_eq!(restore_test_posts(&rx).len(), 1);
+    assert_eq!(rx.hook_posts(Some("restore-test-overdue")).len(), 1);
 
     // Two hours on (the history aged), overdue again: a new episode, told again, once.
     let db = rusqlite::Connection::open(state(&env).join("history.db")).unwrap();
@@ -228,7 +220,7 @@ fn status_alert_tells_a_restore_test_overdue_plan_once_per_episode() {
     let alerts = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(alerts[0]["what"], "restore-test", "{alerts}");
     assert_eq!(alerts[0]["notified"], true, "{alerts}");
-    let posts = restore_test_posts(&rx);
+    let posts = rx.hook_posts(Some("restore-test-overdue"));
     assert_eq!(posts.len(), 2, "{posts:?}");
     assert!(
         !posts[1]["error"].as_str().unwrap().contains("since ever"),
@@ -236,7 +228,7 @@ fn status_alert_tells_a_restore_test_overdue_plan_once_per_episode() {
         posts[1]
     );
     assert_eq!(alert().status.code(), Some(1));
-    assert_eq!(restore_test_posts(&rx).len(), 2);
+    assert_eq!(rx.hook_posts(Some("restore-test-overdue")).len(), 2);
     let all = rx.got.lock().unwrap().len();
     assert_eq!(all, 2, "nothing but the two restore-test alerts was posted");
 }

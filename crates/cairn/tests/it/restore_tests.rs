@@ -56,17 +56,6 @@ fn last_restore_test(env: &Env, cfg: &Path) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no restore-test step in the last run: {h}"))
 }
 
-/// The webhook posts the receiver got, as JSON.
-fn posts(rx: &Receiver) -> Vec<serde_json::Value> {
-    rx.got
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.1 == "/hook")
-        .map(|r| serde_json::from_str(&r.3).unwrap())
-        .collect()
-}
-
 fn snapshot_id(env: &Env) -> String {
     let v = json(&ok(env.restic(&["snapshots", "latest", "--json"])));
     v[0]["id"].as_str().unwrap().to_string()
@@ -195,7 +184,7 @@ fn full_mode_runs_the_command_on_the_restored_tree_and_a_failing_command_alerts(
         "{rt}"
     );
     assert!(!env.path("state/restore-test/p").exists());
-    assert_eq!(posts(&rx).last().unwrap()["event"], "success");
+    assert_eq!(rx.hook_posts(None).last().unwrap()["event"], "success");
 
     // The same command checking a file that is not in the snapshot: it must fail.
     let missing = good.replace("f0.bin", "nope.bin");
@@ -222,7 +211,7 @@ fn full_mode_runs_the_command_on_the_restored_tree_and_a_failing_command_alerts(
     );
     let runs = json(&ok(env.config_run(&cfg, &["--json", "history", "p"])));
     assert_eq!(runs[0]["result"], "failure", "{}", runs[0]);
-    let last = posts(&rx).last().cloned().unwrap();
+    let last = rx.hook_posts(None).last().cloned().unwrap();
     assert_eq!(last["event"], "failure", "{last}");
     assert_eq!(last["error_category"], "hook-failed", "{last}");
     assert!(last.to_string().contains("restore test command"), "{last}");
@@ -266,7 +255,7 @@ fn full_mode_on_a_corrupted_pack_fails_as_corrupt_data_and_alerts() {
     assert_eq!(rt["error_category"], "corrupt-data", "{rt}");
     let runs = json(&ok(env.config_run(&cfg, &["--json", "history", "p"])));
     assert_eq!(runs[0]["result"], "failure", "{}", runs[0]);
-    let last = posts(&rx).last().cloned().unwrap();
+    let last = rx.hook_posts(None).last().cloned().unwrap();
     assert_eq!(last["event"], "failure", "{last}");
     assert_eq!(last["error_category"], "corrupt-data", "{last}");
     assert!(!env.path("state/restore-test/p").exists());

@@ -149,18 +149,6 @@ fn generated_units_may_write_every_path_a_plan_writes_and_pass_systemd_analyze_v
     }
 }
 
-/// The overdue webhook posts the receiver got (successes are posted there too).
-fn overdue_posts(rx: &Receiver) -> Vec<serde_json::Value> {
-    rx.got
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|g| g.1 == "/hook")
-        .map(|g| serde_json::from_str::<serde_json::Value>(&g.3).unwrap())
-        .filter(|v| v["event"] == "overdue")
-        .collect()
-}
-
 #[test]
 fn status_alert_notifies_an_overdue_plan_once_per_overdue_episode() {
     let rx = Receiver::start();
@@ -197,7 +185,7 @@ fn status_alert_notifies_an_overdue_plan_once_per_overdue_episode() {
         stdout.contains("nightly") && stdout.contains("OVERDUE") && !stdout.contains("manual"),
         "{stdout}"
     );
-    let posts = overdue_posts(&rx);
+    let posts = rx.hook_posts(Some("overdue"));
     assert_eq!(posts.len(), 1, "{posts:?}");
     assert_eq!(posts[0]["plan"], "nightly");
     assert!(
@@ -208,12 +196,16 @@ fn status_alert_notifies_an_overdue_plan_once_per_overdue_episode() {
     let out = alert();
     assert_eq!(out.status.code(), Some(1), "still overdue: {out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("already notified"));
-    assert_eq!(overdue_posts(&rx).len(), 1, "the same episode is told once");
+    assert_eq!(
+        rx.hook_posts(Some("overdue")).len(),
+        1,
+        "the same episode is told once"
+    );
 
     // A success ends the episode.
     ok(env.config_run(&main, &["run", "nightly"]));
     assert_eq!(alert().status.code(), Some(0));
-    assert_eq!(overdue_posts(&rx).len(), 1);
+    assert_eq!(rx.hook_posts(Some("overdue")).len(), 1);
 
     // Two hours later (the history aged), overdue again: a new episode, told again.
     let db = rusqlite::Connection::open(state.join("history.db")).unwrap();
@@ -224,7 +216,7 @@ fn status_alert_notifies_an_overdue_plan_once_per_overdue_episode() {
     .unwrap();
     drop(db);
     assert_eq!(alert().status.code(), Some(1));
-    let posts = overdue_posts(&rx);
+    let posts = rx.hook_posts(Some("overdue"));
     assert_eq!(posts.len(), 2, "{posts:?}");
     assert!(
         !posts[1]["error"].as_str().unwrap().contains("since ever"),
@@ -232,5 +224,5 @@ fn status_alert_notifies_an_overdue_plan_once_per_overdue_episode() {
         posts[1]
     );
     assert_eq!(alert().status.code(), Some(1));
-    assert_eq!(overdue_posts(&rx).len(), 2);
+    assert_eq!(rx.hook_posts(Some("overdue")).len(), 2);
 }

@@ -362,23 +362,22 @@ fn a_failing_before_restore_hook_restores_nothing_and_the_after_hooks_still_run(
 fn a_running_plan_refuses_the_runbook_and_bad_snapshot_arguments_are_explained() {
     let p = Plan::new(("", ""), "");
     p.backup();
-    // Another run holds the plan's lock (flock(1) takes the same kind of lock; -o: only
-    // flock itself holds it, so killing it releases it).
+    // Another run holds the plan's lock: this test process takes the same exclusive flock
+    // in-process (an external flock(1) raced under CI load), and drops it after the refusal.
     let lock = p.env.path("state/locks/p.lock");
-    let mut holder = Command::new("flock")
-        .args(["-n", "-o"])
-        .arg(&lock)
-        .args(["sleep", "30"])
-        .spawn()
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !sh(&format!("! flock -n {} true", lock.display())) {
-        assert!(std::time::Instant::now() < deadline, "flock did not lock");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("the plan lock is free before the test takes it");
     let out = p.cairn(&["restore", "--plan", "p", "--target", "/"]);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(held);
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("is running"),

@@ -1,4 +1,5 @@
 # Shared by the benchmark scripts (sourced): measuring a command and summarising results.
+# shellcheck shell=bash
 # Needs BENCH_DIR and RESULTS set by the caller.
 
 # measure TOOL STEP CMD... : runs CMD under GNU time, appends "tool step wall cpu rss_kib"
@@ -13,8 +14,11 @@ measure() {
   printf '  %-6s %-16s wall %7.2fs  cpu %7.2fs  rss %7.1f MiB\n' "$tool" "$step" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
 }
 
-# summary TITLE STEP... : medians per tool and step, and the ratios restic/cairn (speed,
-# above 1 means cairn is faster) and cairn/restic (memory, below 1 means cairn uses less).
+# summary TITLE STEP[:TARGET]... : a Markdown table of the medians per tool and step (STEP
+# may be A+B: per run the sum of both steps' times and the larger peak RSS), the
+# ratios restic/cairn (speed and CPU, above 1 means cairn is faster) and cairn/restic (peak
+# RSS, below 1 means cairn uses less). With a TARGET (a speed ratio), whether the median
+# wall-time ratio meets it and whether peak RSS is at most 0.6x restic's.
 summary() {
   local title=$1; shift
   python3 - "$RESULTS" "$title" "$@" <<'PY'
@@ -24,15 +28,56 @@ d = collections.defaultdict(list)
 for tool, step, wall, cpu, rss in rows:
     d[(tool, step)].append((float(wall), float(cpu), int(rss)))
 med = lambda v, i: statistics.median(x[i] for x in v)
-print(f"\nmedians over runs; {sys.argv[2]}")
-print(f"{'step':16} {'cairn wall':>11} {'restic wall':>12} {'speed x':>8} {'cairn cpu':>10} {'restic cpu':>11} {'cairn MiB':>10} {'restic MiB':>11} {'rss ratio':>9}")
-for step in sys.argv[3:]:
-    c, r = d[("cairn", step)], d[("restic", step)]
-    if c and not r:
-        print(f"{step:16} {med(c,0):10.2f}s {'-':>12} {'-':>8} {med(c,1):9.2f}s {'-':>11} {med(c,2)/1024:10.1f} {'-':>11} {'-':>9}")
+head = ["step", "cairn wall s", "restic wall s", "speed ×", "target", "met", "cairn CPU s",
+        "restic CPU s", "CPU ×", "cairn MiB", "restic MiB", "RSS ratio", "RSS ≤ 0.6"]
+out = []
+def runs(tool, step):
+    # "a+b": per run, the sum of the times and the larger peak RSS of steps a and b.
+    parts = [d[(tool, p)] for p in step.split("+")]
+    if len(parts) == 1: return parts[0]
+    if not all(parts) or len({len(p) for p in parts}) != 1: return []
+    return [(sum(x[0] for x in xs), sum(x[1] for x in xs), max(x[2] for x in xs)) for xs in zip(*parts)]
+for arg in sys.argv[3:]:
+    step, _, target = arg.partition(":")
+    c, r = runs("cairn", step), runs("restic", step)
+    if not c:
         continue
-    if not c or not r: continue
-    cw, rw, cc, rc, cm, rm = med(c,0), med(r,0), med(c,1), med(r,1), med(c,2)/1024, med(r,2)/1024
-    print(f"{step:16} {cw:10.2f}s {rw:11.2f}s {rw/max(cw,1e-3):7.2f}x {cc:9.2f}s {rc:10.2f}s {cm:10.1f} {rm:11.1f} {cm/max(rm,1e-3):8.2f}")
+    cw, cc, cm = med(c, 0), med(c, 1), med(c, 2) / 1024
+    if not r:
+        out.append([step, f"{cw:.2f}", "–", "–", "–", "–", f"{cc:.2f}", "–", "–", f"{cm:.1f}", "–", "–", "–"])
+        continue
+    rw, rc, rm = med(r, 0), med(r, 1), med(r, 2) / 1024
+    speed, ratio = rw / max(cw, 1e-3), cm / max(rm, 1e-3)
+    met = rss_ok = "–"
+    if target:
+        met = "yes" if speed >= float(target) else "no"
+        rss_ok = "yes" if ratio <= 0.6 else "no"
+    out.append([step, f"{cw:.2f}", f"{rw:.2f}", f"{speed:.2f}×", f"{target}×" if target else "–", met,
+                f"{cc:.2f}", f"{rc:.2f}", f"{rc / max(cc, 1e-3):.2f}×", f"{cm:.1f}", f"{rm:.1f}", f"{ratio:.2f}", rss_ok])
+w = [max(len(x[i]) for x in out + [head]) for i in range(len(head))]
+line = lambda cells: "| " + " | ".join(s.ljust(w[i]) if i == 0 else s.rjust(w[i]) for i, s in enumerate(cells)) + " |"
+print(f"\nmedians over runs; {sys.argv[2]}\n")
+print(line(head))
+print("|" + "|".join("-" * (n + 1) + ":" if i else ":" + "-" * (n + 1) for i, n in enumerate(w)) + "|")
+for cells in out:
+    print(line(cells))
+PY
+}
+
+# repo_size_summary FILE MAX_PERCENT : FILE has "tool bytes" lines (one per run); prints the
+# median repository sizes and whether cairn's is at most MAX_PERCENT above restic's.
+repo_size_summary() {
+  python3 - "$1" "$2" <<'PY'
+import sys, statistics, collections
+d = collections.defaultdict(list)
+for l in open(sys.argv[1]):
+    if l.strip():
+        tool, size = l.split()
+        d[tool].append(int(size))
+if d["cairn"] and d["restic"]:
+    c, r = statistics.median(d["cairn"]), statistics.median(d["restic"])
+    pct, limit = (c / r - 1) * 100, float(sys.argv[2])
+    print(f"\nrepository after the first backup: cairn {c / 1048576:.1f} MiB, restic {r / 1048576:.1f} MiB, "
+          f"cairn {pct:+.2f}% (target: at most +{limit:g}%: {'met' if pct <= limit else 'not met'})")
 PY
 }

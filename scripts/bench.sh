@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Benchmarks cairn against the real restic on the same data, in the same run, alternating
 # the tools (A B A B) and reporting the median of RUNS runs: wall time, CPU time (user+sys)
-# and peak RSS of each, and the ratio restic/cairn (above 1 means cairn is better).
+# and peak RSS of each, the ratios restic/cairn (above 1 means cairn is better), the target
+# of issue 15 for the step and whether the median meets it (and peak RSS <= 0.6x restic's).
 #
 #   scripts/bench.sh                 # 1 GiB mixed data, 200,000 small files, RUNS=3
 #   BENCH_GIB=0.2 SMALL_FILES=20000 RUNS=1 scripts/bench.sh   # a quick look
+#   CAIRN=/path/to/cairn scripts/bench.sh                     # another binary, no build
 #
-# Steps measured: initial backup of the mixed data, no-change re-run over the small files,
-# restore of the mixed snapshot, check --read-data, prune of half-garbage packs; cairn
-# only (restic 0.14 has no rewrite): rewrite --forget and the prune after it.
+# Steps measured, each by both tools on its own repository:
+#   backup        initial backup of the mixed data (then the repository's size is noted)
+#   nochange      re-run over the small files with nothing changed (their first backup untimed)
+#   snapshots     list the snapshots (open + read the snapshot files)
+#   restore       restore of the mixed snapshot into a tmpfs (the tools alone)
+#   restore-disk  the same onto the disk (ext4 under BENCH_DIR; `sync` before, untimed)
+#   restore-one   restore of one 1-64 KiB file of it: `restore ID --target T --include /path`
+#   check         check --read-data
+#   forget        forget of the mixed snapshot, after a second backup of the mixed data
+#                 without half of its files (untimed), so every data pack is about half garbage
+#   prune         prune of that repository (and the row forget+prune: both, summed per run)
+# and cairn only (restic 0.14 has no rewrite): rewrite --forget and the prune after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR=${BENCH_DIR:-/tmp/cairn-bench}
@@ -17,15 +28,18 @@ SMALL_FILES=${SMALL_FILES:-200000}
 RUNS=${RUNS:-3}
 command -v restic >/dev/null || { echo "restic is needed: apt-get install restic" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 1; }
-cargo build --release -q
-CAIRN=$PWD/target/release/cairn
+if [ -z "${CAIRN:-}" ]; then
+  cargo build --release -q
+  CAIRN=$PWD/target/release/cairn
+fi
 mkdir -p "$BENCH_DIR"
 # Restores go to a tmpfs when we can mount one: on ext4, creating files right after
 # deleting many (the previous run's restore) costs seconds of kernel time in inode
 # allocation that swamps both tools' own work and makes the step noise. Without root the
-# restore goes to disk and the ratio is noisier.
+# restore goes to disk and the ratio is noisier. restore-disk measures the disk on purpose.
 RESTORE_DIR="$BENCH_DIR/restore"
-mkdir -p "$RESTORE_DIR"
+DISK_DIR="$BENCH_DIR/restore-disk"
+mkdir -p "$RESTORE_DIR" "$DISK_DIR"
 if [ "$(id -u)" = 0 ] && ! mountpoint -q "$RESTORE_DIR"; then
   mount -t tmpfs -o size=4g tmpfs "$RESTORE_DIR" && trap 'umount "$RESTORE_DIR"' EXIT
 fi
@@ -33,30 +47,43 @@ export RESTIC_PASSWORD=bench
 export RESTIC_CACHE_DIR="$BENCH_DIR/restic-cache"
 
 python3 scripts/gen_data.py "$BENCH_DIR/mixed" "$BENCH_GIB" "$BENCH_DIR/small" "$SMALL_FILES"
+# The file of restore-one: the 1,000th (or last) of the files below 500 KiB (one blob).
+ONE=$(find "$BENCH_DIR/mixed" -type f -name '*.bin' -size -500k | sort | awk 'NR <= 1000 { l = $0 } END { print l }')
 
 RESULTS="$BENCH_DIR/results.tsv"
-: > "$RESULTS"
+SIZES="$BENCH_DIR/sizes.tsv"
+LOADS="$BENCH_DIR/loads.txt"
+: > "$RESULTS"; : > "$SIZES"; : > "$LOADS"
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 
 run_tool() {
-  local tool=$1 bin repo target
-  repo="$BENCH_DIR/repo-$tool"; target="$RESTORE_DIR/$tool"
-  rm -rf "$repo" "$target" "$RESTIC_CACHE_DIR"
+  local tool=$1 bin repo target disk
+  repo="$BENCH_DIR/repo-$tool"; target="$RESTORE_DIR/$tool"; disk="$DISK_DIR/$tool"
+  rm -rf "$repo" "$target" "$disk" "$RESTIC_CACHE_DIR"
   if [ "$tool" = restic ]; then bin=(restic --no-cache -q); else bin=("$CAIRN" -q); fi
   "${bin[@]}" -r "$repo" init >/dev/null
   measure "$tool" backup "${bin[@]}" -r "$repo" backup "$BENCH_DIR/mixed"
+  echo -e "$tool\t$(du -sb "$repo" | cut -f1)" >> "$SIZES"
   "${bin[@]}" -r "$repo" backup "$BENCH_DIR/small" >/dev/null
   measure "$tool" nochange "${bin[@]}" -r "$repo" backup "$BENCH_DIR/small"
+  measure "$tool" snapshots "${bin[@]}" -r "$repo" snapshots
   local snap
   snap=$("${bin[@]}" -r "$repo" snapshots --json --path "$BENCH_DIR/mixed" | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
   measure "$tool" restore "${bin[@]}" -r "$repo" restore "$snap" --target "$target"
-  measure "$tool" check "${bin[@]}" -r "$repo" check --read-data
   rm -rf "$target"
+  sync
+  measure "$tool" restore-disk "${bin[@]}" -r "$repo" restore "$snap" --target "$disk"
+  rm -rf "$disk"
+  sync
+  measure "$tool" restore-one "${bin[@]}" -r "$repo" restore "$snap" --target "$target" --include "$ONE"
+  cmp -s "$ONE" "$target$ONE" || { echo "$tool restore-one: $target$ONE missing or different" >&2; exit 1; }
+  rm -rf "$target"
+  measure "$tool" check "${bin[@]}" -r "$repo" check --read-data
   # Prune: a second snapshot of the mixed data without half of its files, the first one
-  # forgotten (by restic for both, untimed), so every data pack is about half garbage.
+  # forgotten, so every data pack is about half garbage.
   "${bin[@]}" -r "$repo" backup --exclude '*[02468].bin' "$BENCH_DIR/mixed" >/dev/null
-  restic --no-cache -q -r "$repo" forget "$snap" >/dev/null
+  measure "$tool" forget "${bin[@]}" -r "$repo" forget "$snap"
   measure "$tool" prune "${bin[@]}" -r "$repo" prune
   # restic 0.14 has no rewrite (it came in 0.15): cairn's rewrite and the prune after it
   # are measured alone.
@@ -71,8 +98,13 @@ run_tool() {
 find "$BENCH_DIR/mixed" "$BENCH_DIR/small" -type f -exec cat {} + > /dev/null
 
 for i in $(seq 1 "$RUNS"); do
-  echo "run $i/$RUNS"
+  load=$(cut -d' ' -f1 /proc/loadavg); echo -n "$load " >> "$LOADS"
+  echo "run $i/$RUNS (load average $load)"
   if [ $((i % 2)) = 1 ]; then run_tool cairn; run_tool restic; else run_tool restic; run_tool cairn; fi
 done
 
-summary "data: $BENCH_GIB GiB mixed, $SMALL_FILES small files" backup nochange restore check prune rewrite prune2
+# Targets of issue 15 (restic time / cairn time); steps without one are reported only.
+summary "data: $BENCH_GIB GiB mixed, $SMALL_FILES small files; $RUNS runs, load average at their starts: $(cat "$LOADS")" \
+  backup:3 nochange:6 snapshots restore:3 restore-disk:3 restore-one check:4 forget prune:4 \
+  forget+prune rewrite prune2
+repo_size_summary "$SIZES" 3

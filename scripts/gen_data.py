@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Generates benchmark data once (skips what exists): a mixed tree of about GIB GiB
-(half incompressible, half unique text-like, 1 KiB to 24 MiB) and a tree of N small
-files in 1,000-file directories. Deterministic (seeded)."""
+(half incompressible, half unique text-like, 1 KiB to 24 MiB) and, if asked, a tree of N
+small files in 1,000-file directories. File sizes and text are seeded; the incompressible
+parts are random.
+
+    gen_data.py MIXED_DIR GIB [SMALL_DIR N]
+"""
 import os, random, sys
 
 def text_pool(rng, size):
@@ -75,4 +79,5 @@ def small(root, n):
 
 if __name__ == "__main__":
     mixed(sys.argv[1], float(sys.argv[2]))
-    small(sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) > 4:
+        small(sys.argv[3], int(sys.argv[4]))

@@ -15,7 +15,6 @@ pub const MIN_SIZE: usize = 512 * 1024;
 pub const MAX_SIZE: usize = 8 * 1024 * 1024;
 const WINDOW: usize = 64;
 const SPLIT_MASK: u64 = (1 << 20) - 1;
-const BUF_SIZE: usize = 1024 * 1024;
 
 /// A polynomial over GF(2), bit i is the coefficient of x^i. restic uses an irreducible
 /// one of degree 53, stored hex-encoded in the repository config.
@@ -129,22 +128,30 @@ fn tables(pol: Polynomial) -> Arc<Tables> {
     t
 }
 
+/// Bytes asked of the reader at a time.
+const READ_SIZE: usize = 512 * 1024;
+/// The read buffer: a whole chunk of the largest size plus one read past its end. A
+/// chunk is handed out as a slice of this buffer, never copied; the unread rest moves to
+/// the front when the next chunk might not fit behind it (at most one read's worth).
+const BUF_SIZE: usize = MAX_SIZE + READ_SIZE;
+
 /// Splits a stream into restic-identical chunks.
+///
+/// The fingerprint at a position depends only on the 64 bytes ending there (restic's
+/// reset byte leaves the window before the first position that can cut, `MIN_SIZE` bytes
+/// into a chunk), so the search for a cut needs no state between reads, and it runs four
+/// independent lanes over neighbouring stretches at once: the rolling hash is a chain of
+/// dependent table lookups, and four chains keep the core busy where one leaves it waiting.
 pub struct Chunker<R: Read> {
     reader: R,
     tables: Arc<Tables>,
     pol_shift: u32,
     buf: Vec<u8>,
-    bpos: usize,
-    bmax: usize,
+    /// Where the current chunk starts in `buf`.
+    start: usize,
+    /// The end of the bytes read into `buf`.
+    end: usize,
     eof: bool,
-    window: [u8; WINDOW],
-    wpos: usize,
-    digest: u64,
-    /// Bytes still to skip before fingerprinting (the start of a chunk can't be a cut).
-    pre: usize,
-    /// Bytes in the current chunk so far.
-    count: usize,
 }
 
 impl<R: Read> Chunker<R> {
@@ -153,64 +160,21 @@ impl<R: Read> Chunker<R> {
     }
 
     /// Like `new`, reusing `buf` (from `into_buffer`) as the read buffer: a backup of many
-    /// small files then neither allocates nor zeroes a megabyte per file.
+    /// small files then neither allocates nor faults in a new buffer per file.
     pub fn with_buffer(reader: R, pol: Polynomial, mut buf: Vec<u8>) -> Self {
-        buf.resize(BUF_SIZE, 0);
-        let mut c = Chunker {
+        if buf.len() != BUF_SIZE {
+            // Zeroed by the allocator (fresh pages), touched only as far as data is read.
+            buf = vec![0u8; BUF_SIZE];
+        }
+        Chunker {
             reader,
             tables: tables(pol),
             pol_shift: (pol.degree() - 8).max(0) as u32,
             buf,
-            bpos: 0,
-            bmax: 0,
+            start: 0,
+            end: 0,
             eof: false,
-            window: [0; WINDOW],
-            wpos: 0,
-            digest: 0,
-            pre: 0,
-            count: 0,
-        };
-        c.reset();
-        c
-    }
-
-    fn reset(&mut self) {
-        self.window = [0; WINDOW];
-        self.wpos = 0;
-        self.digest = 0;
-        self.count = 0;
-        // restic slides in a single 1 byte after every reset.
-        self.slide(1);
-        self.pre = MIN_SIZE - WINDOW;
-    }
-
-    #[inline(always)]
-    fn slide(&mut self, b: u8) {
-        let out = self.window[self.wpos];
-        self.window[self.wpos] = b;
-        self.digest ^= self.tables.out[out as usize];
-        self.wpos = (self.wpos + 1) % WINDOW;
-        let index = (self.digest >> self.pol_shift) as usize;
-        self.digest = ((self.digest << 8) | b as u64) ^ self.tables.modt[index & 0xff];
-    }
-
-    /// Fills the buffer as far as the reader allows (like Go's io.ReadFull).
-    fn fill(&mut self) -> std::io::Result<()> {
-        let mut n = 0;
-        while n < self.buf.len() {
-            match self.reader.read(&mut self.buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
         }
-        self.bpos = 0;
-        self.bmax = n;
-        if n == 0 {
-            self.eof = true;
-        }
-        Ok(())
     }
 
     /// Gives back the read buffer for the next `with_buffer`.
@@ -218,66 +182,173 @@ impl<R: Read> Chunker<R> {
         self.buf
     }
 
-    /// Reads the next chunk into `buf` (cleared first). Ok(false) at the end of input.
-    pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> std::io::Result<bool> {
-        out.clear();
+    /// Reads once more into the buffer after `end`; sets `eof` when the reader is done.
+    fn fill(&mut self) -> std::io::Result<()> {
+        let to = (self.end + READ_SIZE).min(self.buf.len());
         loop {
-            if self.bpos >= self.bmax {
-                if self.eof {
-                    return Ok(!out.is_empty());
+            match self.reader.read(&mut self.buf[self.end..to]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
                 }
-                self.fill()?;
-                if self.eof {
-                    return Ok(!out.is_empty());
+                Ok(k) => {
+                    self.end += k;
+                    return Ok(());
                 }
-            }
-            let avail = &self.buf[self.bpos..self.bmax];
-            // Skip the part of a chunk that cannot hold a cut point.
-            if self.pre > 0 {
-                let skip = self.pre.min(avail.len());
-                out.extend_from_slice(&avail[..skip]);
-                self.pre -= skip;
-                self.count += skip;
-                self.bpos += skip;
-                continue;
-            }
-            let tables = &*self.tables;
-            let shift = self.pol_shift;
-            let mut digest = self.digest;
-            let mut wpos = self.wpos;
-            let mut add = self.count;
-            let mut cut = None;
-            let window = &mut self.window;
-            for (i, &b) in avail.iter().enumerate() {
-                let old = window[wpos & (WINDOW - 1)];
-                window[wpos & (WINDOW - 1)] = b;
-                digest ^= tables.out[old as usize];
-                wpos = (wpos + 1) & (WINDOW - 1);
-                let index = (digest >> shift) as usize;
-                digest = ((digest << 8) | b as u64) ^ tables.modt[index & 0xff];
-                add += 1;
-                if ((digest & SPLIT_MASK) == 0 || add >= MAX_SIZE) && add >= MIN_SIZE {
-                    cut = Some(i + 1);
-                    break;
-                }
-            }
-            match cut {
-                Some(n) => {
-                    out.extend_from_slice(&avail[..n]);
-                    self.bpos += n;
-                    self.reset();
-                    return Ok(true);
-                }
-                None => {
-                    out.extend_from_slice(avail);
-                    self.bpos = self.bmax;
-                    self.digest = digest;
-                    self.wpos = wpos;
-                    self.count = add;
-                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
     }
+
+    /// The next chunk, borrowed from the chunker's buffer; None at the end of input.
+    pub fn next_slice(&mut self) -> std::io::Result<Option<&[u8]>> {
+        if self.buf.len() - self.start < MAX_SIZE {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let start = self.start;
+        // The first position that can end a chunk, and the last plus one (at MAX_SIZE the
+        // chunk ends whatever the fingerprint says).
+        let first = start + MIN_SIZE - 1;
+        let limit = start + MAX_SIZE - 1;
+        let mut scanned = first;
+        loop {
+            let to = self.end.min(limit);
+            if to > scanned {
+                if let Some(p) = find_cut(&self.tables, self.pol_shift, &self.buf, scanned, to) {
+                    return Ok(Some(self.take(p + 1)));
+                }
+                scanned = to;
+            }
+            if self.end > limit {
+                return Ok(Some(self.take(limit + 1)));
+            }
+            if self.eof {
+                if self.end > start {
+                    return Ok(Some(self.take(self.end)));
+                }
+                return Ok(None);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Ends the current chunk before `cut` and returns it.
+    fn take(&mut self, cut: usize) -> &[u8] {
+        let start = std::mem::replace(&mut self.start, cut);
+        &self.buf[start..cut]
+    }
+
+    /// Reads the next chunk into `out` (cleared first). Ok(false) at the end of input.
+    pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> std::io::Result<bool> {
+        out.clear();
+        match self.next_slice()? {
+            Some(chunk) => {
+                out.extend_from_slice(chunk);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Bytes per lane in one round of the four-lane search.
+const LANE: usize = 16 * 1024;
+
+/// The first position `p` in `from..to` where the fingerprint of `data[p - 63..=p]` says
+/// cut (needs `from >= WINDOW`).
+fn find_cut(t: &Tables, shift: u32, data: &[u8], from: usize, to: usize) -> Option<usize> {
+    let mut p = from;
+    while to - p >= 4 * LANE {
+        if let Some(c) = find_cut4(t, shift, data, p) {
+            return Some(c);
+        }
+        p += 4 * LANE;
+    }
+    find_cut1(t, shift, data, p, to)
+}
+
+/// The fingerprint of the `WINDOW` bytes before `p` (as if the window had been empty).
+#[inline(always)]
+fn warm(t: &Tables, shift: u32, data: &[u8], p: usize) -> u64 {
+    let mut d = 0u64;
+    for &b in &data[p - WINDOW..p] {
+        d = append(t, shift, d, b);
+    }
+    d
+}
+
+/// Shifts byte `b` into fingerprint `d`, reducing modulo the polynomial.
+#[inline(always)]
+fn append(t: &Tables, shift: u32, d: u64, b: u8) -> u64 {
+    ((d << 8) | b as u64) ^ t.modt[(d >> shift) as usize & 0xff]
+}
+
+fn find_cut1(t: &Tables, shift: u32, data: &[u8], from: usize, to: usize) -> Option<usize> {
+    if from >= to {
+        return None;
+    }
+    let mut d = warm(t, shift, data, from);
+    let old = &data[from - WINDOW..to - WINDOW];
+    let new = &data[from..to];
+    for (i, (&o, &b)) in old.iter().zip(new).enumerate() {
+        d = append(t, shift, d ^ t.out[o as usize], b);
+        if d & SPLIT_MASK == 0 {
+            return Some(from + i);
+        }
+    }
+    None
+}
+
+/// `find_cut1` over `from..from + 4 * LANE`, as four interleaved lanes.
+fn find_cut4(t: &Tables, shift: u32, data: &[u8], from: usize) -> Option<usize> {
+    let starts = [from, from + LANE, from + 2 * LANE, from + 3 * LANE];
+    // Fixed-size views: the loop below then has no bounds checks.
+    let lane = |k: usize| -> Option<(&[u8; LANE], &[u8; LANE])> {
+        let s = starts[k];
+        Some((
+            data.get(s - WINDOW..s - WINDOW + LANE)?.try_into().ok()?,
+            data.get(s..s + LANE)?.try_into().ok()?,
+        ))
+    };
+    let Some(((o0, n0), (o1, n1), (o2, n2), (o3, n3))) =
+        (|| Some((lane(0)?, lane(1)?, lane(2)?, lane(3)?)))()
+    else {
+        return find_cut1(t, shift, data, from, from + 4 * LANE);
+    };
+    let (mut d0, mut d1, mut d2, mut d3) = (
+        warm(t, shift, data, starts[0]),
+        warm(t, shift, data, starts[1]),
+        warm(t, shift, data, starts[2]),
+        warm(t, shift, data, starts[3]),
+    );
+    let mut hit = None;
+    for i in 0..LANE {
+        d0 = append(t, shift, d0 ^ t.out[o0[i] as usize], n0[i]);
+        d1 = append(t, shift, d1 ^ t.out[o1[i] as usize], n1[i]);
+        d2 = append(t, shift, d2 ^ t.out[o2[i] as usize], n2[i]);
+        d3 = append(t, shift, d3 ^ t.out[o3[i] as usize], n3[i]);
+        if (d0 & SPLIT_MASK == 0)
+            | (d1 & SPLIT_MASK == 0)
+            | (d2 & SPLIT_MASK == 0)
+            | (d3 & SPLIT_MASK == 0)
+        {
+            hit = Some(i);
+            break;
+        }
+    }
+    let i = hit?;
+    // The first lane that cuts at step i; a lane before it may still cut later in its own
+    // stretch, which comes earlier in the data.
+    let k = [d0, d1, d2, d3].iter().position(|x| x & SPLIT_MASK == 0)?;
+    for &s in &starts[..k] {
+        if let Some(p) = find_cut1(t, shift, data, s + i + 1, s + LANE) {
+            return Some(p);
+        }
+    }
+    Some(starts[k] + i)
 }
 
 #[cfg(test)]
@@ -308,6 +379,115 @@ mod tests {
 
     /// restic's test polynomial (chunker_test.go).
     const TEST_POL: Polynomial = Polynomial(0x3DA3358B4DC173);
+
+    /// The chunker as restic writes it: one rolling window slid byte by byte from a reset
+    /// (a single 1 byte), the first `MIN_SIZE - WINDOW` bytes of a chunk skipped.
+    fn reference_chunks(data: &[u8], pol: Polynomial) -> Vec<Vec<u8>> {
+        let t = tables(pol);
+        let shift = (pol.degree() - 8) as u32;
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < data.len() {
+            let (mut window, mut wpos, mut digest) = ([0u8; WINDOW], 0usize, 0u64);
+            let mut slide = |b: u8, window: &mut [u8; WINDOW], wpos: &mut usize| {
+                let old = window[*wpos];
+                window[*wpos] = b;
+                *wpos = (*wpos + 1) % WINDOW;
+                digest ^= t.out[old as usize];
+                digest = append(&t, shift, digest, b);
+                digest
+            };
+            slide(1, &mut window, &mut wpos);
+            let mut end = data.len();
+            let mut p = start + MIN_SIZE - WINDOW;
+            while p < data.len() {
+                let d = slide(data[p], &mut window, &mut wpos);
+                let len = p + 1 - start;
+                if len >= MIN_SIZE && (d & SPLIT_MASK == 0 || len >= MAX_SIZE) {
+                    end = p + 1;
+                    break;
+                }
+                p += 1;
+            }
+            out.push(data[start..end].to_vec());
+            start = end;
+        }
+        out
+    }
+
+    /// Random bytes with long stretches of zeros and of repeated text, where cut points
+    /// are rare or come at once, so chunks of every size (min, max, between) appear.
+    fn varied(seed: u64, n: usize) -> Vec<u8> {
+        let mut data = xorshift(seed, n);
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut p = 0;
+        while p < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % (3 << 20)) as usize + if x % 5 == 1 { 6 << 20 } else { 0 };
+            let end = (p + len).min(n);
+            match x % 5 {
+                0 => data[p..end].fill(0),
+                1 => {
+                    for (i, b) in data[p..end].iter_mut().enumerate() {
+                        *b = b"the same line again\n"[i % 20];
+                    }
+                }
+                _ => {}
+            }
+            p = end + (x % (4 << 20)) as usize;
+        }
+        data
+    }
+
+    #[test]
+    fn four_lane_search_cuts_where_the_byte_by_byte_chunker_cuts() {
+        for (seed, n) in [
+            (1, 40 << 20),
+            (2, 9 << 20),
+            (3, MIN_SIZE + 10),
+            (4, 0),
+            (5, 100),
+        ] {
+            for pol in [TEST_POL, Polynomial::random()] {
+                let data = varied(seed, n);
+                let want = reference_chunks(&data, pol);
+                assert_eq!(chunks(&data, pol), want, "seed {seed}");
+                let mut c = Chunker::new(Trickle(&data), pol);
+                let mut got = Vec::new();
+                while let Some(chunk) = c.next_slice().unwrap() {
+                    got.push(chunk.to_vec());
+                }
+                assert_eq!(got, want, "seed {seed}, short reads");
+            }
+        }
+        // A long periodic stretch never cuts (a chunk of the largest size), zeros cut at
+        // once (the smallest).
+        let mut data = varied(1, 20 << 20);
+        data.extend((0..10 << 20).map(|i| b"the same line again\n"[i % 20]));
+        let cs = chunks(&data, TEST_POL);
+        assert_eq!(cs, reference_chunks(&data, TEST_POL));
+        let sizes: Vec<usize> = cs.iter().map(|c| c.len()).collect();
+        assert!(
+            sizes.contains(&MIN_SIZE) && sizes.contains(&MAX_SIZE),
+            "{sizes:?}"
+        );
+        assert!(sizes.iter().any(|&s| s > MIN_SIZE && s < MAX_SIZE));
+    }
+
+    #[test]
+    fn a_reused_buffer_gives_the_same_chunks() {
+        let (a, b) = (varied(6, 20 << 20), varied(7, 3 << 20));
+        let mut c = Chunker::new(&a[..], TEST_POL);
+        while c.next_slice().unwrap().is_some() {}
+        let mut c = Chunker::with_buffer(&b[..], TEST_POL, c.into_buffer());
+        let mut got = Vec::new();
+        while let Some(chunk) = c.next_slice().unwrap() {
+            got.push(chunk.to_vec());
+        }
+        assert_eq!(got, reference_chunks(&b, TEST_POL));
+    }
 
     #[test]
     fn known_polynomials_are_recognised() {

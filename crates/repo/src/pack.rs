@@ -104,6 +104,17 @@ impl PackBuilder {
         PackBuilder::default()
     }
 
+    /// An empty builder writing into `buf` (its contents are dropped, its capacity kept):
+    /// a writer recycles the buffers of stored packs, since fresh memory costs a page fault
+    /// per 4 KiB, as much CPU as encrypting the data.
+    pub fn with_buffer(mut buf: Vec<u8>) -> PackBuilder {
+        buf.clear();
+        PackBuilder {
+            bytes: buf,
+            blobs: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
@@ -134,7 +145,8 @@ impl PackBuilder {
     }
 
     /// Encrypts `payload` straight into the pack (no intermediate copy) and records it.
-    /// The first blob reserves room for a whole pack so the buffer never reallocates.
+    /// The first blob reserves room for a whole pack (`reserve` bytes, unless the buffer
+    /// already has them) so the buffer never reallocates.
     pub fn seal_and_add(
         &mut self,
         key: &Key,
@@ -144,7 +156,7 @@ impl PackBuilder {
         uncompressed_length: u32,
         reserve: usize,
     ) -> usize {
-        if self.bytes.capacity() == 0 {
+        if self.bytes.is_empty() && self.bytes.capacity() < reserve {
             self.bytes.reserve(reserve);
         }
         let offset = self.bytes.len();

@@ -6,6 +6,7 @@
 //! Callers write the snapshot after `finish` returns.
 
 use crate::backend::FileType;
+use crate::crypto::OVERHEAD;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
@@ -39,14 +40,41 @@ pub struct PackWriter<'r> {
     open: [Mutex<PackBuilder>; 2],
     known: Mutex<HashSet<(BlobType, Id)>>,
     written: Arc<Mutex<Vec<IndexPack>>>,
-    /// Uploader threads for backends with several connections; `None` uploads from the
-    /// calling thread (local disks).
-    uploads: Option<Uploads>,
+    /// Buffers of stored packs, for the next packs.
+    spare: Spare,
+    /// Uploader threads, one per backend connection.
+    uploads: Uploads,
     pub stats: WriteStats,
 }
 
 /// A finished pack: its id, its bytes, and its index entry once stored.
 type PackUpload = (Id, Vec<u8>, IndexPack);
+
+/// Pack buffers kept for reuse once their pack is stored: a new pack in fresh memory costs
+/// a page fault per 4 KiB (a tenth of a backup's CPU on a virtual machine). At most
+/// `MAX_SPARE` are kept; the writer never has more than a few packs in flight anyway.
+#[derive(Clone, Default)]
+struct Spare(Arc<Mutex<Vec<Vec<u8>>>>);
+
+const MAX_SPARE: usize = 2;
+
+impl Spare {
+    fn give(&self, buf: Vec<u8>) {
+        if let Ok(mut s) = self.0.lock() {
+            if s.len() < MAX_SPARE {
+                s.push(buf);
+            }
+        }
+    }
+
+    /// An empty pack builder, in a recycled buffer when there is one.
+    fn builder(&self) -> PackBuilder {
+        match self.0.lock().ok().and_then(|mut s| s.pop()) {
+            Some(buf) => PackBuilder::with_buffer(buf),
+            None => PackBuilder::new(),
+        }
+    }
+}
 
 /// A pool of uploader threads fed through a short queue: network time overlaps chunking
 /// and encryption, while at most `connections + 1` finished packs wait in memory.
@@ -57,27 +85,29 @@ struct Uploads {
 }
 
 impl Uploads {
-    fn start(repo: &Repository, written: Arc<Mutex<Vec<IndexPack>>>) -> Option<Uploads> {
-        let n = repo.backend().connections();
-        if n <= 1 {
-            return None;
-        }
+    fn start(repo: &Repository, written: Arc<Mutex<Vec<IndexPack>>>, spare: &Spare) -> Uploads {
+        // One connection gets a thread too: storing a pack (a disk flush, a round trip)
+        // then overlaps chunking and compressing the next one.
+        let n = repo.backend().connections().max(1);
         let (tx, rx) = crossbeam_channel::bounded::<PackUpload>(1);
         let failed = Arc::new(Mutex::new(None::<Error>));
         let threads = (0..n)
             .map(|_| {
-                let (rx, backend, written, failed) = (
+                let (rx, backend, written, failed, spare) = (
                     rx.clone(),
                     repo.backend().clone(),
                     written.clone(),
                     failed.clone(),
+                    spare.clone(),
                 );
                 std::thread::spawn(move || {
                     for (id, bytes, entry) in rx {
                         if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
                             continue; // drain: the writer reports the first failure
                         }
-                        match backend.write(FileType::Pack, &id.to_hex(), &bytes) {
+                        let stored = backend.write(FileType::Pack, &id.to_hex(), &bytes);
+                        spare.give(bytes);
+                        match stored {
                             Ok(()) => {
                                 if let Ok(mut w) = written.lock() {
                                     w.push(entry);
@@ -93,11 +123,11 @@ impl Uploads {
                 })
             })
             .collect();
-        Some(Uploads {
+        Uploads {
             queue: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             failed,
-        })
+        }
     }
 
     /// The first upload failure, as an error for every later caller.
@@ -140,6 +170,7 @@ impl Drop for Uploads {
 impl<'r> PackWriter<'r> {
     pub fn new(repo: &'r Repository, index: &'r Index) -> PackWriter<'r> {
         let written = Arc::new(Mutex::new(Vec::new()));
+        let spare = Spare::default();
         PackWriter {
             repo,
             index,
@@ -149,8 +180,9 @@ impl<'r> PackWriter<'r> {
                 Mutex::new(PackBuilder::new()),
             ],
             known: Mutex::new(HashSet::new()),
-            uploads: Uploads::start(repo, written.clone()),
+            uploads: Uploads::start(repo, written.clone(), &spare),
             written,
+            spare,
             stats: WriteStats::default(),
         }
     }
@@ -200,25 +232,25 @@ impl<'r> PackWriter<'r> {
                 Some(c) => (c, data.len() as u32),
                 None => (data, 0),
             };
-            let full = {
+            let (before, full) = {
                 let mut b = self.open[t as usize].lock().map_err(|_| poisoned())?;
+                let before = self.make_room(&mut b, payload.0.len() + OVERHEAD);
                 let sealed = b.seal_and_add(
                     self.repo.key(),
                     t,
                     id,
                     payload.0,
                     payload.1,
-                    self.pack_size + MAX_BLOB_RESERVE,
+                    self.reserve(payload.0.len()),
                 );
                 self.stats
                     .data_added_packed
                     .fetch_add(sealed as u64, Ordering::Relaxed);
-                if b.len() >= self.pack_size {
-                    Some(std::mem::take(&mut *b))
-                } else {
-                    None
-                }
+                (before, self.take_full(&mut b))
             };
+            if let Some(b) = before {
+                self.upload(b)?;
+            }
             self.stats
                 .data_added
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -246,36 +278,51 @@ impl<'r> PackWriter<'r> {
         if self.index.has(t, &id) || !self.known.lock().map_err(|_| poisoned())?.insert((t, id)) {
             return Ok(false);
         }
-        let full = {
+        let (before, full) = {
             let mut b = self.open[t as usize].lock().map_err(|_| poisoned())?;
+            let before = self.make_room(&mut b, sealed.len());
             if b.is_empty() {
-                b.reserve(self.pack_size + MAX_BLOB_RESERVE);
+                b.reserve(self.reserve(sealed.len()));
             }
             b.add(t, id, sealed, uncompressed_len);
-            (b.len() >= self.pack_size).then(|| std::mem::take(&mut *b))
+            (before, self.take_full(&mut b))
         };
         self.stats
             .data_added_packed
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if let Some(b) = before {
+            self.upload(b)?;
+        }
         if let Some(b) = full {
             self.upload(b)?;
         }
         Ok(true)
     }
 
+    /// Closes the open pack if a blob of `stored` bytes would take it past the pack size:
+    /// packs stay under it (restic lets the last blob overshoot, by up to 8 MiB), so a
+    /// pack buffer never holds more than that, and the few buffers in flight are smaller.
+    fn make_room(&self, b: &mut PackBuilder, stored: usize) -> Option<PackBuilder> {
+        (!b.is_empty() && b.len() + stored > self.pack_size)
+            .then(|| std::mem::replace(b, self.spare.builder()))
+    }
+
+    /// Closes the open pack if it reached the pack size.
+    fn take_full(&self, b: &mut PackBuilder) -> Option<PackBuilder> {
+        (b.len() >= self.pack_size).then(|| std::mem::replace(b, self.spare.builder()))
+    }
+
+    /// The room a new pack buffer reserves when its first blob has `payload` bytes: the
+    /// pack size (or that blob if larger) and the header (address space only: pages are
+    /// touched as they are used).
+    fn reserve(&self, payload: usize) -> usize {
+        self.pack_size.max(payload + OVERHEAD) + HEADER_RESERVE
+    }
+
     fn upload(&self, b: PackBuilder) -> Result<()> {
         let (bytes, id, blobs) = b.finish(self.repo.key());
-        if let Some(u) = &self.uploads {
-            return u.send(id, bytes, IndexPack::from_blobs(id, &blobs));
-        }
-        self.repo
-            .backend()
-            .write(FileType::Pack, &id.to_hex(), &bytes)?;
-        self.written
-            .lock()
-            .map_err(|_| poisoned())?
-            .push(IndexPack::from_blobs(id, &blobs));
-        Ok(())
+        self.uploads
+            .send(id, bytes, IndexPack::from_blobs(id, &blobs))
     }
 
     /// Uploads partly filled packs, then writes index files for everything uploaded.
@@ -294,17 +341,15 @@ impl<'r> PackWriter<'r> {
                 self.upload(b)?;
             }
         }
-        if let Some(u) = &self.uploads {
-            u.wait()?;
-        }
+        self.uploads.wait()?;
         Ok(std::mem::take(
             &mut *self.written.lock().map_err(|_| poisoned())?,
         ))
     }
 }
 
-/// Room reserved past the pack size: the largest chunk plus its encryption overhead.
-const MAX_BLOB_RESERVE: usize = crate::chunker::MAX_SIZE + 64;
+/// Room reserved for a pack's header: that of a pack of 25,000 blobs.
+const HEADER_RESERVE: usize = 1024 * 1024;
 
 /// Per-thread zstd context and output buffer, reused across blobs: a fresh context per
 /// blob costs more than compressing a small file.

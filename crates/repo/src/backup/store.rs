@@ -19,7 +19,6 @@ use std::time::{Duration, Instant, SystemTime};
 #[derive(Default)]
 pub(super) struct Buffers {
     read: Vec<u8>,
-    chunk: Vec<u8>,
 }
 
 /// What identifies one state of a file: where it is, its size and its change times.
@@ -162,18 +161,9 @@ pub(super) fn store_file(
         )));
     }
     let mut chunker = Chunker::with_buffer(&f, pol, std::mem::take(&mut bufs.read));
-    let buf = &mut bufs.chunk;
     let mut ids = Vec::new();
     let mut size = 0u64;
-    let result = store_chunks(
-        &mut chunker,
-        buf,
-        writer,
-        progress,
-        &mut ids,
-        &mut size,
-        source,
-    );
+    let result = store_chunks(&mut chunker, writer, progress, &mut ids, &mut size, source);
     bufs.read = chunker.into_buffer();
     result?;
     // Written to while we read it: what we stored may mix old and new content (its size is
@@ -186,14 +176,15 @@ pub(super) fn store_file(
 
 fn store_chunks<R: Read>(
     chunker: &mut Chunker<R>,
-    buf: &mut Vec<u8>,
     writer: &PackWriter,
     progress: &Progress,
     ids: &mut Vec<Id>,
     size: &mut u64,
     source: impl Fn(std::io::Error) -> FileError,
 ) -> std::result::Result<(), FileError> {
-    while chunker.next_chunk(buf).map_err(&source)? {
+    // Each chunk is a slice of the chunker's read buffer: no copy before it is hashed,
+    // compressed and encrypted into its pack.
+    while let Some(buf) = chunker.next_slice().map_err(&source)? {
         *size += buf.len() as u64;
         progress
             .bytes_read
@@ -216,11 +207,10 @@ pub(super) fn store_stream(
     progress: &Progress,
 ) -> Result<(Vec<Id>, u64)> {
     let mut chunker = Chunker::new(reader, pol);
-    let mut buf = Vec::new();
     let mut ids = Vec::new();
     let mut size = 0u64;
-    while chunker
-        .next_chunk(&mut buf)
+    while let Some(buf) = chunker
+        .next_slice()
         .map_err(|e| Error::io("reading standard input", e))?
     {
         size += buf.len() as u64;
@@ -230,7 +220,7 @@ pub(super) fn store_stream(
         progress
             .bytes_done
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        ids.push(writer.save(BlobType::Data, &buf)?.0);
+        ids.push(writer.save(BlobType::Data, buf)?.0);
     }
     progress.files_done.fetch_add(1, Ordering::Relaxed);
     Ok((ids, size))

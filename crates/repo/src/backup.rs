@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 mod store;
@@ -297,10 +297,21 @@ fn clean_absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// What the walker needs of [`BackupOptions`] (which, holding the stdin reader, cannot be
+/// shared between walker threads).
+struct WalkOptions<'a> {
+    excludes: &'a PatternSet,
+    exclude_if_present: &'a [ExcludeIfPresent],
+    one_file_system: bool,
+    exclude_larger_than: Option<u64>,
+    with_xattrs: bool,
+    source_map: &'a [(PathBuf, PathBuf)],
+}
+
 struct Walker<'a> {
     repo: &'a Repository,
     index: &'a Index,
-    opts: &'a BackupOptions,
+    opts: WalkOptions<'a>,
     files: Sender<FileJob>,
     dirs: Sender<DirJob>,
     progress: &'a Progress,
@@ -309,6 +320,21 @@ struct Walker<'a> {
     notices: &'a Mutex<Vec<String>>,
     streams: Mutex<Vec<Option<StdinSource>>>,
     writer: &'a PackWriter<'a>,
+    /// Subdirectories handed to another walker thread (see [`Walker::walk_children`]);
+    /// `None` once the walk is over, which lets the helpers go.
+    work_tx: Mutex<Option<Sender<WalkJob>>>,
+    work_rx: Receiver<WalkJob>,
+    /// Walker threads waiting for work (idle helpers, and walkers waiting for a result).
+    idle: AtomicUsize,
+}
+
+/// A subdirectory walked by another walker thread; its entry comes back on `done`.
+struct WalkJob {
+    path: PathBuf,
+    name: NodeName,
+    parent: Option<Node>,
+    dev: u64,
+    done: Sender<Result<Option<Entry>>>,
 }
 
 /// Where a recorded path really is: the longest `source_map` prefix replaced.
@@ -331,7 +357,7 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 impl Walker<'_> {
     fn actual<'p>(&self, recorded: &'p Path) -> std::borrow::Cow<'p, Path> {
-        actual_path(&self.opts.source_map, recorded)
+        actual_path(self.opts.source_map, recorded)
     }
 
     /// Whether `recorded` is a file mapped to a copy of itself.
@@ -347,8 +373,8 @@ impl Walker<'_> {
 
     /// A `-wal` or `-journal` file next to a SQLite database means it is in use: copying
     /// it as a plain file can lose committed data. Say so, once per database.
-    fn check_live_sqlite(&self, dir: &Path, real_dir: &Path, names: &[std::ffi::OsString]) {
-        for n in names {
+    fn check_live_sqlite(&self, dir: &Path, real_dir: &Path, names: &[(std::ffi::OsString, bool)]) {
+        for (n, _) in names {
             let name = n.to_string_lossy();
             let Some(base) = name
                 .strip_suffix("-wal")
@@ -466,6 +492,123 @@ impl Walker<'_> {
         Ok(entries)
     }
 
+    /// The entries of a directory's children (`names`, sorted), in order. A subdirectory
+    /// goes to another walker thread when one is idle; while waiting for those, this
+    /// thread walks handed-out subdirectories itself, so no walker sits idle while there
+    /// is work. A directory's tree job is sent only after those of all its subdirectories
+    /// (each walk returns after sending its own), so the tree finisher, which takes jobs
+    /// in order, always finds a directory's children done before it.
+    fn walk_children(
+        &self,
+        dir: &Path,
+        names: Vec<(std::ffi::OsString, bool)>,
+        parent_tree: Option<&[Node]>,
+        dev: u64,
+    ) -> Result<Vec<Entry>> {
+        // Most slots are Done: boxing them would cost an allocation per file.
+        #[allow(clippy::large_enum_variant)]
+        enum Slot {
+            Done(Option<Entry>),
+            Away(Receiver<Result<Option<Entry>>>),
+        }
+        let mut slots = Vec::with_capacity(names.len());
+        for (n, is_dir) in names {
+            let name = NodeName::from(n.as_os_str());
+            let child_path = dir.join(&n);
+            let pnode = parent_tree.and_then(|t| {
+                t.binary_search_by(|x| x.name.cmp(&name))
+                    .ok()
+                    .map(|i| &t[i])
+            });
+            if is_dir && self.idle.load(Ordering::Relaxed) > 0 && self.work_rx.is_empty() {
+                let tx = self.work_tx.lock().ok().and_then(|g| g.clone());
+                if let Some(tx) = tx {
+                    let (done, rx) = bounded(1);
+                    let job = WalkJob {
+                        path: child_path,
+                        name,
+                        parent: pnode.cloned(),
+                        dev,
+                        done,
+                    };
+                    match tx.send(job) {
+                        Ok(()) => {
+                            slots.push(Slot::Away(rx));
+                            continue;
+                        }
+                        Err(e) => {
+                            let job = e.into_inner();
+                            slots.push(Slot::Done(self.entry(
+                                &job.path,
+                                &job.name,
+                                job.parent.as_ref(),
+                                Some(dev),
+                            )?));
+                            continue;
+                        }
+                    }
+                }
+            }
+            slots.push(Slot::Done(self.entry(
+                &child_path,
+                &name,
+                pnode,
+                Some(dev),
+            )?));
+        }
+        let mut entries = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let e = match slot {
+                Slot::Done(e) => e,
+                Slot::Away(rx) => self.wait_for(&rx)?,
+            };
+            if let Some(e) = e {
+                entries.push(e);
+            }
+        }
+        Ok(entries)
+    }
+
+    fn run_job(&self, job: WalkJob) {
+        let r = self.entry(&job.path, &job.name, job.parent.as_ref(), Some(job.dev));
+        let _ = job.done.send(r);
+    }
+
+    /// Waits for a handed-out subdirectory, walking other handed-out ones meanwhile.
+    fn wait_for(&self, rx: &Receiver<Result<Option<Entry>>>) -> Result<Option<Entry>> {
+        let stopped = || Error::new(crate::Kind::Io, "backup pipeline stopped");
+        loop {
+            if let Ok(r) = rx.try_recv() {
+                return r;
+            }
+            self.idle.fetch_add(1, Ordering::Relaxed);
+            let got = crossbeam_channel::select! {
+                recv(rx) -> r => Ok(r),
+                recv(self.work_rx) -> job => Err(job),
+            };
+            self.idle.fetch_sub(1, Ordering::Relaxed);
+            match got {
+                Ok(r) => return r.map_err(|_| stopped())?,
+                Err(Ok(job)) => self.run_job(job),
+                // No more work can come: only the result is left to wait for.
+                Err(Err(_)) => return rx.recv().map_err(|_| stopped())?,
+            }
+        }
+    }
+
+    /// A helper walker thread: walks handed-out subdirectories until the walk is over.
+    fn serve(&self) {
+        loop {
+            self.idle.fetch_add(1, Ordering::Relaxed);
+            let job = self.work_rx.recv();
+            self.idle.fetch_sub(1, Ordering::Relaxed);
+            match job {
+                Ok(job) => self.run_job(job),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// One filesystem object: a Ready node, a file job, or a directory walked recursively.
     /// `dev` is the device of the directory holding it (None for a backup target): with
     /// --one-file-system, objects on another device are left out, except directories
@@ -576,12 +719,16 @@ impl Walker<'_> {
                 };
                 for e in rd {
                     match e {
-                        Ok(e) => names.push(e.file_name()),
+                        // With whether the listing says it is a directory: a hint for handing
+                        // work to another walker thread (the entry is lstat'ed all the same).
+                        Ok(e) => {
+                            names.push((e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
+                        }
                         Err(e) => self.warn(format!("{}: {e}", path.display())),
                     }
                 }
             }
-            names.sort();
+            names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             // A tagged directory (--exclude-if-present) keeps only its tag file, like restic.
             let tags: Vec<&str> = self
                 .opts
@@ -591,23 +738,11 @@ impl Walker<'_> {
                 .map(|r| r.filename.as_str())
                 .collect();
             if !tags.is_empty() {
-                names.retain(|n| tags.iter().any(|t| n.as_encoded_bytes() == t.as_bytes()));
+                names.retain(|(n, _)| tags.iter().any(|t| n.as_encoded_bytes() == t.as_bytes()));
             }
             self.check_live_sqlite(path, &real, &names);
             let parent_tree = self.load_tree(parent.and_then(|p| p.subtree));
-            let mut entries = Vec::with_capacity(names.len());
-            for n in names {
-                let name = NodeName::from(n.as_os_str());
-                let child_path = path.join(&n);
-                let pnode = parent_tree.as_deref().and_then(|t| {
-                    t.binary_search_by(|x| x.name.cmp(&name))
-                        .ok()
-                        .map(|i| &t[i])
-                });
-                if let Some(e) = self.entry(&child_path, &name, pnode, Some(meta.dev()))? {
-                    entries.push(e);
-                }
-            }
+            let entries = self.walk_children(path, names, parent_tree.as_deref(), meta.dev())?;
             self.progress.dirs_done.fetch_add(1, Ordering::Relaxed);
             let rx = self.send_dir(entries, parent.and_then(|p| p.subtree))?;
             return Ok(Some(Entry::Dir(node, rx)));
@@ -829,10 +964,18 @@ pub fn backup(
             });
         }
         drop(file_rx);
+        let (work_tx, work_rx) = crossbeam_channel::unbounded::<WalkJob>();
         let walker = Walker {
             repo,
             index: &index,
-            opts: &opts,
+            opts: WalkOptions {
+                excludes: &opts.excludes,
+                exclude_if_present: &opts.exclude_if_present,
+                one_file_system: opts.one_file_system,
+                exclude_larger_than: opts.exclude_larger_than,
+                with_xattrs: opts.with_xattrs,
+                source_map: &opts.source_map,
+            },
             files: file_tx,
             dirs: dir_tx,
             progress,
@@ -841,6 +984,9 @@ pub fn backup(
             notices: &notices,
             streams: Mutex::new(stream_sources),
             writer: &writer,
+            work_tx: Mutex::new(Some(work_tx)),
+            work_rx,
+            idle: AtomicUsize::new(0),
         };
         let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress, &counts));
         let root_rx = (|| -> Result<Receiver<Result<Id>>> {
@@ -856,10 +1002,24 @@ pub fn backup(
                     counts.files_new.fetch_add(1, Ordering::Relaxed);
                     vec![Entry::Ready(node)]
                 }
-                None => walker.walk_targets(&targets, parent_root.as_deref())?,
+                None => std::thread::scope(|ws| {
+                    // Helper walkers: one per core beyond this one. They end when the
+                    // walk is over (the work sender is dropped).
+                    for _ in 1..threads {
+                        ws.spawn(|| walker.serve());
+                    }
+                    let r = walker.walk_targets(&targets, parent_root.as_deref());
+                    if let Ok(mut tx) = walker.work_tx.lock() {
+                        tx.take();
+                    }
+                    r
+                })?,
             };
             walker.send_dir(entries, parent.as_ref().map(|p| p.tree))
         })();
+        if let Ok(mut tx) = walker.work_tx.lock() {
+            tx.take();
+        }
         let Walker { files, dirs, .. } = walker;
         drop(files);
         drop(dirs);

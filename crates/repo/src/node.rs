@@ -13,10 +13,10 @@ use crate::id::Id;
 use base64::Engine;
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::sync::Mutex;
 
 // Go's os.FileMode bits.
 const MODE_DIR: u32 = 1 << 31;
@@ -196,25 +196,28 @@ pub struct Node {
     pub error: String,
 }
 
+thread_local! {
+    // Per thread, so walker threads never contend on a lock for every file.
+    static USERS: std::cell::RefCell<HashMap<u32, String>> = Default::default();
+    static GROUPS: std::cell::RefCell<HashMap<u32, String>> = Default::default();
+}
+
 fn cached_name(
-    cache: &Mutex<HashMap<u32, String>>,
+    cache: &'static std::thread::LocalKey<std::cell::RefCell<HashMap<u32, String>>>,
     id: u32,
     lookup: impl Fn(u32) -> Option<String>,
 ) -> String {
-    if let Some(n) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+    if let Some(n) = cache.with(|c| c.borrow().get(&id).cloned()) {
         return n;
     }
     let name = lookup(id).unwrap_or_default();
-    if let Ok(mut c) = cache.lock() {
-        c.insert(id, name.clone());
-    }
+    cache.with(|c| c.borrow_mut().insert(id, name.clone()));
     name
 }
 
-/// The user name of a uid ("" if unknown), looked up once per uid.
+/// The user name of a uid ("" if unknown), looked up once per uid (and thread).
 pub fn user_name(uid: u32) -> String {
-    static MAP: std::sync::OnceLock<Mutex<HashMap<u32, String>>> = std::sync::OnceLock::new();
-    cached_name(MAP.get_or_init(Default::default), uid, |u| {
+    cached_name(&USERS, uid, |u| {
         nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
             .ok()
             .flatten()
@@ -222,10 +225,9 @@ pub fn user_name(uid: u32) -> String {
     })
 }
 
-/// The group name of a gid ("" if unknown), looked up once per gid.
+/// The group name of a gid ("" if unknown), looked up once per gid (and thread).
 pub fn group_name(gid: u32) -> String {
-    static MAP: std::sync::OnceLock<Mutex<HashMap<u32, String>>> = std::sync::OnceLock::new();
-    cached_name(MAP.get_or_init(Default::default), gid, |g| {
+    cached_name(&GROUPS, gid, |g| {
         nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(g))
             .ok()
             .flatten()
@@ -465,19 +467,47 @@ fn push_field_name(out: &mut Vec<u8>, name: &str) {
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(n.to_string().as_bytes());
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 fn push_id(out: &mut Vec<u8>, id: &Id) {
-    out.push(b'"');
-    out.extend_from_slice(id.to_hex().as_bytes());
-    out.push(b'"');
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 66];
+    buf[0] = b'"';
+    for (i, b) in id.0.iter().enumerate() {
+        buf[1 + 2 * i] = HEX[(b >> 4) as usize];
+        buf[2 + 2 * i] = HEX[(b & 0xf) as usize];
+    }
+    buf[65] = b'"';
+    out.extend_from_slice(&buf);
+}
+
+/// Whether Go's `strconv.Quote` leaves `bytes` as they are (printable ASCII without `"`
+/// and `\\`), and so `strconv.Unquote` too: the common name needs no escaping work.
+fn quote_is_identity(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 fn encode_node(out: &mut Vec<u8>, n: &Node) {
     out.extend_from_slice(b"{\"name\":");
     // restic 0.14's Node.MarshalJSON: `strconv.Quote(name)` without its quotes.
-    push_go_string(out, &crate::goquote::quote(n.name.as_bytes()));
+    match std::str::from_utf8(n.name.as_bytes()) {
+        Ok(plain) if quote_is_identity(plain.as_bytes()) => push_go_string(out, plain),
+        _ => push_go_string(out, &crate::goquote::quote(n.name.as_bytes())),
+    }
     push_field_name(out, "type");
     push_go_string(out, n.node_type.as_str());
     if n.mode != 0 {
@@ -491,7 +521,7 @@ fn encode_node(out: &mut Vec<u8>, n: &Node) {
     ] {
         push_field_name(out, name);
         out.push(b'"');
-        out.extend_from_slice(gotime::format(t).as_bytes());
+        gotime::push_format(out, t);
         out.push(b'"');
     }
     push_field_name(out, "uid");
@@ -583,40 +613,86 @@ pub fn encode_tree(nodes: &[Node]) -> Vec<u8> {
     out
 }
 
+// The raw shapes borrow from the tree's bytes where the JSON text has no escapes: a
+// no-change backup decodes every parent tree, and an allocation per string was most of it.
 #[derive(Deserialize)]
-struct RawTree {
-    #[serde(default)]
-    nodes: Option<Vec<RawNode>>,
+struct RawTree<'a> {
+    #[serde(default, borrow)]
+    nodes: Option<Vec<RawNode<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct RawXattr {
-    name: String,
-    #[serde(default)]
-    value: Option<String>,
+struct RawXattr<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    value: Option<Cow<'a, str>>,
+}
+
+/// An id read from its hex text without an intermediate `String`.
+struct HexId(Id);
+
+impl<'de> Deserialize<'de> for HexId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HexId, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HexId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a hex id")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HexId, E> {
+                Id::parse(s)
+                    .map(HexId)
+                    .ok_or_else(|| E::custom(format!("invalid id {s:?}")))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A time read from its text without an intermediate `String`.
+struct GoTime(DateTime<FixedOffset>);
+
+impl<'de> Deserialize<'de> for GoTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<GoTime, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = GoTime;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an RFC 3339 time")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<GoTime, E> {
+                gotime::parse(s)
+                    .map(GoTime)
+                    .ok_or_else(|| E::custom(format!("invalid time {s:?}")))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 #[derive(Deserialize)]
-struct RawNode {
-    name: String,
-    #[serde(rename = "type")]
-    node_type: String,
+struct RawNode<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    node_type: Cow<'a, str>,
     #[serde(default)]
     mode: u32,
     #[serde(default)]
-    mtime: Option<String>,
+    mtime: Option<GoTime>,
     #[serde(default)]
-    atime: Option<String>,
+    atime: Option<GoTime>,
     #[serde(default)]
-    ctime: Option<String>,
+    ctime: Option<GoTime>,
     #[serde(default)]
     uid: u32,
     #[serde(default)]
     gid: u32,
-    #[serde(default)]
-    user: String,
-    #[serde(default)]
-    group: String,
+    #[serde(default, borrow)]
+    user: Cow<'a, str>,
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
     #[serde(default)]
     inode: u64,
     #[serde(default)]
@@ -625,27 +701,22 @@ struct RawNode {
     size: u64,
     #[serde(default)]
     links: u64,
-    #[serde(default)]
-    linktarget: String,
-    #[serde(default)]
-    extended_attributes: Option<Vec<RawXattr>>,
+    #[serde(default, borrow)]
+    linktarget: Cow<'a, str>,
+    #[serde(default, borrow)]
+    extended_attributes: Option<Vec<RawXattr<'a>>>,
     #[serde(default)]
     device: u64,
     #[serde(default)]
-    content: Option<Vec<Id>>,
+    content: Option<Vec<HexId>>,
     #[serde(default)]
-    subtree: Option<Id>,
-    #[serde(default)]
-    error: String,
+    subtree: Option<HexId>,
+    #[serde(default, borrow)]
+    error: Cow<'a, str>,
 }
 
-fn parse_time(s: &Option<String>) -> Result<DateTime<FixedOffset>, serde_json::Error> {
-    match s {
-        None => Ok(DateTime::UNIX_EPOCH.fixed_offset()),
-        Some(s) => {
-            gotime::parse(s).ok_or_else(|| serde::de::Error::custom(format!("invalid time {s:?}")))
-        }
-    }
+fn parse_time(t: Option<GoTime>) -> DateTime<FixedOffset> {
+    t.map_or_else(|| DateTime::UNIX_EPOCH.fixed_offset(), |t| t.0)
 }
 
 /// Parses a tree written by restic or cairn (unknown fields of newer restic versions are ignored).
@@ -657,11 +728,15 @@ pub fn decode_tree(bytes: &[u8]) -> Result<Vec<Node>, serde_json::Error> {
         .into_iter()
         .map(|r| {
             // restic 0.14's Node.UnmarshalJSON: `strconv.Unquote("\"" + name + "\"")`.
-            let name = crate::goquote::unquote(&r.name)
-                .map(NodeName)
-                .map_err(|e| {
-                    serde::de::Error::custom(format!("node name {:?}: Unquote: {e}", r.name))
-                })?;
+            let name = if quote_is_identity(r.name.as_bytes()) {
+                NodeName(r.name.as_bytes().to_vec())
+            } else {
+                crate::goquote::unquote(&r.name)
+                    .map(NodeName)
+                    .map_err(|e| {
+                        serde::de::Error::custom(format!("node name {:?}: Unquote: {e}", r.name))
+                    })?
+            };
             let xattrs = r
                 .extended_attributes
                 .unwrap_or_default()
@@ -669,37 +744,37 @@ pub fn decode_tree(bytes: &[u8]) -> Result<Vec<Node>, serde_json::Error> {
                 .map(|x| {
                     let value = match x.value {
                         Some(v) => b64
-                            .decode(v)
+                            .decode(v.as_bytes())
                             .map_err(|e| serde::de::Error::custom(format!("xattr value: {e}")))?,
                         None => Vec::new(),
                     };
                     Ok(ExtendedAttribute {
-                        name: x.name,
+                        name: x.name.into_owned(),
                         value,
                     })
                 })
                 .collect::<Result<Vec<_>, serde_json::Error>>()?;
             Ok(Node {
                 node_type: NodeType::parse(&r.node_type),
-                mtime: parse_time(&r.mtime)?,
-                atime: parse_time(&r.atime)?,
-                ctime: parse_time(&r.ctime)?,
+                mtime: parse_time(r.mtime),
+                atime: parse_time(r.atime),
+                ctime: parse_time(r.ctime),
                 name,
                 mode: r.mode,
                 uid: r.uid,
                 gid: r.gid,
-                user: r.user,
-                group: r.group,
+                user: r.user.into_owned(),
+                group: r.group.into_owned(),
                 inode: r.inode,
                 device_id: r.device_id,
                 size: r.size,
                 links: r.links,
-                linktarget: r.linktarget,
+                linktarget: r.linktarget.into_owned(),
                 extended_attributes: xattrs,
                 device: r.device,
-                content: r.content,
-                subtree: r.subtree,
-                error: r.error,
+                content: r.content.map(|c| c.into_iter().map(|h| h.0).collect()),
+                subtree: r.subtree.map(|h| h.0),
+                error: r.error.into_owned(),
             })
         })
         .collect()

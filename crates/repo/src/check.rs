@@ -146,8 +146,67 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
         }
     }
 
-    // Snapshots and their trees.
     let snapshot_ids = repo.list_ids(FileType::Snapshot)?;
+
+    // Data: the packs the index names (a pack no index names is only warned about, like
+    // restic: its content is nobody's, and prune removes it).
+    let mut to_read: Vec<(Id, u64)> = listed
+        .iter()
+        .filter(|(id, _)| indexed_packs.contains_key(id))
+        .filter(|(id, _)| match read {
+            ReadData::None => false,
+            ReadData::All | ReadData::Fraction(_) => true,
+            ReadData::Subset(n, m) => (id.0[0] as u32) % m == n - 1,
+        })
+        .map(|(id, size)| (*id, *size))
+        .collect();
+    to_read.sort();
+    if let ReadData::Fraction(f) = read {
+        use rand::seq::SliceRandom;
+        let want = ((to_read.len() as f64) * f).ceil() as usize;
+        to_read.shuffle(&mut rand::thread_rng());
+        to_read.truncate(want.min(to_read.len()));
+    }
+    progress
+        .packs_total
+        .store(to_read.len() as u64, Ordering::Relaxed);
+    let data_errors = Mutex::new(Vec::new());
+    let bytes = AtomicU64::new(0);
+    report.packs_read = to_read.len();
+    // One reader per core (more for a remote backend, whose connections wait on the
+    // network), started now: the packs are read while this thread walks the trees.
+    let readers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+        .max(repo.backend().connections())
+        .min(to_read.len());
+    let queue = Mutex::new(to_read.into_iter());
+    std::thread::scope(|s| {
+        for _ in 0..readers {
+            s.spawn(|| {
+                let mut scratch = Vec::new();
+                while let Some((id, _size)) = queue.lock().ok().and_then(|mut q| q.next()) {
+                    let errs = check_pack(repo, &id, indexed_packs.get(&id), &bytes, &mut scratch);
+                    if let Ok(mut e) = data_errors.lock() {
+                        e.extend(errs);
+                    }
+                    progress.packs_done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        check_trees(repo, &index, snapshot_ids, &mut report);
+    });
+    report
+        .errors
+        .extend(data_errors.into_inner().unwrap_or_default());
+    report.bytes_read = bytes.load(Ordering::Relaxed);
+    Ok(report)
+}
+
+/// Snapshots and their trees: every snapshot loads, every tree is readable, every data
+/// blob a file names is indexed.
+fn check_trees(repo: &Repository, index: &Index, snapshot_ids: Vec<Id>, report: &mut CheckReport) {
     let mut roots = Vec::new();
     for id in snapshot_ids {
         match Snapshot::load(repo, &id) {
@@ -163,7 +222,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
             continue;
         }
         let nodes = match repo
-            .load_blob(&index, BlobType::Tree, &tree)
+            .load_blob(index, BlobType::Tree, &tree)
             .and_then(|b| node::decode_tree(&b).map_err(|e| Error::corrupt(e.to_string())))
         {
             Ok(n) => n,
@@ -198,67 +257,20 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
             }
         }
     }
-
-    // Data: the packs the index names (a pack no index names is only warned about, like
-    // restic: its content is nobody's, and prune removes it).
-    let mut to_read: Vec<(Id, u64)> = listed
-        .iter()
-        .filter(|(id, _)| indexed_packs.contains_key(id))
-        .filter(|(id, _)| match read {
-            ReadData::None => false,
-            ReadData::All | ReadData::Fraction(_) => true,
-            ReadData::Subset(n, m) => (id.0[0] as u32) % m == n - 1,
-        })
-        .map(|(id, size)| (*id, *size))
-        .collect();
-    to_read.sort();
-    if let ReadData::Fraction(f) = read {
-        use rand::seq::SliceRandom;
-        let want = ((to_read.len() as f64) * f).ceil() as usize;
-        to_read.shuffle(&mut rand::thread_rng());
-        to_read.truncate(want.min(to_read.len()));
-    }
-    progress
-        .packs_total
-        .store(to_read.len() as u64, Ordering::Relaxed);
-    let errors = Mutex::new(Vec::new());
-    let bytes = AtomicU64::new(0);
-    report.packs_read = to_read.len();
-    let queue = Mutex::new(to_read.into_iter());
-    std::thread::scope(|s| {
-        for _ in 0..std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .max(2)
-        {
-            s.spawn(|| loop {
-                let Some((id, _size)) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                    return;
-                };
-                let errs = check_pack(repo, &id, indexed_packs.get(&id), &bytes);
-                if let Ok(mut e) = errors.lock() {
-                    e.extend(errs);
-                }
-                progress.packs_done.fetch_add(1, Ordering::Relaxed);
-            });
-        }
-    });
-    report
-        .errors
-        .extend(errors.into_inner().unwrap_or_default());
-    report.bytes_read = bytes.load(Ordering::Relaxed);
-    Ok(report)
 }
 
-/// Reads one pack completely and verifies it; returns the problems found.
+/// Reads one pack completely and verifies it: its hash, its header, the index's entries
+/// against the header, and every blob (MAC, decompression, hash). Returns the problems
+/// found. `scratch` is the caller's buffer for decompressed blobs.
 fn check_pack(
     repo: &Repository,
     id: &Id,
     indexed: Option<&Vec<PackedBlob>>,
     bytes: &AtomicU64,
+    scratch: &mut Vec<u8>,
 ) -> Vec<String> {
     let mut errs = Vec::new();
-    let data = match repo.backend().read(FileType::Pack, &id.to_hex()) {
+    let mut data = match repo.backend().read(FileType::Pack, &id.to_hex()) {
         Ok(d) => d,
         Err(e) => return vec![format!("pack {id}: cannot be read: {e}")],
     };
@@ -273,12 +285,14 @@ fn check_pack(
         let hl = hl as usize;
         pack::parse_header(repo.key(), &data[data.len() - 4 - hl..data.len() - 4], size)
     });
-    let blobs = match header {
-        Ok(b) => b,
+    // The header's blobs lie back to back and never overlap, so each can be decoded in
+    // place; the index's entries (when the header is damaged) may overlap: copied.
+    let (blobs, in_place) = match header {
+        Ok(b) => (b, true),
         Err(e) => {
             errs.push(format!("pack {id}: header: {e}"));
             match indexed {
-                Some(b) => b.clone(),
+                Some(b) => (b.clone(), false),
                 None => return errs,
             }
         }
@@ -296,16 +310,21 @@ fn check_pack(
         }
     }
     for b in &blobs {
-        let end = b.offset as usize + b.length as usize;
-        if end > data.len() {
-            errs.push(format!(
+        let range = b.offset as usize..b.offset as usize + b.length as usize;
+        let decoded = if in_place {
+            data.get_mut(range)
+                .map(|stored| pack::decode_blob_in_place(repo.key(), b, stored, scratch).map(drop))
+        } else {
+            data.get(range)
+                .map(|stored| pack::decode_blob(repo.key(), b, stored).map(drop))
+        };
+        match decoded {
+            None => errs.push(format!(
                 "pack {id}: blob {} extends past the end of the pack",
                 b.id
-            ));
-            continue;
-        }
-        if let Err(e) = pack::decode_blob(repo.key(), b, &data[b.offset as usize..end]) {
-            errs.push(format!("pack {id}: {} blob {}: {e}", b.blob_type, b.id));
+            )),
+            Some(Err(e)) => errs.push(format!("pack {id}: {} blob {}: {e}", b.blob_type, b.id)),
+            Some(Ok(())) => {}
         }
     }
     errs

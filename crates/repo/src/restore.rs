@@ -380,7 +380,8 @@ pub fn restore_with_index(
         }
     }
 
-    // Every file created (0600, O_EXCL) at its final size, then filled pack by pack.
+    // Every file created (0600, O_EXCL), then filled pack by pack. One written in pieces
+    // gets its final size first; one blob's write gives it its size.
     let skipped = Mutex::new(Vec::new());
     crate::parallel::for_each(&plan.files, threads, 256, |f| {
         if !f.pending() {
@@ -393,7 +394,8 @@ pub fn restore_with_index(
             }
             return;
         }
-        match target.create_file(f.entry.dir, &f.entry.name, f.size(), opts.overwrite) {
+        let size = if f.blobs.len() > 1 { f.size() } else { 0 };
+        match target.create_file(f.entry.dir, &f.entry.name, size, opts.overwrite) {
             Ok(Created::New(id)) => {
                 let _ = f.ident.set(id);
             }
@@ -599,6 +601,10 @@ fn finish_file(target: &Target, f: &PlannedFile) -> std::result::Result<bool, St
             Err(r) => format!("{e}; the incomplete file could not be removed: {r}"),
         });
     }
+    // Its last blob's writer applied the metadata already.
+    if let Some(done) = f.finished.get() {
+        return done.clone().map(|()| true);
+    }
     let file = target
         .open_file(f.entry.dir, &f.entry.name, id, false)
         .map_err(|e| format!("metadata: {e}"))?;
@@ -724,6 +730,12 @@ impl PackCtx<'_> {
                 self.bytes_written.fetch_add(n, Ordering::Relaxed);
                 self.progress.bytes_done.fetch_add(n, Ordering::Relaxed);
                 if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    // Every blob is in (a failed one never counts down): the metadata now,
+                    // on this descriptor, and the file is closed.
+                    let done = write::metadata_fd(&f.entry.node, file.as_fd())
+                        .map_err(|e| format!("metadata: {e}"));
+                    let _ = f.finished.set(done);
+                    open.remove(&fi);
                     self.progress.files_done.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -50,6 +50,9 @@ pub(super) struct PlannedFile {
     pub state: Mutex<FileState>,
     /// The inode created for it.
     pub ident: OnceLock<super::write::Ident>,
+    /// Set by the thread that wrote its last blob, which applied its metadata on the
+    /// descriptor it held: the outcome of that (no reopening to finish it).
+    pub finished: OnceLock<std::result::Result<(), String>>,
 }
 
 impl PlannedFile {
@@ -299,6 +302,7 @@ impl Planner<'_> {
                     blobs,
                     state: Mutex::new(missing.map_or(FileState::Pending, FileState::Failed)),
                     ident: OnceLock::new(),
+                    finished: OnceLock::new(),
                     entry,
                 });
             }

@@ -230,7 +230,9 @@ impl<'p> Target<'p> {
             }
             Err(e) => return Err(e.into()),
         };
-        rfs::ftruncate(&fd, size)?;
+        if size > 0 {
+            rfs::ftruncate(&fd, size)?;
+        }
         Ok(Created::New(ident(&rfs::fstat(&fd)?)))
     }
 

@@ -98,10 +98,12 @@ impl Compression {
         }
     }
 
-    /// The zstd level, or None when not compressing.
+    /// The zstd level, or None when not compressing. `auto` is level 1 (zstd's "fast"
+    /// strategy): on mixed data it compresses half again as fast as level 3 (the most CPU
+    /// a first backup spends) for a repository about 1% larger, close to restic's `auto`.
     pub fn level(self) -> Option<i32> {
         match self {
-            Compression::Auto => Some(3),
+            Compression::Auto => Some(1),
             Compression::Off => None,
             Compression::Max => Some(15),
         }
@@ -111,11 +113,12 @@ impl Compression {
 fn derive_key(password: &str, salt: &[u8], n: u64, r: u32, p: u32) -> Result<Key> {
     crate::crypto::check_kdf_params(n, r, p, salt.len())?;
     let log_n = n.trailing_zeros() as u8;
-    let params = scrypt::Params::new(log_n, r, p, 64)
-        .map_err(|e| Error::corrupt(format!("key file: invalid scrypt parameters: {e}")))?;
     let mut out = [0u8; 64];
-    scrypt::scrypt(password.as_bytes(), salt, &params, &mut out)
-        .map_err(|e| Error::corrupt(format!("key file: scrypt: {e}")))?;
+    // The p lanes of scrypt are independent: one per core (restic's p=5 on 2 cores: 3/5
+    // of the wall time).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::crypto::scrypt_kdf(password.as_bytes(), salt, log_n, r, p, threads, &mut out)
+        .map_err(|e| e.context("key file"))?;
     Ok(Key::from_kdf_output(&out))
 }
 
@@ -441,10 +444,8 @@ impl Repository {
         let files = crate::parallel::map(ids, 4, |id| {
             self.load_json::<IndexFile>(FileType::Index, &id)
         })?;
-        let mut index = Index::with_pack_sizes(self.pack_sizes()?);
-        for f in &files {
-            index.add_file(f);
-        }
+        let index = Index::from_files(self.pack_sizes()?, &files);
+        drop(files);
         self.backend
             .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
         Ok(index)

@@ -26,8 +26,11 @@ need=(restic /usr/bin/time bc)
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { echo "$t is needed (scripts/test.sh installs the test peers)" >&2; exit 1; }
 done
-cargo build --release -q
-CAIRN=$PWD/target/release/cairn
+# CAIRN=path/to/cairn skips the release build (e.g. to compare with an older binary).
+if [ -z "${CAIRN:-}" ]; then
+  cargo build --release -q
+  CAIRN=$PWD/target/release/cairn
+fi
 mkdir -p "$BENCH_DIR"
 RESTORE_DIR="$BENCH_DIR/restore"
 mkdir -p "$RESTORE_DIR"

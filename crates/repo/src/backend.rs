@@ -16,6 +16,7 @@ pub mod rest;
 pub mod retry;
 pub mod s3;
 pub mod sftp;
+pub mod wire;
 
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;

@@ -90,7 +90,18 @@ impl Handles {
                 return Err(Error::new(kind, msg));
             }
         }
-        let opened = open_config_repository(rc).and_then(|repo| Open::new(name, repo));
+        let started = Instant::now();
+        let opened = open_config_repository(rc).and_then(|repo| {
+            let key = started.elapsed();
+            let open = Open::new(name, repo)?;
+            if let Ok(mut t) = open.times.lock() {
+                *t = Some(OpenTimes {
+                    key,
+                    index: started.elapsed().saturating_sub(key),
+                });
+            }
+            Ok(open)
+        });
         let open = match opened {
             Ok(o) => Arc::new(o),
             Err(e) => {
@@ -358,6 +369,16 @@ pub struct DirTotals {
     pub others: u64,
 }
 
+/// How long opening a repository took, for the server's log.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenTimes {
+    /// Opening it: the key derivation (scrypt, set by the repository's key parameters)
+    /// with the few reads around it (keys, config).
+    pub key: Duration,
+    /// Loading its index.
+    pub index: Duration,
+}
+
 /// One repository, open, with what requests share.
 pub struct Open {
     pub name: String,
@@ -367,6 +388,8 @@ pub struct Open {
     trees: TreeLru,
     /// Recursive totals of directories by tree id.
     pub(crate) sizes: Mutex<HashMap<Id, DirTotals>>,
+    /// Set when [`Handles::get`] opened it; taken once by whoever logs it.
+    times: Mutex<Option<OpenTimes>>,
 }
 
 struct IndexState {
@@ -405,7 +428,13 @@ impl Open {
             }),
             trees: TreeLru::new(TREE_CACHE_BYTES),
             sizes: Mutex::new(HashMap::new()),
+            times: Mutex::new(None),
         })
+    }
+
+    /// How long opening took, once (the first caller gets it, later ones `None`).
+    pub fn take_open_times(&self) -> Option<OpenTimes> {
+        self.times.lock().ok()?.take()
     }
 
     /// The index, reloaded first if the files under `index/` changed since they were last
@@ -471,6 +500,34 @@ impl Open {
     /// The snapshot `spec`: a full id or a unique prefix (at least 4 hex digits), or
     /// `latest`.
     pub fn snapshot(&self, spec: &str) -> Result<Arc<Snapshot>> {
+        // A full id not seen yet: load that one file, not every snapshot (a fresh process's
+        // first listing names its snapshot by id). A missing one is NotFound, as below.
+        if spec.len() == 64 {
+            if let Some(id) = Id::parse(&spec.to_ascii_lowercase()) {
+                let mut st = self
+                    .snapshots
+                    .lock()
+                    .map_err(|_| Error::new(Kind::Io, "snapshot state poisoned"))?;
+                if let std::collections::hash_map::Entry::Vacant(slot) = st.by_id.entry(id) {
+                    let s = match Snapshot::load(&self.repo, &id) {
+                        Ok(s) => Arc::new(s),
+                        Err(e) if e.kind() == Kind::NotFound => {
+                            return Err(Error::not_found(format!(
+                                "no snapshot {spec} in repository {:?}",
+                                self.name
+                            )))
+                        }
+                        Err(e) => {
+                            return Err(
+                                e.context(format!("repository {:?}: snapshot {id}", self.name))
+                            )
+                        }
+                    };
+                    slot.insert(s.clone());
+                    return Ok(s);
+                }
+            }
+        }
         let all = self.snapshots()?;
         if spec == "latest" {
             return all.last().cloned().ok_or_else(|| {

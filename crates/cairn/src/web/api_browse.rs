@@ -115,6 +115,14 @@ pub async fn with_repo<T: Send + 'static>(
     let state = state.clone();
     match tokio::task::spawn_blocking(move || {
         let open = state.repos.get(&repo)?;
+        if let Some(t) = open.take_open_times() {
+            eprintln!(
+                "web: repository {repo:?} opened in {:.1} ms (key {:.1} ms, index {:.1} ms)",
+                (t.key + t.index).as_secs_f64() * 1e3,
+                t.key.as_secs_f64() * 1e3,
+                t.index.as_secs_f64() * 1e3
+            );
+        }
         f(&open)
     })
     .await

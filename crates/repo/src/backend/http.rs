@@ -50,8 +50,13 @@ impl Default for Timeouts {
     }
 }
 
+const USER_AGENT: &str = concat!("cairn/", env!("CARGO_PKG_VERSION"));
+
 pub struct Http {
+    /// `https://` requests.
     agent: ureq::Agent,
+    /// `http://` requests (see [`super::wire`] for why not ureq).
+    plain: super::wire::Client,
     pub retry: Retry,
     pub limits: Arc<Limits>,
     /// Requests this client is sized for (`-o TYPE.connections`).
@@ -81,10 +86,16 @@ impl Http {
             .timeout_read(timeouts.io)
             .timeout_write(timeouts.io)
             .max_idle_connections_per_host(connections.max(1) * 2)
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build();
         Http {
             agent,
+            plain: super::wire::Client::new(
+                timeouts.connect,
+                timeouts.io,
+                connections.max(1) * 2,
+                USER_AGENT,
+            ),
             retry,
             limits,
             connections: connections.max(1),
@@ -142,6 +153,34 @@ impl Http {
         max_body: u64,
         what: &str,
     ) -> Result<Result<Response, HttpError>> {
+        if url.starts_with("http://") {
+            let r = self.plain.send(&super::wire::Request {
+                method,
+                url,
+                headers,
+                body,
+                max_body,
+                max_error_body: MAX_ERROR_BODY,
+                upload: self.limits.upload.as_ref(),
+                download: self.limits.download.as_ref(),
+                what,
+            })?;
+            // No redirects are followed: a 3xx is a failure (a write must never pass for
+            // stored because a server pointed elsewhere).
+            return Ok(if r.status < 300 {
+                Ok(Response {
+                    status: r.status,
+                    body: r.body,
+                    headers: r.headers,
+                })
+            } else {
+                Err(HttpError {
+                    status: r.status,
+                    body: r.body,
+                    headers: r.headers,
+                })
+            });
+        }
         let mut req = self.agent.request(method, url);
         for (k, v) in headers {
             req = req.set(k, v);

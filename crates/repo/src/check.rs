@@ -96,13 +96,7 @@ pub fn check(repo: &Repository, read: ReadData, progress: &Progress) -> Result<C
                 for p in &f.packs {
                     let blobs = indexed_packs.entry(p.id).or_default();
                     for b in &p.blobs {
-                        blobs.push(PackedBlob {
-                            blob_type: b.blob_type,
-                            id: b.id,
-                            offset: b.offset,
-                            length: b.length,
-                            uncompressed_length: b.uncompressed_length,
-                        });
+                        blobs.push(b.packed());
                     }
                 }
                 index.add_file(&f);

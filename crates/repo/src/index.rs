@@ -41,6 +41,19 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+impl IndexBlob {
+    /// The same entry as the pack reader's type.
+    pub fn packed(&self) -> PackedBlob {
+        PackedBlob {
+            blob_type: self.blob_type,
+            id: self.id,
+            offset: self.offset,
+            length: self.length,
+            uncompressed_length: self.uncompressed_length,
+        }
+    }
+}
+
 impl IndexPack {
     pub fn from_blobs(id: Id, blobs: &[PackedBlob]) -> IndexPack {
         IndexPack {
@@ -630,13 +643,7 @@ fn starts_of(counts: &[u32]) -> Vec<u32> {
 }
 
 fn entry_problem_sized(pack: &Id, size: Option<u64>, b: &IndexBlob) -> Option<String> {
-    let blob = PackedBlob {
-        blob_type: b.blob_type,
-        id: b.id,
-        offset: b.offset,
-        length: b.length,
-        uncompressed_length: b.uncompressed_length,
-    };
+    let blob = b.packed();
     blob.check_fits(size)
         .err()
         .map(|e| format!("pack {pack}: {e}"))
@@ -725,13 +732,7 @@ mod tests {
     fn model_add(model: &mut Model, sizes: &HashMap<Id, u64>, f: &IndexFile) {
         for p in &f.packs {
             for b in &p.blobs {
-                let blob = PackedBlob {
-                    blob_type: b.blob_type,
-                    id: b.id,
-                    offset: b.offset,
-                    length: b.length,
-                    uncompressed_length: b.uncompressed_length,
-                };
+                let blob = b.packed();
                 if blob.check_fits(sizes.get(&p.id).copied()).is_ok() {
                     model.entry((b.blob_type, b.id)).or_insert((
                         p.id,

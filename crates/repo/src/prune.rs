@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{Index, IndexBlob, IndexFile, IndexPack};
 use crate::node::{self, NodeType};
-use crate::pack::{self, BlobType, PackedBlob};
+use crate::pack::{self, BlobType};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::writer::{write_index_files, PackWriter};
@@ -468,13 +468,7 @@ fn repack_pack(
             let stored = read.get(from..from + b.length as usize).ok_or_else(|| {
                 Error::corrupt(format!("pack {}: blob {} lies past its end", p.id, b.id))
             })?;
-            let blob = PackedBlob {
-                blob_type: b.blob_type,
-                id: b.id,
-                offset: b.offset,
-                length: b.length,
-                uncompressed_length: b.uncompressed_length,
-            };
+            let blob = b.packed();
             scratch.clear();
             scratch.extend_from_slice(stored);
             pack::decode_blob_in_place(repo.key(), &blob, scratch, out).map_err(|e| {

@@ -10,8 +10,7 @@
 use crate::error::{Error, Result};
 use crate::exclude::{ExcludeIfPresent, PatternSet};
 use crate::id::Id;
-use crate::index::Index;
-use crate::node::{self, Node, NodeName, NodeType};
+use crate::node::{self, Node};
 use crate::pack::BlobType;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
@@ -19,15 +18,19 @@ use crate::writer::PackWriter;
 use chrono::{DateTime, FixedOffset};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 mod store;
+mod targets;
+mod trees;
+mod walk;
 use store::{store_file, store_stream, Buffers, ChangeWatch};
+use targets::{actual_path, clean_absolute, expand_relative_target, Targets};
+use trees::finish_trees;
+use walk::{WalkJob, WalkOptions, Walker};
 
 /// Which parent snapshot change detection compares against.
 #[derive(Clone, Debug, Default)]
@@ -153,12 +156,18 @@ enum Entry {
     Ready(Node),
     File(Node, Receiver<FileResult>),
     Dir(Node, Receiver<Result<Id>>),
+    /// A subdirectory another walker thread is walking: replaced by its entry (or removed)
+    /// before the directory's job is sent.
+    Pending,
 }
 
 struct DirJob {
     entries: Vec<Entry>,
     /// The same directory's tree in the parent snapshot: decides new/changed/unmodified.
     parent_tree: Option<Id>,
+    /// The parent tree's nodes when its bytes are canonical: if this directory's nodes
+    /// encode the same, its tree is the parent's (see `trees`).
+    parent_nodes: Option<Vec<Node>>,
     done: Sender<Result<Id>>,
 }
 
@@ -175,649 +184,6 @@ struct Counts {
     dirs_new: AtomicU64,
     dirs_changed: AtomicU64,
     dirs_unmodified: AtomicU64,
-}
-
-/// A node of the virtual tree of backup targets (`/home/a` and `/home/b` share `home`).
-/// Like restic, a relative target is stored under its relative components (`backup docs`
-/// gives `/docs` in the snapshot, `../x` gives `/x`), an absolute one under its full path;
-/// `fs_path` is where the node is read from.
-#[derive(Default)]
-struct Targets {
-    children: BTreeMap<NodeName, Targets>,
-    is_target: bool,
-    /// A streamed file (index into the walker's streams).
-    stream: Option<usize>,
-    fs_path: PathBuf,
-    /// For top-level nodes: the directory the target's components start from (`/`, `.`,
-    /// `../..`); two targets with the same first name but different roots get `name-1`.
-    root: PathBuf,
-}
-
-impl Targets {
-    /// Adds a streamed file at an absolute path.
-    fn add_stream(&mut self, path: &Path, index: usize) {
-        let (root, components) = split_target(path);
-        let mut fs_path = root;
-        let mut t = self;
-        for c in &components {
-            fs_path.push(c.as_path());
-            t = t.children.entry(c.clone()).or_default();
-            t.fs_path = fs_path.clone();
-        }
-        t.stream = Some(index);
-    }
-
-    fn has_stream(&self) -> bool {
-        self.stream.is_some() || self.children.values().any(Targets::has_stream)
-    }
-
-    /// Adds one target path (as the user gave it, lexically cleaned).
-    fn add(&mut self, target: &Path) {
-        let (root, components) = split_target(target);
-        if components.is_empty() {
-            return;
-        }
-        let first = components[0].clone();
-        let mut name = first.clone();
-        let mut i = 0;
-        while let Some(other) = self.children.get(&name) {
-            if other.root == root {
-                break;
-            }
-            i += 1;
-            let mut renamed = first.as_bytes().to_vec();
-            renamed.extend_from_slice(format!("-{i}").as_bytes());
-            name = NodeName::new(renamed);
-        }
-        let mut fs_path = root.join(first.as_path());
-        let mut t = self.children.entry(name).or_default();
-        t.root = root.clone();
-        t.fs_path = fs_path.clone();
-        for c in &components[1..] {
-            fs_path.push(c.as_path());
-            t = t.children.entry(c.clone()).or_default();
-            t.fs_path = fs_path.clone();
-        }
-        t.is_target = true;
-    }
-}
-
-/// Lexically cleans `p` (no filesystem access) and splits it into the directory its
-/// stored components start from and those components: `/a/b` -> (`/`, [a, b]),
-/// `x/../y` -> (`.`, [y]), `../../z` -> (`../..`, [z]).
-fn split_target(p: &Path) -> (PathBuf, Vec<NodeName>) {
-    let mut root = PathBuf::from(if p.is_absolute() { "/" } else { "." });
-    let mut parts: Vec<NodeName> = Vec::new();
-    for c in p.components() {
-        match c {
-            // `..` drops the last component; with none left it climbs the root instead.
-            Component::ParentDir if parts.pop().is_none() && !p.is_absolute() => {
-                root.push("..");
-            }
-            Component::Normal(n) => parts.push(NodeName::from(n)),
-            _ => {}
-        }
-    }
-    (root, parts)
-}
-
-/// Expands a target that names only a directory (`.`, `..`, `../..`) into its entries,
-/// like restic: `backup .` stores the current directory's entries at the snapshot root.
-fn expand_relative_target(p: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let (root, parts) = split_target(p);
-    if !parts.is_empty() || p.is_absolute() {
-        return Ok(vec![p.to_path_buf()]);
-    }
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&root)? {
-        out.push(root.join(e?.file_name()));
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn clean_absolute(p: &Path) -> Result<PathBuf> {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| Error::io("current directory", e))?
-            .join(p)
-    };
-    let mut out = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-/// What the walker needs of [`BackupOptions`] (which, holding the stdin reader, cannot be
-/// shared between walker threads).
-struct WalkOptions<'a> {
-    excludes: &'a PatternSet,
-    exclude_if_present: &'a [ExcludeIfPresent],
-    one_file_system: bool,
-    exclude_larger_than: Option<u64>,
-    with_xattrs: bool,
-    source_map: &'a [(PathBuf, PathBuf)],
-}
-
-struct Walker<'a> {
-    repo: &'a Repository,
-    index: &'a Index,
-    opts: WalkOptions<'a>,
-    files: Sender<FileJob>,
-    dirs: Sender<DirJob>,
-    progress: &'a Progress,
-    counts: &'a Counts,
-    warnings: &'a Mutex<Vec<String>>,
-    notices: &'a Mutex<Vec<String>>,
-    streams: Mutex<Vec<Option<StdinSource>>>,
-    writer: &'a PackWriter<'a>,
-    /// Subdirectories handed to another walker thread (see [`Walker::walk_children`]);
-    /// `None` once the walk is over, which lets the helpers go.
-    work_tx: Mutex<Option<Sender<WalkJob>>>,
-    work_rx: Receiver<WalkJob>,
-    /// Walker threads waiting for work (idle helpers, and walkers waiting for a result).
-    idle: AtomicUsize,
-}
-
-/// A subdirectory walked by another walker thread; its entry comes back on `done`.
-struct WalkJob {
-    path: PathBuf,
-    name: NodeName,
-    parent: Option<Node>,
-    dev: u64,
-    done: Sender<Result<Option<Entry>>>,
-}
-
-/// Where a recorded path really is: the longest `source_map` prefix replaced.
-fn actual_path<'p>(map: &[(PathBuf, PathBuf)], recorded: &'p Path) -> std::borrow::Cow<'p, Path> {
-    let best = map
-        .iter()
-        .filter(|(r, _)| recorded.starts_with(r))
-        .max_by_key(|(r, _)| r.components().count());
-    match best {
-        Some((r, a)) => match recorded.strip_prefix(r) {
-            Ok(rest) if rest.as_os_str().is_empty() => std::borrow::Cow::Owned(a.clone()),
-            Ok(rest) => std::borrow::Cow::Owned(a.join(rest)),
-            Err(_) => std::borrow::Cow::Borrowed(recorded),
-        },
-        None => std::borrow::Cow::Borrowed(recorded),
-    }
-}
-
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
-
-impl Walker<'_> {
-    fn actual<'p>(&self, recorded: &'p Path) -> std::borrow::Cow<'p, Path> {
-        actual_path(self.opts.source_map, recorded)
-    }
-
-    /// Whether `recorded` is a file mapped to a copy of itself.
-    fn is_file_copy(&self, recorded: &Path) -> bool {
-        self.opts.source_map.iter().any(|(r, _)| r == recorded)
-    }
-
-    fn notice(&self, msg: String) {
-        if let Ok(mut n) = self.notices.lock() {
-            n.push(msg);
-        }
-    }
-
-    /// A `-wal` or `-journal` file next to a SQLite database means it is in use: copying
-    /// it as a plain file can lose committed data. Say so, once per database.
-    fn check_live_sqlite(&self, dir: &Path, real_dir: &Path, names: &[(std::ffi::OsString, bool)]) {
-        for (n, _) in names {
-            let name = n.to_string_lossy();
-            let Some(base) = name
-                .strip_suffix("-wal")
-                .or_else(|| name.strip_suffix("-journal"))
-            else {
-                continue;
-            };
-            let recorded = dir.join(base);
-            if self.is_file_copy(&recorded) || self.excluded(&recorded) {
-                continue;
-            }
-            let mut magic = [0u8; 16];
-            let is_db = std::fs::File::open(real_dir.join(base))
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-                .is_ok()
-                && &magic == SQLITE_MAGIC;
-            if is_db {
-                self.notice(format!(
-                    "{} is a live SQLite database (it has a {} file): a plain copy can miss committed data; declare it with `sqlite = [\"{}\"]` in its source for a consistent online copy",
-                    recorded.display(),
-                    &name[base.len()..],
-                    recorded.display()
-                ));
-            }
-        }
-    }
-
-    fn warn(&self, msg: String) {
-        self.progress.errors.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut w) = self.warnings.lock() {
-            w.push(msg);
-        }
-    }
-
-    fn load_tree(&self, id: Option<Id>) -> Option<Vec<Node>> {
-        let id = id?;
-        let bytes = self.repo.load_blob(self.index, BlobType::Tree, &id).ok()?;
-        node::decode_tree(&bytes).ok()
-    }
-
-    fn excluded(&self, path: &Path) -> bool {
-        !self.opts.excludes.is_empty() && self.opts.excludes.matches_path(path)
-    }
-
-    /// Sends a directory's tree job; returns the receiver of its tree id.
-    fn send_dir(
-        &self,
-        entries: Vec<Entry>,
-        parent_tree: Option<Id>,
-    ) -> Result<Receiver<Result<Id>>> {
-        let (tx, rx) = bounded(1);
-        self.dirs
-            .send(DirJob {
-                entries,
-                parent_tree,
-                done: tx,
-            })
-            .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;
-        Ok(rx)
-    }
-
-    /// Walks the virtual tree of targets: intermediate directories get their real metadata
-    /// but only the targets' children.
-    fn walk_targets(&self, t: &Targets, parent: Option<&[Node]>) -> Result<Vec<Entry>> {
-        let mut entries = Vec::new();
-        for (name, child) in &t.children {
-            let path = &child.fs_path;
-            let parent_node = parent.and_then(|p| p.iter().find(|n| &n.name == name));
-            if let Some(i) = child.stream {
-                let src = self
-                    .streams
-                    .lock()
-                    .ok()
-                    .and_then(|mut s| s.get_mut(i).and_then(Option::take));
-                let Some(src) = src else { continue };
-                let mut node = Node::for_stdin(name.clone());
-                let (ids, size) = store_stream(
-                    src.reader,
-                    self.writer,
-                    self.repo.polynomial(),
-                    self.progress,
-                )?;
-                if let Some(check) = src.on_eof {
-                    check().map_err(|e| Error::new(crate::Kind::Io, e))?;
-                }
-                node.content = Some(ids);
-                node.size = size;
-                self.counts.files_new.fetch_add(1, Ordering::Relaxed);
-                entries.push(Entry::Ready(node));
-                continue;
-            }
-            if child.is_target {
-                if let Some(e) = self.entry(path, name, parent_node, None)? {
-                    entries.push(e);
-                }
-                continue;
-            }
-            let real = self.actual(path);
-            let mut node = match std::fs::symlink_metadata(&real) {
-                Ok(meta) => Node::from_path(&real, name.clone(), &meta, self.opts.with_xattrs)
-                    .map_err(|e| Error::io(path.display(), e))?,
-                // Directories of streamed files need not exist on disk.
-                Err(_) if child.has_stream() => Node::synthetic_dir(name.clone()),
-                Err(e) => {
-                    self.warn(format!("{}: {e}", path.display()));
-                    continue;
-                }
-            };
-            let sub_parent = self.load_tree(parent_node.and_then(|n| n.subtree));
-            let sub = self.walk_targets(child, sub_parent.as_deref())?;
-            node.subtree = None;
-            let rx = self.send_dir(sub, parent_node.and_then(|n| n.subtree))?;
-            entries.push(Entry::Dir(node, rx));
-        }
-        Ok(entries)
-    }
-
-    /// The entries of a directory's children (`names`, sorted), in order. A subdirectory
-    /// goes to another walker thread when one is idle; while waiting for those, this
-    /// thread walks handed-out subdirectories itself, so no walker sits idle while there
-    /// is work. A directory's tree job is sent only after those of all its subdirectories
-    /// (each walk returns after sending its own), so the tree finisher, which takes jobs
-    /// in order, always finds a directory's children done before it.
-    fn walk_children(
-        &self,
-        dir: &Path,
-        names: Vec<(std::ffi::OsString, bool)>,
-        parent_tree: Option<&[Node]>,
-        dev: u64,
-    ) -> Result<Vec<Entry>> {
-        // Most slots are Done: boxing them would cost an allocation per file.
-        #[allow(clippy::large_enum_variant)]
-        enum Slot {
-            Done(Option<Entry>),
-            Away(Receiver<Result<Option<Entry>>>),
-        }
-        let mut slots = Vec::with_capacity(names.len());
-        for (n, is_dir) in names {
-            let name = NodeName::from(n.as_os_str());
-            let child_path = dir.join(&n);
-            let pnode = parent_tree.and_then(|t| {
-                t.binary_search_by(|x| x.name.cmp(&name))
-                    .ok()
-                    .map(|i| &t[i])
-            });
-            if is_dir && self.idle.load(Ordering::Relaxed) > 0 && self.work_rx.is_empty() {
-                let tx = self.work_tx.lock().ok().and_then(|g| g.clone());
-                if let Some(tx) = tx {
-                    let (done, rx) = bounded(1);
-                    let job = WalkJob {
-                        path: child_path,
-                        name,
-                        parent: pnode.cloned(),
-                        dev,
-                        done,
-                    };
-                    match tx.send(job) {
-                        Ok(()) => {
-                            slots.push(Slot::Away(rx));
-                            continue;
-                        }
-                        Err(e) => {
-                            let job = e.into_inner();
-                            slots.push(Slot::Done(self.entry(
-                                &job.path,
-                                &job.name,
-                                job.parent.as_ref(),
-                                Some(dev),
-                            )?));
-                            continue;
-                        }
-                    }
-                }
-            }
-            slots.push(Slot::Done(self.entry(
-                &child_path,
-                &name,
-                pnode,
-                Some(dev),
-            )?));
-        }
-        let mut entries = Vec::with_capacity(slots.len());
-        for slot in slots {
-            let e = match slot {
-                Slot::Done(e) => e,
-                Slot::Away(rx) => self.wait_for(&rx)?,
-            };
-            if let Some(e) = e {
-                entries.push(e);
-            }
-        }
-        Ok(entries)
-    }
-
-    fn run_job(&self, job: WalkJob) {
-        let r = self.entry(&job.path, &job.name, job.parent.as_ref(), Some(job.dev));
-        let _ = job.done.send(r);
-    }
-
-    /// Waits for a handed-out subdirectory, walking other handed-out ones meanwhile.
-    fn wait_for(&self, rx: &Receiver<Result<Option<Entry>>>) -> Result<Option<Entry>> {
-        let stopped = || Error::new(crate::Kind::Io, "backup pipeline stopped");
-        loop {
-            if let Ok(r) = rx.try_recv() {
-                return r;
-            }
-            self.idle.fetch_add(1, Ordering::Relaxed);
-            let got = crossbeam_channel::select! {
-                recv(rx) -> r => Ok(r),
-                recv(self.work_rx) -> job => Err(job),
-            };
-            self.idle.fetch_sub(1, Ordering::Relaxed);
-            match got {
-                Ok(r) => return r.map_err(|_| stopped())?,
-                Err(Ok(job)) => self.run_job(job),
-                // No more work can come: only the result is left to wait for.
-                Err(Err(_)) => return rx.recv().map_err(|_| stopped())?,
-            }
-        }
-    }
-
-    /// A helper walker thread: walks handed-out subdirectories until the walk is over.
-    fn serve(&self) {
-        loop {
-            self.idle.fetch_add(1, Ordering::Relaxed);
-            let job = self.work_rx.recv();
-            self.idle.fetch_sub(1, Ordering::Relaxed);
-            match job {
-                Ok(job) => self.run_job(job),
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// One filesystem object: a Ready node, a file job, or a directory walked recursively.
-    /// `dev` is the device of the directory holding it (None for a backup target): with
-    /// --one-file-system, objects on another device are left out, except directories
-    /// (mount points), which are kept empty, like restic does.
-    fn entry(
-        &self,
-        path: &Path,
-        name: &NodeName,
-        parent: Option<&Node>,
-        dev: Option<u64>,
-    ) -> Result<Option<Entry>> {
-        let real = self.actual(path);
-        let copy = self.is_file_copy(path);
-        let meta = match std::fs::symlink_metadata(&real) {
-            Ok(m) => m,
-            Err(e) => {
-                self.warn(format!("{}: {e}", path.display()));
-                return Ok(None);
-            }
-        };
-        if self.excluded(path) {
-            return Ok(None);
-        }
-        let ft = meta.file_type();
-        if let Some(max) = self.opts.exclude_larger_than {
-            if crate::exclude::exceeds_size(meta.size(), ft.is_dir(), max) {
-                return Ok(None);
-            }
-        }
-        let foreign = self.opts.one_file_system && dev.is_some_and(|d| d != meta.dev());
-        if foreign && !ft.is_dir() {
-            return Ok(None);
-        }
-        // Unchanged regular file: reuse the parent's node content without reading xattrs.
-        if ft.is_file() && !copy {
-            if let Some(p) = parent {
-                if p.node_type == NodeType::File
-                    && p.size == meta.size()
-                    && p.inode == meta.ino()
-                    && p.mtime.timestamp() == meta.mtime()
-                    && p.mtime.timestamp_subsec_nanos() as i64 == meta.mtime_nsec()
-                    && p.ctime.timestamp() == meta.ctime()
-                    && p.ctime.timestamp_subsec_nanos() as i64 == meta.ctime_nsec()
-                    && p.content
-                        .as_ref()
-                        .is_some_and(|c| c.iter().all(|id| self.index.has(BlobType::Data, id)))
-                {
-                    let mut node = Node::from_path(&real, name.clone(), &meta, false)
-                        .map_err(|e| Error::io(path.display(), e))?;
-                    node.extended_attributes = p.extended_attributes.clone();
-                    node.content = p.content.clone();
-                    self.counts.files_unmodified.fetch_add(1, Ordering::Relaxed);
-                    self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-                    self.progress
-                        .bytes_done
-                        .fetch_add(meta.size(), Ordering::Relaxed);
-                    return Ok(Some(Entry::Ready(node)));
-                }
-            }
-        }
-        // A copy standing in for a file: the original's metadata, the copy's size.
-        let original = if copy && ft.is_file() {
-            std::fs::metadata(path).ok().filter(|m| m.is_file())
-        } else {
-            None
-        };
-        let node = match original {
-            Some(om) => {
-                Node::from_path(path, name.clone(), &om, self.opts.with_xattrs).map(|mut n| {
-                    n.size = meta.size();
-                    n
-                })
-            }
-            None => Node::from_path(&real, name.clone(), &meta, self.opts.with_xattrs),
-        };
-        let node = match node {
-            Ok(n) => n,
-            Err(e) => {
-                self.warn(format!("{}: {e}", path.display()));
-                return Ok(None);
-            }
-        };
-        if ft.is_file() {
-            if parent.is_some_and(|p| p.node_type == NodeType::File) {
-                self.counts.files_changed.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.counts.files_new.fetch_add(1, Ordering::Relaxed);
-            }
-            let (tx, rx) = bounded(1);
-            self.files
-                .send(FileJob {
-                    path: real.to_path_buf(),
-                    done: tx,
-                })
-                .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;
-            return Ok(Some(Entry::File(node, rx)));
-        }
-        if ft.is_dir() {
-            // A mount point met with --one-file-system is kept, empty.
-            let mut names = Vec::new();
-            if !foreign {
-                let rd = match std::fs::read_dir(&real) {
-                    Ok(rd) => rd,
-                    Err(e) => {
-                        self.warn(format!("{}: {e}", path.display()));
-                        return Ok(None);
-                    }
-                };
-                for e in rd {
-                    match e {
-                        // With whether the listing says it is a directory: a hint for handing
-                        // work to another walker thread (the entry is lstat'ed all the same).
-                        Ok(e) => {
-                            names.push((e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
-                        }
-                        Err(e) => self.warn(format!("{}: {e}", path.display())),
-                    }
-                }
-            }
-            names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            // A tagged directory (--exclude-if-present) keeps only its tag file, like restic.
-            let tags: Vec<&str> = self
-                .opts
-                .exclude_if_present
-                .iter()
-                .filter(|r| r.excludes_dir(&real))
-                .map(|r| r.filename.as_str())
-                .collect();
-            if !tags.is_empty() {
-                names.retain(|(n, _)| tags.iter().any(|t| n.as_encoded_bytes() == t.as_bytes()));
-            }
-            self.check_live_sqlite(path, &real, &names);
-            let parent_tree = self.load_tree(parent.and_then(|p| p.subtree));
-            let entries = self.walk_children(path, names, parent_tree.as_deref(), meta.dev())?;
-            self.progress.dirs_done.fetch_add(1, Ordering::Relaxed);
-            let rx = self.send_dir(entries, parent.and_then(|p| p.subtree))?;
-            return Ok(Some(Entry::Dir(node, rx)));
-        }
-        // Symlinks, devices, fifos, sockets: metadata only.
-        Ok(Some(Entry::Ready(node)))
-    }
-}
-
-/// Assembles trees in post-order as their children complete.
-fn finish_trees(
-    jobs: Receiver<DirJob>,
-    writer: &PackWriter,
-    warnings: &Mutex<Vec<String>>,
-    progress: &Progress,
-    counts: &Counts,
-) -> Result<()> {
-    for job in jobs {
-        let result = (|| -> Result<Id> {
-            let mut nodes = Vec::with_capacity(job.entries.len());
-            for e in job.entries {
-                match e {
-                    Entry::Ready(n) => nodes.push(n),
-                    Entry::File(mut n, rx) => match rx.recv() {
-                        Ok(Ok((ids, size))) => {
-                            n.content = Some(ids);
-                            n.size = size;
-                            nodes.push(n);
-                        }
-                        Ok(Err(FileError::Source(msg))) => {
-                            progress.errors.fetch_add(1, Ordering::Relaxed);
-                            if let Ok(mut w) = warnings.lock() {
-                                w.push(msg);
-                            }
-                        }
-                        Ok(Err(FileError::Repository(e))) => return Err(e),
-                        Err(_) => {
-                            return Err(Error::new(crate::Kind::Io, "backup pipeline stopped"))
-                        }
-                    },
-                    Entry::Dir(mut n, rx) => {
-                        let id = rx.recv().map_err(|_| {
-                            Error::new(crate::Kind::Io, "backup pipeline stopped")
-                        })??;
-                        n.subtree = Some(id);
-                        nodes.push(n);
-                    }
-                }
-            }
-            nodes.sort_by(|a, b| a.name.cmp(&b.name));
-            let bytes = node::encode_tree(&nodes);
-            let id = writer.save(BlobType::Tree, &bytes)?.0;
-            match job.parent_tree {
-                None => &counts.dirs_new,
-                Some(p) if p == id => &counts.dirs_unmodified,
-                Some(_) => &counts.dirs_changed,
-            }
-            .fetch_add(1, Ordering::Relaxed);
-            Ok(id)
-        })();
-        match result {
-            Ok(id) => {
-                let _ = job.done.send(Ok(id));
-            }
-            Err(e) => {
-                // The real error is returned from here; waiters get a pointer to it.
-                let _ = job.done.send(Err(Error::new(
-                    e.kind(),
-                    "backup stopped by an earlier error",
-                )));
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Finds the parent snapshot for change detection.
@@ -929,10 +295,16 @@ pub fn backup(
     paths.retain(|p| seen.insert(p.clone()));
     let parent = choose_parent(repo, &opts, &host, &paths)?;
     let parent_root = match &parent {
-        Some(s) => Some(
-            node::decode_tree(&repo.load_blob(&index, BlobType::Tree, &s.tree)?)
-                .map_err(|e| Error::corrupt(format!("parent snapshot tree: {e}")))?,
-        ),
+        Some(s) => {
+            let (nodes, canonical) =
+                node::decode_tree_canonical(&repo.load_blob(&index, BlobType::Tree, &s.tree)?)
+                    .map_err(|e| Error::corrupt(format!("parent snapshot tree: {e}")))?;
+            Some(walk::ParentTree {
+                id: s.tree,
+                nodes,
+                canonical,
+            })
+        }
         None => None,
     };
     let writer = PackWriter::new(repo, &index);
@@ -1008,14 +380,15 @@ pub fn backup(
                     for _ in 1..threads {
                         ws.spawn(|| walker.serve());
                     }
-                    let r = walker.walk_targets(&targets, parent_root.as_deref());
+                    let r =
+                        walker.walk_targets(&targets, parent_root.as_ref().map(|p| &p.nodes[..]));
                     if let Ok(mut tx) = walker.work_tx.lock() {
                         tx.take();
                     }
                     r
                 })?,
             };
-            walker.send_dir(entries, parent.as_ref().map(|p| p.tree))
+            walker.send_dir(entries, parent_root)
         })();
         if let Ok(mut tx) = walker.work_tx.lock() {
             tx.take();
@@ -1081,3 +454,6 @@ pub fn backup(
     summary.total_duration = started.elapsed().as_secs_f64();
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests;

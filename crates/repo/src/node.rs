@@ -12,11 +12,12 @@ use crate::gotime;
 use crate::id::Id;
 use base64::Engine;
 use chrono::{DateTime, FixedOffset};
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+mod decode;
+pub use decode::{decode_tree, decode_tree_canonical};
 
 // Go's os.FileMode bits.
 const MODE_DIR: u32 = 1 << 31;
@@ -278,6 +279,100 @@ pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<ExtendedAttribute>> {
     Ok(out)
 }
 
+/// What `lstat` says of a file: the fields a node is built from. From `std::fs::Metadata`,
+/// or from a `statat` relative to the directory's descriptor (the backup walker: no path
+/// walk in the kernel for each file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    /// The unix `st_mode` (type and permission bits).
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub ctime: i64,
+    pub ctime_nsec: u32,
+}
+
+impl From<&std::fs::Metadata> for Stat {
+    fn from(m: &std::fs::Metadata) -> Stat {
+        Stat {
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            nlink: m.nlink(),
+            uid: m.uid(),
+            gid: m.gid(),
+            rdev: m.rdev(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec() as u32,
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec() as u32,
+        }
+    }
+}
+
+impl From<&rustix::fs::Stat> for Stat {
+    // The field types of `struct stat` differ between targets.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn from(m: &rustix::fs::Stat) -> Stat {
+        Stat {
+            dev: m.st_dev as u64,
+            ino: m.st_ino as u64,
+            mode: m.st_mode as u32,
+            nlink: m.st_nlink as u64,
+            uid: m.st_uid as u32,
+            gid: m.st_gid as u32,
+            rdev: m.st_rdev as u64,
+            size: m.st_size as u64,
+            mtime: m.st_mtime as i64,
+            mtime_nsec: m.st_mtime_nsec as u32,
+            ctime: m.st_ctime as i64,
+            ctime_nsec: m.st_ctime_nsec as u32,
+        }
+    }
+}
+
+impl Stat {
+    pub fn node_type(&self) -> NodeType {
+        match self.mode & 0o170000 {
+            0o100000 => NodeType::File,
+            0o040000 => NodeType::Dir,
+            0o120000 => NodeType::Symlink,
+            0o060000 => NodeType::Dev,
+            0o020000 => NodeType::CharDev,
+            0o010000 => NodeType::Fifo,
+            0o140000 => NodeType::Socket,
+            _ => NodeType::Irregular,
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.mode & 0o170000 == 0o100000
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
+}
+
+/// Whether two nodes encode to the same bytes (every field equal, and times equal with
+/// their zones: `DateTime`'s `==` compares instants only, the encoding shows the zone).
+pub fn encodes_same(a: &Node, b: &Node) -> bool {
+    let same_time =
+        |x: &DateTime<FixedOffset>, y: &DateTime<FixedOffset>| x == y && x.offset() == y.offset();
+    a == b
+        && same_time(&a.mtime, &b.mtime)
+        && same_time(&a.atime, &b.atime)
+        && same_time(&a.ctime, &b.ctime)
+}
+
 impl Node {
     /// A node for `meta` (from lstat of `path`) exactly as restic 0.14's archiver builds
     /// it. `content`/`subtree` are left for the caller.
@@ -287,40 +382,34 @@ impl Node {
         meta: &std::fs::Metadata,
         with_xattrs: bool,
     ) -> std::io::Result<Node> {
-        let ft = meta.file_type();
-        let node_type = if ft.is_file() {
-            NodeType::File
-        } else if ft.is_dir() {
-            NodeType::Dir
-        } else if ft.is_symlink() {
-            NodeType::Symlink
-        } else if ft.is_block_device() {
-            NodeType::Dev
-        } else if ft.is_char_device() {
-            NodeType::CharDev
-        } else if ft.is_fifo() {
-            NodeType::Fifo
-        } else if ft.is_socket() {
-            NodeType::Socket
-        } else {
-            NodeType::Irregular
-        };
-        let mtime = gotime::local_from_unix(meta.mtime(), meta.mtime_nsec() as u32);
+        Node::from_stat(path, name, &Stat::from(meta), with_xattrs)
+    }
+
+    /// [`Node::from_path`] from [`Stat`] (`path` is read only for a symlink's target and
+    /// the xattrs).
+    pub fn from_stat(
+        path: &Path,
+        name: impl Into<NodeName>,
+        meta: &Stat,
+        with_xattrs: bool,
+    ) -> std::io::Result<Node> {
+        let node_type = meta.node_type();
+        let mtime = gotime::local_from_unix(meta.mtime, meta.mtime_nsec);
         let mut node = Node {
             name: name.into(),
             node_type,
-            mode: go_mode(meta.mode()),
+            mode: go_mode(meta.mode),
             mtime,
             // restic records the mtime as atime unless --with-atime: reading must not
             // change trees.
             atime: mtime,
-            ctime: gotime::local_from_unix(meta.ctime(), meta.ctime_nsec() as u32),
-            uid: meta.uid(),
-            gid: meta.gid(),
-            user: user_name(meta.uid()),
-            group: group_name(meta.gid()),
-            inode: meta.ino(),
-            device_id: meta.dev(),
+            ctime: gotime::local_from_unix(meta.ctime, meta.ctime_nsec),
+            uid: meta.uid,
+            gid: meta.gid,
+            user: user_name(meta.uid),
+            group: group_name(meta.gid),
+            inode: meta.ino,
+            device_id: meta.dev,
             size: 0,
             links: 0,
             linktarget: String::new(),
@@ -332,16 +421,16 @@ impl Node {
         };
         match node_type {
             NodeType::File => {
-                node.size = meta.size();
-                node.links = meta.nlink();
+                node.size = meta.size;
+                node.links = meta.nlink;
             }
             NodeType::Symlink => {
                 node.linktarget = std::fs::read_link(path)?.to_string_lossy().into_owned();
-                node.links = meta.nlink();
+                node.links = meta.nlink;
             }
             NodeType::Dev | NodeType::CharDev => {
-                node.device = meta.rdev();
-                node.links = meta.nlink();
+                node.device = meta.rdev;
+                node.links = meta.nlink;
             }
             _ => {}
         }
@@ -611,173 +700,6 @@ pub fn encode_tree(nodes: &[Node]) -> Vec<u8> {
     }
     out.extend_from_slice(b"]}\n");
     out
-}
-
-// The raw shapes borrow from the tree's bytes where the JSON text has no escapes: a
-// no-change backup decodes every parent tree, and an allocation per string was most of it.
-#[derive(Deserialize)]
-struct RawTree<'a> {
-    #[serde(default, borrow)]
-    nodes: Option<Vec<RawNode<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct RawXattr<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    value: Option<Cow<'a, str>>,
-}
-
-/// An id read from its hex text without an intermediate `String`.
-struct HexId(Id);
-
-impl<'de> Deserialize<'de> for HexId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HexId, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = HexId;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a hex id")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HexId, E> {
-                Id::parse(s)
-                    .map(HexId)
-                    .ok_or_else(|| E::custom(format!("invalid id {s:?}")))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A time read from its text without an intermediate `String`.
-struct GoTime(DateTime<FixedOffset>);
-
-impl<'de> Deserialize<'de> for GoTime {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<GoTime, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = GoTime;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an RFC 3339 time")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<GoTime, E> {
-                gotime::parse(s)
-                    .map(GoTime)
-                    .ok_or_else(|| E::custom(format!("invalid time {s:?}")))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-#[derive(Deserialize)]
-struct RawNode<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(rename = "type", borrow)]
-    node_type: Cow<'a, str>,
-    #[serde(default)]
-    mode: u32,
-    #[serde(default)]
-    mtime: Option<GoTime>,
-    #[serde(default)]
-    atime: Option<GoTime>,
-    #[serde(default)]
-    ctime: Option<GoTime>,
-    #[serde(default)]
-    uid: u32,
-    #[serde(default)]
-    gid: u32,
-    #[serde(default, borrow)]
-    user: Cow<'a, str>,
-    #[serde(default, borrow)]
-    group: Cow<'a, str>,
-    #[serde(default)]
-    inode: u64,
-    #[serde(default)]
-    device_id: u64,
-    #[serde(default)]
-    size: u64,
-    #[serde(default)]
-    links: u64,
-    #[serde(default, borrow)]
-    linktarget: Cow<'a, str>,
-    #[serde(default, borrow)]
-    extended_attributes: Option<Vec<RawXattr<'a>>>,
-    #[serde(default)]
-    device: u64,
-    #[serde(default)]
-    content: Option<Vec<HexId>>,
-    #[serde(default)]
-    subtree: Option<HexId>,
-    #[serde(default, borrow)]
-    error: Cow<'a, str>,
-}
-
-fn parse_time(t: Option<GoTime>) -> DateTime<FixedOffset> {
-    t.map_or_else(|| DateTime::UNIX_EPOCH.fixed_offset(), |t| t.0)
-}
-
-/// Parses a tree written by restic or cairn (unknown fields of newer restic versions are ignored).
-pub fn decode_tree(bytes: &[u8]) -> Result<Vec<Node>, serde_json::Error> {
-    let raw: RawTree = serde_json::from_slice(bytes)?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    raw.nodes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| {
-            // restic 0.14's Node.UnmarshalJSON: `strconv.Unquote("\"" + name + "\"")`.
-            let name = if quote_is_identity(r.name.as_bytes()) {
-                NodeName(r.name.as_bytes().to_vec())
-            } else {
-                crate::goquote::unquote(&r.name)
-                    .map(NodeName)
-                    .map_err(|e| {
-                        serde::de::Error::custom(format!("node name {:?}: Unquote: {e}", r.name))
-                    })?
-            };
-            let xattrs = r
-                .extended_attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|x| {
-                    let value = match x.value {
-                        Some(v) => b64
-                            .decode(v.as_bytes())
-                            .map_err(|e| serde::de::Error::custom(format!("xattr value: {e}")))?,
-                        None => Vec::new(),
-                    };
-                    Ok(ExtendedAttribute {
-                        name: x.name.into_owned(),
-                        value,
-                    })
-                })
-                .collect::<Result<Vec<_>, serde_json::Error>>()?;
-            Ok(Node {
-                node_type: NodeType::parse(&r.node_type),
-                mtime: parse_time(r.mtime),
-                atime: parse_time(r.atime),
-                ctime: parse_time(r.ctime),
-                name,
-                mode: r.mode,
-                uid: r.uid,
-                gid: r.gid,
-                user: r.user.into_owned(),
-                group: r.group.into_owned(),
-                inode: r.inode,
-                device_id: r.device_id,
-                size: r.size,
-                links: r.links,
-                linktarget: r.linktarget.into_owned(),
-                extended_attributes: xattrs,
-                device: r.device,
-                content: r.content.map(|c| c.into_iter().map(|h| h.0).collect()),
-                subtree: r.subtree.map(|h| h.0),
-                error: r.error.into_owned(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

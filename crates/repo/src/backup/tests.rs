@@ -1,0 +1,108 @@
+//! Backups of a small tree: an unchanged directory reuses its parent's tree id, and the
+//! trees are the ones a backup without a parent writes.
+
+use super::*;
+use crate::backend::local::LocalBackend;
+use std::sync::Arc;
+
+fn run(repo: &Repository, src: &std::path::Path, parent: ParentChoice) -> BackupSummary {
+    let opts = BackupOptions {
+        paths: vec![src.to_path_buf()],
+        parent,
+        ..Default::default()
+    };
+    backup(repo, opts, &Progress::default()).unwrap()
+}
+
+/// The tree of `src` in the snapshot (the directories above it, such as /tmp, change
+/// between backups).
+fn tree_of(repo: &Repository, s: &BackupSummary, src: &std::path::Path) -> Id {
+    let index = repo.load_index().unwrap();
+    let mut id = Snapshot::load(repo, &s.snapshot_id.unwrap()).unwrap().tree;
+    for part in src.iter().skip(1) {
+        let nodes =
+            node::decode_tree(&repo.load_blob(&index, BlobType::Tree, &id).unwrap()).unwrap();
+        let name = part.to_string_lossy();
+        id = nodes
+            .iter()
+            .find(|n| n.name == *name)
+            .and_then(|n| n.subtree)
+            .unwrap();
+    }
+    id
+}
+
+#[test]
+fn unchanged_directories_keep_their_trees_and_match_a_backup_without_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for d in ["a/b", "a/c", "d"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for (i, f) in ["a/b/1", "a/b/2", "a/c/3", "d/4", "top", "a/5"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(src.join(f), vec![i as u8; 100 * (i + 1)]).unwrap();
+    }
+    std::os::unix::fs::symlink("top", src.join("d/link")).unwrap();
+    let be = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let repo = Repository::init(be, "pw", 2, None).unwrap();
+    let first = run(&repo, &src, ParentChoice::Latest);
+    let again = run(&repo, &src, ParentChoice::Latest);
+    assert_eq!(tree_of(&repo, &again, &src), tree_of(&repo, &first, &src));
+    assert_eq!(again.files_unmodified, 6);
+    // src, a, a/b, a/c, d (the directories above src, such as /tmp, may change).
+    assert!(again.dirs_unmodified >= 5, "{again:?}");
+    assert_eq!(again.dirs_new, 0, "{again:?}");
+    // Without a parent every tree is encoded afresh: the same trees.
+    let forced = run(&repo, &src, ParentChoice::None);
+    assert_eq!(tree_of(&repo, &forced, &src), tree_of(&repo, &first, &src));
+
+    // A changed file changes its directory and those above it, not its siblings.
+    std::fs::write(src.join("a/c/3"), b"new content").unwrap();
+    let changed = run(&repo, &src, ParentChoice::Latest);
+    let forced = run(&repo, &src, ParentChoice::None);
+    assert_ne!(tree_of(&repo, &changed, &src), tree_of(&repo, &first, &src));
+    assert_eq!(
+        tree_of(&repo, &changed, &src),
+        tree_of(&repo, &forced, &src)
+    );
+    assert_eq!(changed.files_changed, 1);
+    let index = repo.load_index().unwrap();
+    let load =
+        |id: &Id| node::decode_tree(&repo.load_blob(&index, BlobType::Tree, id).unwrap()).unwrap();
+    let subtree = |nodes: &[Node], name: &str| {
+        nodes
+            .iter()
+            .find(|n| n.name == name)
+            .and_then(|n| n.subtree)
+            .unwrap()
+    };
+    // `a/b` (unchanged) keeps its tree, `a/c` (changed) does not.
+    let walk = |src_tree: Id| {
+        let a = load(&subtree(&load(&src_tree), "a"));
+        (subtree(&a, "b"), subtree(&a, "c"))
+    };
+    let (b1, c1) = walk(tree_of(&repo, &first, &src));
+    let (b2, c2) = walk(tree_of(&repo, &changed, &src));
+    assert_eq!(b1, b2);
+    assert_ne!(c1, c2);
+}
+
+#[test]
+fn a_directory_whose_metadata_changed_gets_a_new_tree_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::fs::write(src.join("x/f"), b"f").unwrap();
+    let be = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let repo = Repository::init(be, "pw", 2, None).unwrap();
+    let first = run(&repo, &src, ParentChoice::Latest);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(src.join("x"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let second = run(&repo, &src, ParentChoice::Latest);
+    let forced = run(&repo, &src, ParentChoice::None);
+    assert_ne!(tree_of(&repo, &second, &src), tree_of(&repo, &first, &src));
+    assert_eq!(tree_of(&repo, &second, &src), tree_of(&repo, &forced, &src));
+}

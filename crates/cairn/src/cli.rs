@@ -584,6 +584,8 @@ impl GlobalOpts {
         let password = self.password(false)?;
         let mut repo = open_repository(backend, &password)?;
         repo.set_compression(Compression::parse(&self.compression)?);
+        // The index snapshot lives in the metadata cache (also for local repositories).
+        repo.set_cache_dir(self.backend_options()?.cache_dir);
         Ok(repo)
     }
 

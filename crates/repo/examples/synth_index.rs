@@ -5,6 +5,10 @@
 //! BLOBS blobs (one in 20 a tree) in PACKS packs that do not exist: commands that only
 //! load the index (`cairn stats --mode debug`, `restic cat blob ID`) see a repository of
 //! that size. Do not run prune or check on it.
+//!
+//! To time both ways of opening it: `cairn --no-cache stats --mode debug` parses every
+//! index file; with a cache directory the first run parses them and writes the index
+//! snapshot, later runs load the snapshot (`--cache-dir DIR`, or the default cache).
 
 use cairn_repo::backend::local::LocalBackend;
 use cairn_repo::backend::FileType;

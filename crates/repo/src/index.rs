@@ -37,6 +37,16 @@ pub struct IndexBlob {
     pub uncompressed_length: u32,
 }
 
+impl IndexFile {
+    /// Parses an index file's JSON (a fast path for restic's plain shape, else serde_json).
+    pub fn from_json(json: &[u8]) -> serde_json::Result<IndexFile> {
+        match json::parse(json) {
+            Some(f) => Ok(f),
+            None => serde_json::from_slice(json),
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -72,231 +82,17 @@ impl IndexPack {
     }
 }
 
-/// Where a blob is, unpacked (the compact table stores it in 12 bytes, see [`Entry`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Location {
-    pack: u32,
-    offset: u32,
-    length: u32,
-    uncompressed_length: u32,
-}
+mod json;
+pub(crate) mod snapshot;
+mod table;
+
+use table::{bucket_of, map_bytes, starts_of, Entry, Location, Table, BUCKETS, ESCAPE, NO_SIZE};
 
 /// A blob's location resolved to its pack id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLocation {
     pub pack: Id,
     pub blob: PackedBlob,
-}
-
-/// Bytes of an id implied by its bucket (the table is split on the first two bytes).
-const PREFIX: usize = 2;
-const SUFFIX: usize = 32 - PREFIX;
-const BUCKETS: usize = 1 << (8 * PREFIX);
-/// Fields below this fit the 24-bit slots of an entry.
-const FIELD_LIMIT: u32 = 1 << 24;
-/// A pack number of all ones marks an entry whose location is in the escape table.
-const ESCAPE: u32 = FIELD_LIMIT - 1;
-/// No listed size for this pack.
-const NO_SIZE: u64 = u64::MAX;
-
-/// One indexed blob in 42 bytes: the id without the two bytes its bucket implies, then
-/// pack number, offset, length and uncompressed length, 24 bits each (little-endian).
-/// The rare entry with a field that does not fit (a pack number past 16M, a pack larger
-/// than 16 MiB, a huge tree blob) keeps its location in the escape table: pack number
-/// `ESCAPE`, then the table position in the next 4 bytes. The full id is always kept.
-#[derive(Clone, Copy)]
-struct Entry {
-    suffix: [u8; SUFFIX],
-    loc: [u8; 12],
-}
-
-fn bucket_of(id: &Id) -> usize {
-    usize::from(u16::from_be_bytes([id.0[0], id.0[1]]))
-}
-
-fn u24(b: &[u8]) -> u32 {
-    u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16
-}
-
-fn put_u24(out: &mut [u8], v: u32) {
-    out[..3].copy_from_slice(&v.to_le_bytes()[..3]);
-}
-
-impl Entry {
-    fn new(id: &Id, loc: Location, escapes: &mut Vec<Location>) -> Entry {
-        let mut suffix = [0u8; SUFFIX];
-        suffix.copy_from_slice(&id.0[PREFIX..]);
-        let mut packed = [0u8; 12];
-        let fits = loc.pack < ESCAPE
-            && loc.offset < FIELD_LIMIT
-            && loc.length < FIELD_LIMIT
-            && loc.uncompressed_length < FIELD_LIMIT;
-        if fits {
-            put_u24(&mut packed[0..], loc.pack);
-            put_u24(&mut packed[3..], loc.offset);
-            put_u24(&mut packed[6..], loc.length);
-            put_u24(&mut packed[9..], loc.uncompressed_length);
-        } else {
-            // Callers keep the entries (and so the escapes) of a table below u32::MAX.
-            put_u24(&mut packed[0..], ESCAPE);
-            packed[3..7].copy_from_slice(&(escapes.len() as u32).to_le_bytes());
-            escapes.push(loc);
-        }
-        Entry {
-            suffix,
-            loc: packed,
-        }
-    }
-
-    fn location(&self, escapes: &[Location]) -> Option<Location> {
-        let pack = u24(&self.loc[0..]);
-        if pack == ESCAPE {
-            let at = u32::from_le_bytes([self.loc[3], self.loc[4], self.loc[5], self.loc[6]]);
-            return escapes.get(at as usize).copied();
-        }
-        Some(Location {
-            pack,
-            offset: u24(&self.loc[3..]),
-            length: u24(&self.loc[6..]),
-            uncompressed_length: u24(&self.loc[9..]),
-        })
-    }
-
-    fn id(&self, bucket: usize) -> Id {
-        let mut id = [0u8; 32];
-        id[..PREFIX].copy_from_slice(&(bucket as u16).to_be_bytes());
-        id[PREFIX..].copy_from_slice(&self.suffix);
-        Id(id)
-    }
-}
-
-/// The blobs of one type: a table sorted by id, split in buckets on the ids' first two
-/// bytes, plus a small side map of blobs added one pack at a time since the table was
-/// built (merged into the table when it grows).
-#[derive(Default)]
-struct Table {
-    /// Empty, or `BUCKETS + 1` start positions in `entries`.
-    starts: Vec<u32>,
-    entries: Vec<Entry>,
-    side: HashMap<Id, Location>,
-}
-
-impl Table {
-    fn len(&self) -> usize {
-        self.entries.len() + self.side.len()
-    }
-
-    fn find(&self, id: &Id, escapes: &[Location]) -> Option<Location> {
-        if !self.starts.is_empty() {
-            let b = bucket_of(id);
-            let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-            let slice = self.entries.get(lo..hi)?;
-            if let Ok(i) = slice.binary_search_by(|e| e.suffix[..].cmp(&id.0[PREFIX..])) {
-                return slice[i].location(escapes);
-            }
-        }
-        self.side.get(id).copied()
-    }
-
-    /// Every entry of the table and the side map: (id, location).
-    fn for_each(&self, escapes: &[Location], mut f: impl FnMut(Id, Location)) {
-        if !self.starts.is_empty() {
-            for b in 0..BUCKETS {
-                let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-                for e in &self.entries[lo..hi] {
-                    if let Some(loc) = e.location(escapes) {
-                        f(e.id(b), loc);
-                    }
-                }
-            }
-        }
-        for (id, loc) in &self.side {
-            f(*id, *loc);
-        }
-    }
-
-    /// Builds the sorted table from entries in the order they were added, grouped by
-    /// bucket (`counts[b]` entries of bucket b, in `entries` at the matching place): sorts
-    /// each bucket by id, keeping the first of equal ids.
-    fn from_bucketed(mut entries: Vec<Entry>, counts: &[u32]) -> Table {
-        let mut starts = Vec::with_capacity(BUCKETS + 1);
-        let (mut read, mut write) = (0usize, 0usize);
-        for &count in counts {
-            starts.push(write as u32);
-            let bucket = &mut entries[read..read + count as usize];
-            // Stable: of equal ids the one added first comes first and stays.
-            bucket.sort_by_key(|e| e.suffix);
-            let mut last: Option<[u8; SUFFIX]> = None;
-            for i in read..read + count as usize {
-                let e = entries[i];
-                if last == Some(e.suffix) {
-                    continue;
-                }
-                last = Some(e.suffix);
-                entries[write] = e;
-                write += 1;
-            }
-            read += count as usize;
-        }
-        starts.push(write as u32);
-        entries.truncate(write);
-        entries.shrink_to_fit();
-        Table {
-            starts,
-            entries,
-            side: HashMap::new(),
-        }
-    }
-
-    /// Merges the side map into the sorted table (its ids are not in the table).
-    fn merge_side(&mut self, escapes: &mut Vec<Location>) {
-        if self.side.is_empty() {
-            return;
-        }
-        let mut side: Vec<(Id, Location)> = std::mem::take(&mut self.side).into_iter().collect();
-        side.sort_unstable_by_key(|e| e.0);
-        let mut counts = vec![0u32; BUCKETS];
-        let mut merged = Vec::with_capacity(self.entries.len() + side.len());
-        let mut s = side.into_iter().peekable();
-        for (b, count) in counts.iter_mut().enumerate() {
-            let old: &[Entry] = if self.starts.is_empty() {
-                &[]
-            } else {
-                &self.entries[self.starts[b] as usize..self.starts[b + 1] as usize]
-            };
-            let mut old = old.iter().peekable();
-            loop {
-                let take_side = match (old.peek(), s.peek()) {
-                    (_, Some((id, _))) if bucket_of(id) != b => false,
-                    (Some(e), Some((id, _))) => id.0[PREFIX..] < e.suffix[..],
-                    (None, Some(_)) => true,
-                    (_, None) => false,
-                };
-                if take_side {
-                    if let Some((id, loc)) = s.next() {
-                        merged.push(Entry::new(&id, loc, escapes));
-                    }
-                } else if let Some(e) = old.next() {
-                    merged.push(*e);
-                } else {
-                    break;
-                }
-                *count += 1;
-            }
-        }
-        *self = Table::from_bucketed(merged, &counts);
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.starts.capacity() * 4
-            + self.entries.capacity() * std::mem::size_of::<Entry>()
-            + map_bytes(&self.side)
-    }
-}
-
-/// Approximate heap size of a hash map: its buckets and one control byte each.
-fn map_bytes<K, V>(m: &HashMap<K, V>) -> usize {
-    m.capacity() * (std::mem::size_of::<(K, V)>() + 1)
 }
 
 /// The in-memory index of all blobs of a repository: about 42 bytes per blob plus about
@@ -319,6 +115,20 @@ pub struct Index {
     escapes: Vec<Location>,
     /// Refused entries: why each blob's (first) entry cannot be right.
     damaged: HashMap<(BlobType, Id), String>,
+    /// How this index was loaded (see [`Index::source`]).
+    source: IndexSource,
+}
+
+/// How [`Repository::load_index`](crate::repository::Repository::load_index) built an
+/// index: how many index files came from the cached snapshot, how many were parsed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexSource {
+    /// Index files covered by the snapshot it was loaded from (0: none used).
+    pub from_snapshot: usize,
+    /// Index files read and parsed.
+    pub parsed: usize,
+    /// Whether a new snapshot was written.
+    pub snapshot_written: bool,
 }
 
 impl Index {
@@ -533,6 +343,34 @@ impl Index {
         }
     }
 
+    /// How this index was loaded (all zero for one built in memory).
+    pub fn source(&self) -> IndexSource {
+        self.source
+    }
+
+    pub(crate) fn set_source(&mut self, source: IndexSource) {
+        self.source = source;
+    }
+
+    /// Merges blobs added one pack at a time into the sorted tables (lookups get no
+    /// faster, but the index can then be saved as a snapshot).
+    pub fn compact(&mut self) {
+        for table in [&mut self.data, &mut self.trees] {
+            if !table.side.is_empty() && table.entries.len() + table.side.len() < u32::MAX as usize
+            {
+                table.merge_side(&mut self.escapes);
+            }
+        }
+        if !self.new_packs.is_empty() {
+            self.set_pack_order();
+        }
+    }
+
+    /// Whether everything is in the sorted tables (nothing in side maps).
+    fn is_compact(&self) -> bool {
+        self.data.side.is_empty() && self.trees.side.is_empty() && self.new_packs.is_empty()
+    }
+
     pub fn add_file(&mut self, file: &IndexFile) {
         for p in &file.packs {
             self.add_pack(p);
@@ -616,30 +454,11 @@ impl Index {
     }
 }
 
-impl Entry {
-    const EMPTY: Entry = Entry {
-        suffix: [0; SUFFIX],
-        loc: [0; 12],
-    };
-}
-
 fn type_slot(t: BlobType) -> usize {
     match t {
         BlobType::Data => 0,
         BlobType::Tree => 1,
     }
-}
-
-/// Start position of each bucket (and the total at the end) from the counts.
-fn starts_of(counts: &[u32]) -> Vec<u32> {
-    let mut starts = Vec::with_capacity(counts.len() + 1);
-    let mut sum = 0u32;
-    for c in counts {
-        starts.push(sum);
-        sum += c;
-    }
-    starts.push(sum);
-    starts
 }
 
 fn entry_problem_sized(pack: &Id, size: Option<u64>, b: &IndexBlob) -> Option<String> {
@@ -650,276 +469,4 @@ fn entry_problem_sized(pack: &Id, size: Option<u64>, b: &IndexBlob) -> Option<St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn index_json_matches_restic_field_names_and_first_location_wins() {
-        let blob = IndexBlob {
-            id: Id::hash(b"x"),
-            blob_type: BlobType::Data,
-            offset: 0,
-            length: 42,
-            uncompressed_length: 0,
-        };
-        let f = IndexFile {
-            supersedes: vec![],
-            packs: vec![IndexPack {
-                id: Id::hash(b"p1"),
-                blobs: vec![blob.clone()],
-            }],
-        };
-        let json = serde_json::to_string(&f).unwrap();
-        assert!(
-            json.contains(r#""type":"data","offset":0,"length":42}"#),
-            "{json}"
-        );
-        let mut idx = Index::new();
-        idx.add_file(&serde_json::from_str(&json).unwrap());
-        idx.add_pack(&IndexPack {
-            id: Id::hash(b"p2"),
-            blobs: vec![IndexBlob { offset: 9, ..blob }],
-        });
-        let loc = idx.get(BlobType::Data, &Id::hash(b"x")).unwrap();
-        assert_eq!(loc.pack, Id::hash(b"p1"));
-        assert!(!idx.has(BlobType::Tree, &Id::hash(b"x")));
-    }
-
-    #[test]
-    fn entries_longer_than_their_pack_are_refused_and_a_good_duplicate_wins() {
-        let pack = Id::hash(b"small pack");
-        let good_pack = Id::hash(b"good pack");
-        let sizes = HashMap::from([(pack, 142), (good_pack, 1000)]);
-        let mut idx = Index::with_pack_sizes(sizes);
-        let blob = |id: &[u8], offset, length| IndexBlob {
-            id: Id::hash(id),
-            blob_type: BlobType::Data,
-            offset,
-            length,
-            uncompressed_length: 0,
-        };
-        idx.add_pack(&IndexPack {
-            id: pack,
-            blobs: vec![
-                blob(b"huge", 0, u32::MAX),
-                blob(b"past end", 100, 60),
-                blob(b"fits", 0, 100),
-                blob(b"dup", 0, 1 << 20),
-            ],
-        });
-        idx.add_pack(&IndexPack {
-            id: good_pack,
-            blobs: vec![blob(b"dup", 0, 100)],
-        });
-        assert!(idx.has(BlobType::Data, &Id::hash(b"fits")));
-        for bad in [&b"huge"[..], b"past end"] {
-            assert!(!idx.has(BlobType::Data, &Id::hash(bad)));
-            let why = idx.damage(BlobType::Data, &Id::hash(bad)).unwrap();
-            assert!(why.contains("damaged"), "{why}");
-        }
-        assert_eq!(
-            idx.get(BlobType::Data, &Id::hash(b"dup")).unwrap().pack,
-            good_pack
-        );
-        assert_eq!(idx.damage(BlobType::Data, &Id::hash(b"dup")), None);
-        assert_eq!(idx.damaged_entries().len(), 3);
-    }
-    use proptest::prelude::*;
-
-    /// A model of the index: a hash map, first good entry wins.
-    type Model = HashMap<(BlobType, Id), (Id, u32, u32, u32)>;
-
-    fn model_add(model: &mut Model, sizes: &HashMap<Id, u64>, f: &IndexFile) {
-        for p in &f.packs {
-            for b in &p.blobs {
-                let blob = b.packed();
-                if blob.check_fits(sizes.get(&p.id).copied()).is_ok() {
-                    model.entry((b.blob_type, b.id)).or_insert((
-                        p.id,
-                        b.offset,
-                        b.length,
-                        b.uncompressed_length,
-                    ));
-                }
-            }
-        }
-    }
-
-    fn assert_matches(idx: &Index, model: &Model, probes: &[(BlobType, Id)]) {
-        for (t, id) in probes {
-            let got = idx.get(*t, id).map(|l| {
-                (
-                    l.pack,
-                    l.blob.offset,
-                    l.blob.length,
-                    l.blob.uncompressed_length,
-                )
-            });
-            assert_eq!(got, model.get(&(*t, *id)).copied(), "{t} {id:?}");
-            assert_eq!(idx.has(*t, id), model.contains_key(&(*t, *id)));
-        }
-        for t in [BlobType::Data, BlobType::Tree] {
-            let n = model.keys().filter(|(mt, _)| *mt == t).count();
-            assert_eq!(idx.blob_count(t), n);
-        }
-        let mut listed: Vec<(BlobType, Id, Id, u32, u32, u32)> = idx
-            .by_pack()
-            .into_iter()
-            .flat_map(|(pack, blobs)| {
-                blobs.into_iter().map(move |b| {
-                    (
-                        b.blob_type,
-                        b.id,
-                        pack,
-                        b.offset,
-                        b.length,
-                        b.uncompressed_length,
-                    )
-                })
-            })
-            .collect();
-        listed.sort();
-        let mut want: Vec<(BlobType, Id, Id, u32, u32, u32)> = model
-            .iter()
-            .map(|((t, id), (p, o, l, u))| (*t, *id, *p, *o, *l, *u))
-            .collect();
-        want.sort();
-        assert_eq!(listed, want);
-        let mut trees: Vec<Id> = idx.tree_packs();
-        trees.sort();
-        let mut want_trees: Vec<Id> = model
-            .iter()
-            .filter(|((t, _), _)| *t == BlobType::Tree)
-            .map(|(_, (p, ..))| *p)
-            .collect();
-        want_trees.sort();
-        want_trees.dedup();
-        assert_eq!(trees, want_trees);
-    }
-
-    /// Ids that often share their first bytes (one bucket) or are equal.
-    fn test_id(bucket: u8, tail: u8) -> Id {
-        let mut id = [0u8; 32];
-        id[0] = bucket % 3;
-        id[1] = bucket / 3;
-        id[31] = tail;
-        id[7] = tail.wrapping_mul(7);
-        Id(id)
-    }
-
-    fn arb_files() -> impl Strategy<Value = Vec<IndexFile>> {
-        let blob = (
-            any::<bool>(),
-            0u8..6,
-            0u8..12,
-            prop_oneof![0u32..5000, Just(1 << 24), Just(u32::MAX - 3)],
-            prop_oneof![20u32..3000, Just(40 << 20), Just((1 << 24) + 5)],
-            prop_oneof![Just(0u32), 100u32..5000, Just(1 << 24)],
-        )
-            .prop_map(|(tree, bucket, tail, offset, length, ulen)| IndexBlob {
-                id: test_id(bucket, tail),
-                blob_type: if tree { BlobType::Tree } else { BlobType::Data },
-                offset,
-                length,
-                uncompressed_length: ulen,
-            });
-        let pack = (0u8..8, prop::collection::vec(blob, 0..8)).prop_map(|(p, blobs)| IndexPack {
-            id: Id::hash(&[p]),
-            blobs,
-        });
-        let file = prop::collection::vec(pack, 0..5).prop_map(|packs| IndexFile {
-            supersedes: vec![],
-            packs,
-        });
-        prop::collection::vec(file, 0..5)
-    }
-
-    proptest! {
-        #[test]
-        fn compact_index_behaves_like_a_hash_map(files in arb_files(), split in 0usize..6, sized in any::<bool>()) {
-            let sizes: HashMap<Id, u64> = if sized {
-                (0u8..6).map(|p| (Id::hash(&[p]), 4000 + 1000 * p as u64)).collect()
-            } else {
-                HashMap::new()
-            };
-            let mut model = Model::new();
-            for f in &files {
-                model_add(&mut model, &sizes, f);
-            }
-            let probes: Vec<(BlobType, Id)> = (0u8..6)
-                .flat_map(|b| (0u8..12).map(move |t| test_id(b, t)))
-                .flat_map(|id| [(BlobType::Data, id), (BlobType::Tree, id)])
-                .collect();
-            // All at once, one file at a time, and built then extended.
-            let bulk = Index::from_files(sizes.clone(), &files);
-            assert_matches(&bulk, &model, &probes);
-            let mut one_by_one = Index::with_pack_sizes(sizes.clone());
-            for f in &files {
-                one_by_one.add_file(f);
-            }
-            assert_matches(&one_by_one, &model, &probes);
-            let split = split.min(files.len());
-            let mut mixed = Index::from_files(sizes.clone(), &files[..split]);
-            for f in &files[split..] {
-                mixed.add_file(f);
-            }
-            assert_matches(&mixed, &model, &probes);
-            for (t, id) in &probes {
-                prop_assert_eq!(bulk.damage(*t, id), one_by_one.damage(*t, id));
-                prop_assert_eq!(bulk.damage(*t, id).is_some(), mixed.damage(*t, id).is_some());
-            }
-            prop_assert_eq!(bulk.damaged_entries(), one_by_one.damaged_entries());
-            for p in 0u8..8 {
-                let id = Id::hash(&[p]);
-                prop_assert_eq!(bulk.pack_size(&id), sizes.get(&id).copied());
-                prop_assert_eq!(mixed.pack_size(&id), sizes.get(&id).copied());
-            }
-        }
-    }
-
-    #[test]
-    fn side_maps_merge_into_the_table_as_packs_are_added() {
-        let mut model = Model::new();
-        let mut files = Vec::new();
-        for f in 0..12u32 {
-            let packs = (0..50u32)
-                .map(|p| IndexPack {
-                    id: Id::hash(&(f * 1000 + p).to_le_bytes()),
-                    blobs: (0..200u32)
-                        .map(|b| IndexBlob {
-                            // Every blob again in a later file: the first copy must win.
-                            id: Id::hash(&((f / 2) * 100_000 + p * 1000 + b).to_le_bytes()),
-                            blob_type: if b % 10 == 0 {
-                                BlobType::Tree
-                            } else {
-                                BlobType::Data
-                            },
-                            offset: b * 100 + if p == 7 { 1 << 24 } else { 0 },
-                            length: 100,
-                            uncompressed_length: 0,
-                        })
-                        .collect(),
-                })
-                .collect();
-            files.push(IndexFile {
-                supersedes: vec![],
-                packs,
-            });
-        }
-        let sizes = HashMap::new();
-        for f in &files {
-            model_add(&mut model, &sizes, f);
-        }
-        let probes: Vec<(BlobType, Id)> = model.keys().copied().collect();
-        let mut idx = Index::new();
-        for f in &files {
-            idx.add_file(f);
-        }
-        assert!(idx.data.side.len() < idx.data.entries.len(), "merged");
-        assert_matches(&idx, &model, &probes);
-        let bulk = Index::from_files(HashMap::new(), &files);
-        assert_matches(&bulk, &model, &probes);
-        assert!(bulk.heap_bytes() < 60 * model.len() + 256 * 1024 + 100 * 600);
-        assert!(!idx.escapes.is_empty());
-    }
-}
+mod tests;

@@ -154,6 +154,9 @@ pub struct Repository {
     compression: Compression,
     /// File sizes from the latest listing of each type, to bound reads before they happen.
     sizes: Arc<std::sync::Mutex<SizeCache>>,
+    /// The local cache directory (of all repositories) where `load_index` keeps its
+    /// snapshot of the index; None: no snapshot.
+    cache_base: Option<std::path::PathBuf>,
 }
 
 impl Repository {
@@ -187,6 +190,7 @@ impl Repository {
             key_id,
             compression: Compression::Auto,
             sizes: Arc::default(),
+            cache_base: None,
         };
         repo.backend.set_repository_id(&repo.config.id);
         let cfg = serde_json::to_vec(&repo.config).map_err(|e| Error::invalid(e.to_string()))?;
@@ -232,6 +236,7 @@ impl Repository {
                         key_id: k.name.clone(),
                         compression: Compression::Auto,
                         sizes: Arc::default(),
+                        cache_base: None,
                     });
                 }
                 Err(e) if e.kind() == Kind::WrongPassword => wrong += 1,
@@ -437,18 +442,110 @@ impl Repository {
             .collect())
     }
 
-    /// Loads every index file into memory (in parallel), checking each entry against the
-    /// listed size of its pack.
+    /// Lets `load_index` keep an authenticated snapshot of the index under
+    /// `base/<repository id>/` (the same directory a remote repository's cache uses), so
+    /// the next process loads it with one read. None (the default) disables it.
+    pub fn set_cache_dir(&mut self, base: Option<std::path::PathBuf>) {
+        self.cache_base = base;
+    }
+
+    /// Where the index snapshot of this repository lives, if anywhere.
+    fn index_snapshot_path(&self) -> Option<std::path::PathBuf> {
+        let id = &self.config.id;
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(self.cache_base.as_ref()?.join(id).join("index.snapshot"))
+    }
+
+    /// Loads the index: from the cached snapshot (see [`Repository::set_cache_dir`]) when
+    /// it is authentic and every index file it covers is still there, parsing only the
+    /// index files it does not cover; else every index file (in parallel). Each entry is
+    /// checked against the listed size of its pack. Of duplicate entries the first loaded
+    /// wins (the snapshot's before newer files'); every one is a valid location.
     pub fn load_index(&self) -> Result<Index> {
         let ids = self.list_ids(FileType::Index)?;
-        let files = crate::parallel::map(ids, 4, |id| {
-            self.load_json::<IndexFile>(FileType::Index, &id)
+        let mut sizes = self.pack_sizes()?;
+        let path = self.index_snapshot_path();
+        let key = crate::index::snapshot::mac_key(&self.key);
+        let listed: std::collections::HashSet<Id> = ids.iter().copied().collect();
+        let base = path.as_deref().and_then(|p| {
+            crate::index::snapshot::read(p, &key, &self.config.id, &listed, Some(&mut sizes))
+        });
+        let (mut covered, base) = match base {
+            Some(l) => (l.covered, Some(l.index)),
+            None => (Vec::new(), None),
+        };
+        let have: std::collections::HashSet<Id> = covered.iter().copied().collect();
+        let todo: Vec<Id> = ids.into_iter().filter(|id| !have.contains(id)).collect();
+        let parsed = todo.len();
+        let files = crate::parallel::map(todo.clone(), 4, |id| {
+            let bytes = self.load_file(FileType::Index, &id)?;
+            IndexFile::from_json(&bytes)
+                .map_err(|e| Error::corrupt(format!("index/{id}: invalid JSON: {e}")))
         })?;
-        let index = Index::from_files(self.pack_sizes()?, &files);
+        let new_blobs: usize = files
+            .iter()
+            .flat_map(|f| &f.packs)
+            .map(|p| p.blobs.len())
+            .sum();
+        let from_snapshot = covered.len();
+        let (mut index, write) = match base {
+            Some(mut index) => {
+                for f in &files {
+                    index.add_file(f);
+                }
+                // Rewriting a snapshot costs about what reading it does: only once the
+                // files it misses are many or large.
+                let held = index.blob_count(BlobType::Data) + index.blob_count(BlobType::Tree);
+                (index, parsed > 32 || new_blobs.saturating_mul(8) > held)
+            }
+            None => (Index::from_files(sizes, &files), parsed > 0),
+        };
         drop(files);
+        let mut written = false;
+        if let (Some(p), true) = (path, write) {
+            index.compact();
+            covered.extend(todo);
+            covered.sort_unstable();
+            written =
+                crate::index::snapshot::write(&p, &key, &self.config.id, &covered, &index).is_ok();
+        }
+        index.set_source(crate::index::IndexSource {
+            from_snapshot,
+            parsed,
+            snapshot_written: written,
+        });
         self.backend
             .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
         Ok(index)
+    }
+
+    /// The index for commands that only read blobs (ls, browse, dump): from the cached
+    /// snapshot without listing the packs when the snapshot covers every index file,
+    /// taking the pack sizes it recorded (a pack damaged since is still caught when read:
+    /// `load_blob` checks the blob against its pack's size and verifies its contents);
+    /// else as [`Repository::load_index`]. Check, prune, repair and backup use
+    /// `load_index`, which checks every entry against the pack sizes listed now.
+    pub fn load_index_for_reading(&self) -> Result<Index> {
+        let ids = self.list_ids(FileType::Index)?;
+        if let Some(p) = self.index_snapshot_path() {
+            let key = crate::index::snapshot::mac_key(&self.key);
+            let listed: std::collections::HashSet<Id> = ids.iter().copied().collect();
+            let loaded = crate::index::snapshot::read(&p, &key, &self.config.id, &listed, None);
+            if let Some(l) = loaded.filter(|l| l.covered.len() == listed.len()) {
+                let mut index = l.index;
+                index.set_source(crate::index::IndexSource {
+                    from_snapshot: l.covered.len(),
+                    parsed: 0,
+                    snapshot_written: false,
+                });
+                self.backend
+                    .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
+                return Ok(index);
+            }
+        }
+        self.load_index()
     }
 
     /// Reads one blob through the index, verified.

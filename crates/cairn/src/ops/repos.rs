@@ -215,20 +215,26 @@ pub fn open_config_repository(rc: &RepoConfig) -> Result<Repository> {
     let opts = resolved.options()?;
     let password = resolved.password()?;
     let backend = backend::open(&rc.url, &opts).map_err(named)?;
-    Repository::open(backend, &password).map_err(|e| {
-        if e.kind() == Kind::WrongPassword {
-            Error::new(
-                Kind::WrongPassword,
-                format!(
-                    "wrong password for repository {name:?} ({}): check {}",
-                    rc.url,
-                    Origin::of(rc).password_setting()
-                ),
-            )
-        } else {
-            named(e)
-        }
-    })
+    Repository::open(backend, &password)
+        .map_err(|e| {
+            if e.kind() == Kind::WrongPassword {
+                Error::new(
+                    Kind::WrongPassword,
+                    format!(
+                        "wrong password for repository {name:?} ({}): check {}",
+                        rc.url,
+                        Origin::of(rc).password_setting()
+                    ),
+                )
+            } else {
+                named(e)
+            }
+        })
+        .map(|mut repo| {
+            // The index snapshot lives in the metadata cache (also for local repositories).
+            repo.set_cache_dir(opts.cache_dir.clone());
+            repo
+        })
 }
 
 /// The variables a child of `cairn run` would get on top of cairn's own environment:
@@ -410,10 +416,19 @@ const SIZES_MAX: usize = 1 << 20;
 impl Open {
     /// Wraps an opened repository and loads its index.
     pub fn new(name: &str, repo: Repository) -> Result<Open> {
-        let files = index_files(&repo)?;
-        let index = repo
-            .load_index()
-            .map_err(|e| e.context(format!("repository {name:?}: loading the index")))?;
+        // The listing kept to notice changes later runs beside the load (which lists
+        // `index/` itself): on a remote, one round trip less before the first answer.
+        let (files, index) = std::thread::scope(|s| {
+            let listing = s.spawn(|| index_files(&repo));
+            let index = repo.load_index_for_reading();
+            let files = listing
+                .join()
+                .unwrap_or_else(|_| Err(Error::new(Kind::Io, "listing index/ failed")));
+            (files, index)
+        });
+        let index =
+            index.map_err(|e| e.context(format!("repository {name:?}: loading the index")))?;
+        let files = files?;
         Ok(Open {
             name: name.to_string(),
             repo,
@@ -447,7 +462,7 @@ impl Open {
         if st.checked.elapsed() >= RECHECK {
             let files = index_files(&self.repo)?;
             if files != st.files {
-                st.index = Arc::new(self.repo.load_index().map_err(|e| {
+                st.index = Arc::new(self.repo.load_index_for_reading().map_err(|e| {
                     e.context(format!("repository {:?}: reloading the index", self.name))
                 })?);
                 st.files = files;

@@ -1,0 +1,713 @@
+//! A persistent binary snapshot of a loaded index, kept in the repository's local cache
+//! directory so that the next process loads the index with one read instead of parsing
+//! every index file again (restic re-parses them all each time).
+//!
+//! The snapshot records which index files it covers; [`Repository::load_index`] uses it
+//! only if every one of them is still in the repository (an index file removed by prune or
+//! `repair index` makes it stale), parses the index files it does not cover, and checks the
+//! pack sizes it was built with against the current listing (a pack whose size changed or
+//! vanished could change which entries are refused as damage: then the index is rebuilt).
+//!
+//! The file is authenticated with HMAC-SHA256 under a key derived from the repository's
+//! master key and bound to the repository id: a corrupt disk, an older format or another
+//! local user's file cannot make us trust a wrong location; any mismatch means "rebuild".
+//! Reads are bounded by the file's size before any allocation, and nothing is trusted
+//! before the tag at the end has been checked. Written atomically (temporary file +
+//! rename), 0600 in a 0700 directory.
+//!
+//! Layout (little-endian): magic, repository id, covered index ids, pack ids, pack sizes,
+//! pack order, escapes, refused entries, then per blob type the bucket starts and the
+//! 42-byte entries exactly as the compact table holds them; last the 32-byte tag over all
+//! bytes before it.
+//!
+//! [`Repository::load_index`]: crate::repository::Repository::load_index
+
+use super::table::{Entry, Location, Table, BUCKETS, SUFFIX};
+use super::Index;
+use crate::id::Id;
+use crate::pack::BlobType;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const MAGIC: &[u8; 8] = b"cairnix1";
+const TAG_LEN: usize = 32;
+const ENTRY_LEN: usize = SUFFIX + 12;
+/// Entries converted per read while loading (bounded buffer).
+const CHUNK_ENTRIES: usize = 1 << 15;
+
+/// The key that authenticates snapshots of one repository: derived from its master key
+/// (never stored), so only a holder of the password can write one we accept.
+pub fn mac_key(master: &crate::crypto::Key) -> [u8; 32] {
+    let j = master.to_json();
+    let mut h = Sha256::new();
+    h.update(b"cairn index snapshot key v1\0");
+    h.update(j.encrypt.as_bytes());
+    h.update(b"\0");
+    h.update(j.mac.k.as_bytes());
+    h.update(b"\0");
+    h.update(j.mac.r.as_bytes());
+    h.finalize().into()
+}
+
+fn new_mac(key: &[u8; 32]) -> HmacSha256 {
+    // HMAC takes keys of any length: this cannot fail.
+    <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+}
+
+/// A writer that authenticates everything written through it.
+struct MacWriter<W: Write> {
+    inner: W,
+    mac: HmacSha256,
+}
+
+impl<W: Write> MacWriter<W> {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.mac.update(b);
+        self.inner.write_all(b)
+    }
+    fn u64(&mut self, v: u64) -> std::io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+}
+
+/// Writes the snapshot of `index` (whose side maps must be empty: see
+/// [`Index::compact`]) covering the index files `covered`. Errors only cost speed.
+pub fn write(
+    path: &Path,
+    key: &[u8; 32],
+    repo_id: &str,
+    covered: &[Id],
+    index: &Index,
+) -> std::io::Result<()> {
+    if !index.is_compact() {
+        return Err(std::io::Error::other("index not compact"));
+    }
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    crate::backend::cache::private_dir(dir)?;
+    let tmp = dir.join(format!(
+        ".index-snapshot.tmp{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut w = MacWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            mac: new_mac(key),
+        };
+        write_body(&mut w, repo_id, covered, index)?;
+        let tag = w.mac.finalize().into_bytes();
+        w.inner.write_all(&tag)?;
+        w.inner.into_inner().map_err(|e| e.into_error())?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_body<W: Write>(
+    w: &mut MacWriter<W>,
+    repo_id: &str,
+    covered: &[Id],
+    index: &Index,
+) -> std::io::Result<()> {
+    w.put(MAGIC)?;
+    w.u64(repo_id.len() as u64)?;
+    w.put(repo_id.as_bytes())?;
+    w.u64(covered.len() as u64)?;
+    for id in covered {
+        w.put(&id.0)?;
+    }
+    w.u64(index.packs.len() as u64)?;
+    for id in &index.packs {
+        w.put(&id.0)?;
+    }
+    for s in &index.sizes {
+        w.u64(*s)?;
+    }
+    for n in &index.pack_order {
+        w.put(&n.to_le_bytes())?;
+    }
+    w.u64(index.escapes.len() as u64)?;
+    for e in &index.escapes {
+        for v in [e.pack, e.offset, e.length, e.uncompressed_length] {
+            w.put(&v.to_le_bytes())?;
+        }
+    }
+    let mut damaged: Vec<(&(BlobType, Id), &String)> = index.damaged.iter().collect();
+    damaged.sort();
+    w.u64(damaged.len() as u64)?;
+    for ((t, id), why) in damaged {
+        w.put(&[type_byte(*t)])?;
+        w.put(&id.0)?;
+        w.u64(why.len() as u64)?;
+        w.put(why.as_bytes())?;
+    }
+    for table in [&index.data, &index.trees] {
+        w.u64(table.starts.len() as u64)?;
+        for s in &table.starts {
+            w.put(&s.to_le_bytes())?;
+        }
+        w.u64(table.entries.len() as u64)?;
+        let mut buf = Vec::with_capacity(CHUNK_ENTRIES * ENTRY_LEN);
+        for chunk in table.entries.chunks(CHUNK_ENTRIES) {
+            buf.clear();
+            for e in chunk {
+                buf.extend_from_slice(&e.suffix);
+                buf.extend_from_slice(&e.loc);
+            }
+            w.put(&buf)?;
+        }
+    }
+    Ok(())
+}
+
+fn type_byte(t: BlobType) -> u8 {
+    match t {
+        BlobType::Data => 0,
+        BlobType::Tree => 1,
+    }
+}
+
+/// A reader that authenticates what it reads and never reads past the tag.
+struct MacReader<R: Read> {
+    inner: R,
+    mac: HmacSha256,
+    /// Bytes left before the tag.
+    left: u64,
+}
+
+impl<R: Read> MacReader<R> {
+    fn fill(&mut self, buf: &mut [u8]) -> Option<()> {
+        if buf.len() as u64 > self.left {
+            return None;
+        }
+        self.inner.read_exact(buf).ok()?;
+        self.left -= buf.len() as u64;
+        self.mac.update(buf);
+        Some(())
+    }
+    fn bytes(&mut self, n: u64) -> Option<Vec<u8>> {
+        if n > self.left {
+            return None;
+        }
+        let mut v = vec![0u8; usize::try_from(n).ok()?];
+        self.fill(&mut v)?;
+        Some(v)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.fill(&mut b)?;
+        Some(u64::from_le_bytes(b))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let mut b = [0u8; 4];
+        self.fill(&mut b)?;
+        Some(u32::from_le_bytes(b))
+    }
+    fn id(&mut self) -> Option<Id> {
+        let mut b = [0u8; 32];
+        self.fill(&mut b)?;
+        Some(Id(b))
+    }
+    /// A count of items of `size` bytes each that the rest of the file can hold.
+    fn count(&mut self, size: u64) -> Option<usize> {
+        let n = self.u64()?;
+        if n.checked_mul(size)? > self.left {
+            return None;
+        }
+        usize::try_from(n).ok()
+    }
+}
+
+/// A loaded snapshot: the index files it covers (sorted) and the index built from them.
+pub struct Loaded {
+    pub covered: Vec<Id>,
+    pub index: Index,
+}
+
+/// Reads the snapshot at `path` if it is authentic, of this repository, covers only index
+/// files still `listed`, and was built with the pack sizes now listed (`sizes`, which then
+/// move into the index; left as they are on None). Without `sizes` the pack sizes recorded
+/// in the snapshot are taken as they are (see `Repository::load_index_for_reading`).
+/// None on any problem: the caller rebuilds.
+pub fn read(
+    path: &Path,
+    key: &[u8; 32],
+    repo_id: &str,
+    listed: &HashSet<Id>,
+    sizes: Option<&mut HashMap<Id, u64>>,
+) -> Option<Loaded> {
+    let file = fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let left = len.checked_sub(TAG_LEN as u64)?;
+    let mut r = MacReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        mac: new_mac(key),
+        left,
+    };
+    let loaded = read_body(&mut r, repo_id)?;
+    if r.left != 0 {
+        return None;
+    }
+    let mut tag = [0u8; TAG_LEN];
+    r.inner.read_exact(&mut tag).ok()?;
+    r.mac.verify_slice(&tag).ok()?;
+    // Authentic. Stale if an index file it covers is gone (prune, repair).
+    if !loaded.covered.iter().all(|id| listed.contains(id)) {
+        return None;
+    }
+    // The pack sizes it was built with must still be the listed ones.
+    let mut index = loaded.index;
+    let Some(sizes) = sizes else {
+        return Some(Loaded {
+            covered: loaded.covered,
+            index,
+        });
+    };
+    let mut taken = Vec::with_capacity(index.packs.len());
+    let mut same = true;
+    for (id, want) in index.packs.iter().zip(&index.sizes) {
+        let now = sizes.remove(id);
+        if let Some(s) = now {
+            taken.push((*id, s));
+        }
+        if now.unwrap_or(super::NO_SIZE) != *want {
+            same = false;
+            break;
+        }
+    }
+    if !same {
+        sizes.extend(taken);
+        return None;
+    }
+    index.other_sizes = std::mem::take(sizes);
+    Some(Loaded {
+        covered: loaded.covered,
+        index,
+    })
+}
+
+fn read_body<R: Read>(r: &mut MacReader<R>, repo_id: &str) -> Option<Loaded> {
+    let mut magic = [0u8; 8];
+    r.fill(&mut magic)?;
+    if &magic != MAGIC {
+        return None;
+    }
+    let n = r.count(1)?;
+    if r.bytes(n as u64)? != repo_id.as_bytes() {
+        return None;
+    }
+    let n = r.count(32)?;
+    let mut covered = Vec::with_capacity(n);
+    for _ in 0..n {
+        covered.push(r.id()?);
+    }
+    let packs_n = r.count(32 + 8 + 4)?;
+    let mut index = Index::new();
+    index.packs.reserve_exact(packs_n);
+    for _ in 0..packs_n {
+        index.packs.push(r.id()?);
+    }
+    index.sizes.reserve_exact(packs_n);
+    for _ in 0..packs_n {
+        index.sizes.push(r.u64()?);
+    }
+    index.pack_order.reserve_exact(packs_n);
+    for _ in 0..packs_n {
+        let p = r.u32()?;
+        if p as usize >= packs_n {
+            return None;
+        }
+        index.pack_order.push(p);
+    }
+    let n = r.count(16)?;
+    index.escapes.reserve_exact(n);
+    for _ in 0..n {
+        index.escapes.push(Location {
+            pack: r.u32()?,
+            offset: r.u32()?,
+            length: r.u32()?,
+            uncompressed_length: r.u32()?,
+        });
+    }
+    let n = r.count(1 + 32 + 8)?;
+    for _ in 0..n {
+        let mut t = [0u8; 1];
+        r.fill(&mut t)?;
+        let t = match t[0] {
+            0 => BlobType::Data,
+            1 => BlobType::Tree,
+            _ => return None,
+        };
+        let id = r.id()?;
+        let why_len = r.count(1)?;
+        let why = String::from_utf8(r.bytes(why_len as u64)?).ok()?;
+        index.damaged.insert((t, id), why);
+    }
+    index.data = read_table(r)?;
+    index.trees = read_table(r)?;
+    Some(Loaded { covered, index })
+}
+
+fn entry_of(c: &[u8]) -> Entry {
+    let mut e = Entry::EMPTY;
+    e.suffix.copy_from_slice(&c[..SUFFIX]);
+    e.loc.copy_from_slice(&c[SUFFIX..]);
+    e
+}
+
+/// Reads `total` entries, authenticating them on the way.
+fn read_entries<R: Read>(r: &mut MacReader<R>, total: usize) -> Option<Vec<Entry>> {
+    let mut entries = Vec::with_capacity(total);
+    let mut buf = vec![0u8; CHUNK_ENTRIES.min(total) * ENTRY_LEN];
+    while entries.len() < total {
+        let k = (total - entries.len()).min(CHUNK_ENTRIES);
+        let chunk = &mut buf[..k * ENTRY_LEN];
+        r.fill(chunk)?;
+        entries.extend(chunk.chunks_exact(ENTRY_LEN).map(entry_of));
+    }
+    Some(entries)
+}
+
+/// Reads `total` entries and hands every chunk read to `authenticate` (which must feed
+/// them to the reader's MAC, in order).
+fn read_entries_unauthenticated<R: Read>(
+    r: &mut MacReader<R>,
+    total: usize,
+    mut authenticate: impl FnMut(Vec<u8>),
+) -> Option<Vec<Entry>> {
+    let mut entries = Vec::with_capacity(total);
+    while entries.len() < total {
+        let k = (total - entries.len()).min(CHUNK_ENTRIES);
+        let n = k * ENTRY_LEN;
+        if n as u64 > r.left {
+            return None;
+        }
+        let mut chunk = vec![0u8; n];
+        r.inner.read_exact(&mut chunk).ok()?;
+        r.left -= n as u64;
+        entries.extend(chunk.chunks_exact(ENTRY_LEN).map(entry_of));
+        authenticate(chunk);
+    }
+    Some(entries)
+}
+
+fn read_table<R: Read>(r: &mut MacReader<R>) -> Option<Table> {
+    let n = r.count(4)?;
+    if n != 0 && n != BUCKETS + 1 {
+        return None;
+    }
+    let mut starts = Vec::with_capacity(n);
+    for _ in 0..n {
+        starts.push(r.u32()?);
+    }
+    let total = r.count(ENTRY_LEN as u64)?;
+    // Starts must rise and end at the entry count: lookups slice by them.
+    if (n == 0 && total != 0)
+        || starts.first().is_some_and(|f| *f != 0)
+        || starts.windows(2).any(|w| w[0] > w[1])
+        || starts.last().is_some_and(|l| *l as usize != total)
+    {
+        return None;
+    }
+    let entries = if total < 4 * CHUNK_ENTRIES {
+        read_entries(r, total)?
+    } else {
+        // Large: authenticate on a second core while this one converts.
+        let mut mac = std::mem::replace(&mut r.mac, new_mac(&[0; 32]));
+        let (entries, mac) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let hasher = s.spawn(move || {
+                for chunk in rx {
+                    mac.update(&chunk);
+                }
+                mac
+            });
+            let entries = read_entries_unauthenticated(r, total, |chunk| {
+                let _ = tx.send(chunk);
+            });
+            drop(tx);
+            (entries, hasher.join())
+        });
+        r.mac = mac.ok()?;
+        entries?
+    };
+    Some(Table {
+        starts,
+        entries,
+        side: HashMap::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::local::LocalBackend;
+    use crate::backend::{Backend, FileType};
+    use crate::id::Id;
+    use crate::index::{Index, IndexBlob, IndexFile, IndexPack, IndexSource};
+    use crate::pack::BlobType;
+    use crate::repository::Repository;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        repo: Repository,
+        backend: Arc<dyn Backend>,
+        snapshot: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("r")));
+        let mut repo = Repository::init(backend.clone(), "pw", 2, None).unwrap();
+        let cache = dir.path().join("cache");
+        repo.set_cache_dir(Some(cache.clone()));
+        let snapshot = cache.join(&repo.config().id).join("index.snapshot");
+        Fixture {
+            _dir: dir,
+            repo,
+            backend,
+            snapshot,
+        }
+    }
+
+    /// An index file of `packs` packs of 30 blobs each (one in 10 a tree), named by `seed`;
+    /// one blob is listed twice with a huge length (refused as damage).
+    fn index_file(seed: u32, packs: u32) -> IndexFile {
+        IndexFile {
+            supersedes: vec![],
+            packs: (0..packs)
+                .map(|p| IndexPack {
+                    id: Id::hash(format!("pack {seed} {p}").as_bytes()),
+                    blobs: (0..30u32)
+                        .map(|b| IndexBlob {
+                            id: Id::hash(format!("blob {seed} {p} {b}").as_bytes()),
+                            blob_type: if b % 10 == 0 {
+                                BlobType::Tree
+                            } else {
+                                BlobType::Data
+                            },
+                            offset: b * 1000 + if b == 7 { 1 << 24 } else { 0 },
+                            length: if b == 29 { u32::MAX } else { 900 },
+                            uncompressed_length: 2000,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn everything(idx: &Index) -> (Vec<(Id, Vec<crate::pack::PackedBlob>)>, Vec<String>) {
+        let mut by_pack = idx.by_pack();
+        by_pack.sort_by_key(|p| p.0);
+        let damaged = idx
+            .damaged_entries()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        (by_pack, damaged)
+    }
+
+    #[test]
+    fn a_second_load_comes_from_the_snapshot_and_equals_a_full_parse() {
+        let f = fixture();
+        for seed in 0..3 {
+            f.repo
+                .save_json(FileType::Index, &index_file(seed, 5))
+                .unwrap();
+        }
+        let first = f.repo.load_index().unwrap();
+        assert_eq!(
+            first.source(),
+            IndexSource {
+                from_snapshot: 0,
+                parsed: 3,
+                snapshot_written: true
+            }
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&f.snapshot).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(f.snapshot.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let second = f.repo.load_index().unwrap();
+        assert_eq!(second.source().from_snapshot, 3);
+        assert_eq!(second.source().parsed, 0);
+        assert!(!second.source().snapshot_written);
+        assert_eq!(everything(&first), everything(&second));
+        let probe = Id::hash(b"blob 1 2 3");
+        assert_eq!(
+            first.get(BlobType::Data, &probe),
+            second.get(BlobType::Data, &probe)
+        );
+        assert!(second.has(BlobType::Data, &probe));
+        assert!(second
+            .damage(BlobType::Data, &Id::hash(b"blob 1 2 29"))
+            .is_some());
+        assert_eq!(
+            second.pack_size(&Id::hash(b"pack 0 0")),
+            first.pack_size(&Id::hash(b"pack 0 0"))
+        );
+
+        // Readers take it without listing the packs, and get the same index.
+        let reading = f.repo.load_index_for_reading().unwrap();
+        assert_eq!(reading.source().from_snapshot, 3);
+        assert_eq!(everything(&reading), everything(&first));
+        assert_eq!(
+            reading.pack_size(&Id::hash(b"pack 0 0")),
+            first.pack_size(&Id::hash(b"pack 0 0"))
+        );
+
+        // A new index file: parsed on top of the snapshot.
+        f.repo
+            .save_json(FileType::Index, &index_file(7, 2))
+            .unwrap();
+        // Not covered: readers load it in full like load_index (snapshot + the new file).
+        let third = f.repo.load_index_for_reading().unwrap();
+        assert_eq!(third.source().from_snapshot, 3);
+        assert_eq!(third.source().parsed, 1);
+        assert!(third.has(BlobType::Data, &Id::hash(b"blob 7 1 3")));
+        let mut files: Vec<IndexFile> = Vec::new();
+        for id in f.repo.list_ids(FileType::Index).unwrap() {
+            files.push(f.repo.load_json(FileType::Index, &id).unwrap());
+        }
+        let full = Index::from_files(f.repo.pack_sizes().unwrap(), &files);
+        assert_eq!(everything(&third), everything(&full));
+    }
+
+    #[test]
+    fn a_stale_or_hostile_snapshot_is_ignored() {
+        let f = fixture();
+        let mut ids = Vec::new();
+        for seed in 0..3 {
+            ids.push(
+                f.repo
+                    .save_json(FileType::Index, &index_file(seed, 4))
+                    .unwrap(),
+            );
+        }
+        let reference = everything(&f.repo.load_index().unwrap());
+        let good = std::fs::read(&f.snapshot).unwrap();
+        let rebuilt = |f: &Fixture| {
+            let idx = f.repo.load_index().unwrap();
+            assert_eq!(idx.source().from_snapshot, 0, "must not be trusted");
+            idx
+        };
+        // Flipped bits anywhere, truncation, garbage, an empty file.
+        for at in [0, 9, 60, good.len() / 2, good.len() - 40, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&f.snapshot, &bad).unwrap();
+            assert_eq!(everything(&rebuilt(&f)), reference);
+            // Readers, who skip the pack listing, check it the same way.
+            std::fs::write(&f.snapshot, &bad).unwrap();
+            let idx = f.repo.load_index_for_reading().unwrap();
+            assert_eq!(idx.source().from_snapshot, 0);
+            assert_eq!(everything(&idx), reference);
+        }
+        for len in [0, 5, 31, 32, 100, good.len() - 1] {
+            std::fs::write(&f.snapshot, &good[..len]).unwrap();
+            assert_eq!(everything(&rebuilt(&f)), reference);
+        }
+        let mut longer = good.clone();
+        longer.extend_from_slice(&[0; 7]);
+        std::fs::write(&f.snapshot, &longer).unwrap();
+        rebuilt(&f);
+        // Another repository's (valid) snapshot, or one under another key.
+        let other = fixture();
+        other
+            .repo
+            .save_json(FileType::Index, &index_file(9, 1))
+            .unwrap();
+        other.repo.load_index().unwrap();
+        std::fs::write(&f.snapshot, std::fs::read(&other.snapshot).unwrap()).unwrap();
+        assert_eq!(everything(&rebuilt(&f)), reference);
+        // A snapshot made with a wrong key (say by someone without the password).
+        let idx = Index::from_files(f.repo.pack_sizes().unwrap(), &[index_file(5, 1)]);
+        let mut sorted = ids.clone();
+        sorted.sort();
+        super::write(&f.snapshot, &[7; 32], &f.repo.config().id, &sorted, &idx).unwrap();
+        assert_eq!(everything(&rebuilt(&f)), reference);
+        assert_eq!(f.repo.load_index().unwrap().source().from_snapshot, 3);
+
+        // An index file it covers is gone (prune): rebuilt without it.
+        f.backend.remove(FileType::Index, &ids[0].to_hex()).unwrap();
+        let idx = rebuilt(&f);
+        assert!(!idx.has(BlobType::Data, &Id::hash(b"blob 0 1 1")));
+        assert!(idx.has(BlobType::Data, &Id::hash(b"blob 1 1 1")));
+        assert_eq!(f.repo.load_index().unwrap().source().from_snapshot, 2);
+
+        // A pack it knows appears with another size: the entries are checked again.
+        let pack = Id::hash(b"pack 1 0");
+        f.backend
+            .write(FileType::Pack, &pack.to_hex(), &[0u8; 100])
+            .unwrap();
+        let idx = rebuilt(&f);
+        assert_eq!(idx.pack_size(&pack), Some(100));
+        assert!(idx
+            .damage(BlobType::Data, &Id::hash(b"blob 1 0 1"))
+            .is_some());
+        let again = f.repo.load_index().unwrap();
+        assert_eq!(again.source().from_snapshot, 2);
+        assert_eq!(everything(&again), everything(&idx));
+    }
+
+    #[test]
+    fn large_tables_round_trip_and_are_authenticated() {
+        let files: Vec<IndexFile> = (0..12).map(|seed| index_file(seed, 500)).collect();
+        let sizes = std::collections::HashMap::new();
+        let idx = Index::from_files(sizes.clone(), &files);
+        assert!(idx.blob_count(BlobType::Data) > 4 * super::CHUNK_ENTRIES);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let covered = [Id::hash(b"1")];
+        super::write(&path, &[1; 32], "ab", &covered, &idx).unwrap();
+        let listed = covered.iter().copied().collect();
+        let back = super::read(&path, &[1; 32], "ab", &listed, Some(&mut sizes.clone()))
+            .unwrap()
+            .index;
+        assert_eq!(everything(&back), everything(&idx));
+        let good = std::fs::read(&path).unwrap();
+        for at in [good.len() / 3, good.len() - 100] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(super::read(&path, &[1; 32], "ab", &listed, None).is_none());
+        }
+        std::fs::write(&path, &good[..good.len() - 1000]).unwrap();
+        assert!(super::read(&path, &[1; 32], "ab", &listed, None).is_none());
+    }
+
+    #[test]
+    fn no_cache_dir_no_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("r")));
+        let repo = Repository::init(backend, "pw", 2, None).unwrap();
+        repo.save_json(FileType::Index, &index_file(1, 1)).unwrap();
+        for _ in 0..2 {
+            let idx = repo.load_index().unwrap();
+            assert_eq!(idx.source().from_snapshot, 0);
+            assert!(!idx.source().snapshot_written);
+        }
+    }
+}

@@ -90,6 +90,10 @@ pub trait Backend: Send + Sync {
         *buf = self.read_range(t, name, offset, len)?;
         Ok(())
     }
+    /// A hint that `len` bytes from `offset` will be read soon: a backend that can fetch
+    /// them in the background (the local one asks the kernel to read them ahead) does;
+    /// the default ignores it. Never fails: a later read reports any error.
+    fn prefetch(&self, _t: FileType, _name: &str, _offset: u64, _len: u64) {}
     /// Stores a file atomically and durably. Names are content hashes, so writing an
     /// existing name again (same bytes) is allowed.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;

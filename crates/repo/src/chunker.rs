@@ -129,7 +129,7 @@ fn tables(pol: Polynomial) -> Arc<Tables> {
 }
 
 /// Bytes asked of the reader at a time.
-const READ_SIZE: usize = 512 * 1024;
+const READ_SIZE: usize = 256 * 1024;
 /// The read buffer: a whole chunk of the largest size plus one read past its end. A
 /// chunk is handed out as a slice of this buffer, never copied; the unread rest moves to
 /// the front when the next chunk might not fit behind it (at most one read's worth).

@@ -15,6 +15,8 @@ pub const IV_LEN: usize = 16;
 pub const MAC_LEN: usize = 16;
 /// Bytes an encrypted object has beyond its plaintext.
 pub const OVERHEAD: usize = IV_LEN + MAC_LEN;
+/// Bytes `seal_into` copies, encrypts and MACs at a time (a multiple of 16, well inside L1).
+const SEAL_PIECE: usize = 8 * 1024;
 
 /// The 16-byte mask restic (and Poly1305) applies to `r`.
 const R_MASK: [u8; 16] = [
@@ -85,13 +87,33 @@ impl Key {
     pub fn seal_into(&self, plaintext: &[u8], out: &mut Vec<u8>) {
         let mut iv = [0u8; IV_LEN];
         rand::thread_rng().fill_bytes(&mut iv);
-        let start = out.len();
+        use poly1305::universal_hash::{KeyInit as _, UniversalHash as _};
         out.reserve(plaintext.len() + OVERHEAD);
         out.extend_from_slice(&iv);
-        out.extend_from_slice(plaintext);
-        let ct = &mut out[start + IV_LEN..];
-        Aes256Ctr::new(&self.encrypt.into(), &iv.into()).apply_keystream(ct);
-        let tag = self.mac(&iv, ct);
+        let mut cipher = Aes256Ctr::new(&self.encrypt.into(), &iv.into());
+        let mut mac = poly1305::Poly1305::new(&self.poly_key(&iv));
+        // One pass over the data in pieces that stay in the L1 cache: copy a piece into
+        // place, encrypt it there, MAC the ciphertext while it is still hot (three passes
+        // over a whole blob went to memory twice more). The pieces are whole 16-byte blocks
+        // but the last, so the keystream and the MAC see the same bytes as in one call.
+        let mut pieces = plaintext.chunks(SEAL_PIECE).peekable();
+        while let Some(piece) = pieces.next() {
+            let at = out.len();
+            out.extend_from_slice(piece);
+            let ct = &mut out[at..];
+            cipher.apply_keystream(ct);
+            if pieces.peek().is_some() {
+                mac.update_padded(ct);
+            } else {
+                let (full, tail) = ct.split_at(ct.len() & !15);
+                mac.update_padded(full);
+                let tag: [u8; 16] = mac.compute_unpadded(tail).into();
+                out.extend_from_slice(&tag);
+                return;
+            }
+        }
+        // Empty plaintext: the MAC of nothing.
+        let tag: [u8; 16] = mac.compute_unpadded(&[]).into();
         out.extend_from_slice(&tag);
     }
 
@@ -448,6 +470,32 @@ mod tests {
                 .compute_unpadded(ct)
                 .into();
             assert_eq!(key.mac(&iv, ct), reference, "length {len}");
+        }
+    }
+
+    /// `seal_into` works in pieces: every length around the piece size opens with the
+    /// whole-buffer MAC and keystream of `open`, and appends after what `out` held.
+    #[test]
+    fn sealing_in_pieces_matches_the_whole_buffer_mac_and_keystream() {
+        let key = Key::random();
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        for len in [
+            0,
+            1,
+            15,
+            16,
+            17,
+            SEAL_PIECE - 1,
+            SEAL_PIECE,
+            SEAL_PIECE + 1,
+            2 * SEAL_PIECE + 15,
+            70_000,
+        ] {
+            let mut out = vec![9u8; 3];
+            key.seal_into(&data[..len], &mut out);
+            assert_eq!(&out[..3], &[9, 9, 9]);
+            assert_eq!(out.len(), 3 + len + OVERHEAD);
+            assert_eq!(key.open(&out[3..]).unwrap(), &data[..len], "length {len}");
         }
     }
 

@@ -92,11 +92,38 @@ pub const MAX_BLOB_SIZE: u32 = 1 << 30;
 const ENTRY_LEN: usize = 1 + 4 + 32;
 const COMPRESSED_ENTRY_LEN: usize = 1 + 4 + 4 + 32;
 
+/// Where a pack starts in its builder's buffer: a multiple of this in memory, what
+/// O_DIRECT wants of a buffer, so a local backend writes the pack from where it was built
+/// instead of copying it through an aligned bounce buffer.
+pub const PACK_ALIGN: usize = 4096;
+
 /// Accumulates encrypted blobs into one pack in memory.
 #[derive(Default)]
 pub struct PackBuilder {
+    /// Padding up to `start` (to align the pack), then the pack.
     bytes: Vec<u8>,
+    start: usize,
     blobs: Vec<PackedBlob>,
+}
+
+/// A finished pack, still in its builder's buffer (after `start` padding bytes).
+pub struct FinishedPack {
+    buf: Vec<u8>,
+    start: usize,
+    pub id: Id,
+    pub blobs: Vec<PackedBlob>,
+}
+
+impl FinishedPack {
+    /// The pack file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The buffer, for the next pack.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
 }
 
 impl PackBuilder {
@@ -111,12 +138,26 @@ impl PackBuilder {
         buf.clear();
         PackBuilder {
             bytes: buf,
+            start: 0,
             blobs: Vec::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len() - self.start
+    }
+
+    /// Makes room for the first blob's pack (`reserve` bytes) and aligns the pack's
+    /// start. If a later blob reallocates the buffer, the pack is merely unaligned.
+    fn begin(&mut self, reserve: usize) {
+        self.bytes.clear();
+        let want = reserve.saturating_add(PACK_ALIGN);
+        if self.bytes.capacity() < want {
+            self.bytes.reserve(want);
+        }
+        let pad = self.bytes.as_ptr().align_offset(PACK_ALIGN);
+        self.start = if pad < PACK_ALIGN { pad } else { 0 };
+        self.bytes.resize(self.start, 0);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,10 +170,13 @@ impl PackBuilder {
 
     /// Appends an already encrypted blob.
     pub fn add(&mut self, blob_type: BlobType, id: Id, encrypted: &[u8], uncompressed_length: u32) {
+        if self.blobs.is_empty() {
+            self.begin(encrypted.len());
+        }
         self.blobs.push(PackedBlob {
             blob_type,
             id,
-            offset: self.bytes.len() as u32,
+            offset: self.len() as u32,
             length: encrypted.len() as u32,
             uncompressed_length,
         });
@@ -156,24 +200,24 @@ impl PackBuilder {
         uncompressed_length: u32,
         reserve: usize,
     ) -> usize {
-        if self.bytes.is_empty() && self.bytes.capacity() < reserve {
-            self.bytes.reserve(reserve);
+        if self.blobs.is_empty() {
+            self.begin(reserve);
         }
-        let offset = self.bytes.len();
+        let at = self.bytes.len();
         key.seal_into(payload, &mut self.bytes);
-        let length = self.bytes.len() - offset;
+        let length = self.bytes.len() - at;
         self.blobs.push(PackedBlob {
             blob_type,
             id,
-            offset: offset as u32,
+            offset: (at - self.start) as u32,
             length: length as u32,
             uncompressed_length,
         });
         length
     }
 
-    /// Writes the header; returns the pack's bytes, its id and its blobs.
-    pub fn finish(mut self, key: &Key) -> (Vec<u8>, Id, Vec<PackedBlob>) {
+    /// Writes the header; returns the pack (its bytes, its id and its blobs).
+    pub fn finish(mut self, key: &Key) -> FinishedPack {
         let mut header = Vec::with_capacity(self.blobs.len() * COMPRESSED_ENTRY_LEN);
         for b in &self.blobs {
             let compressed = b.uncompressed_length != 0;
@@ -194,8 +238,13 @@ impl PackBuilder {
         key.seal_into(&header, &mut self.bytes);
         let header_len = (self.bytes.len() - before) as u32;
         self.bytes.extend_from_slice(&header_len.to_le_bytes());
-        let id = Id::hash(&self.bytes);
-        (self.bytes, id, self.blobs)
+        let id = Id::hash(&self.bytes[self.start..]);
+        FinishedPack {
+            buf: self.bytes,
+            start: self.start,
+            id,
+            blobs: self.blobs,
+        }
     }
 }
 
@@ -372,15 +421,46 @@ mod tests {
         let c2 = zstd::bulk::compress(&d2, 3).unwrap();
         let e2 = key.seal(&c2);
         b.add(BlobType::Tree, Id::hash(&d2), &e2, d2.len() as u32);
-        let (bytes, id, blobs) = b.finish(&key);
-        assert_eq!(id, Id::hash(&bytes));
-        let hl = header_length(&bytes, bytes.len() as u64).unwrap() as usize;
+        let pack = b.finish(&key);
+        let (bytes, id, blobs) = (pack.bytes(), pack.id, &pack.blobs);
+        assert_eq!(id, Id::hash(bytes));
+        let hl = header_length(bytes, bytes.len() as u64).unwrap() as usize;
         let hdr = &bytes[bytes.len() - 4 - hl..bytes.len() - 4];
         let parsed = parse_header(&key, hdr, bytes.len() as u64).unwrap();
-        assert_eq!(parsed, blobs);
+        assert_eq!(&parsed, blobs);
         for (p, want) in parsed.iter().zip([&d1, &d2]) {
             let stored = &bytes[p.offset as usize..(p.offset + p.length) as usize];
             assert_eq!(&decode_blob(&key, p, stored).unwrap(), want);
+        }
+    }
+
+    /// A pack starts aligned in its buffer, a recycled buffer too, and its blobs' offsets
+    /// count from the pack's first byte.
+    #[test]
+    fn a_pack_starts_aligned_and_its_offsets_count_from_its_start() {
+        let key = Key::random();
+        let mut buf = Vec::new();
+        for round in 0..3 {
+            let mut b = PackBuilder::with_buffer(std::mem::take(&mut buf));
+            let plain: Vec<Vec<u8>> = (0..5u8)
+                .map(|i| vec![i ^ round; 1000 + i as usize])
+                .collect();
+            for p in &plain {
+                b.seal_and_add(&key, BlobType::Data, Id::hash(p), p, 0, 64 * 1024);
+            }
+            let pack = b.finish(&key);
+            let bytes = pack.bytes();
+            assert_eq!(bytes.as_ptr() as usize % PACK_ALIGN, 0, "round {round}");
+            assert_eq!(pack.id, Id::hash(bytes));
+            let hl = header_length(bytes, bytes.len() as u64).unwrap() as usize;
+            let hdr = &bytes[bytes.len() - 4 - hl..bytes.len() - 4];
+            let parsed = parse_header(&key, hdr, bytes.len() as u64).unwrap();
+            assert_eq!(parsed, pack.blobs);
+            for (p, want) in parsed.iter().zip(&plain) {
+                let stored = &bytes[p.offset as usize..(p.offset + p.length) as usize];
+                assert_eq!(&decode_blob(&key, p, stored).unwrap(), want);
+            }
+            buf = pack.into_buffer();
         }
     }
 

@@ -18,22 +18,20 @@
 //! are removed (restic leaves nothing either), the rest are restored, and the failures
 //! are listed. Metadata is applied last, directories deepest first, so their times stick.
 
+mod packs;
 mod plan;
 mod write;
 
-use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::exclude::PatternSet;
 use crate::id::Id;
 use crate::index::Index;
 use crate::node::{self, NodeType};
-use crate::pack::{self, BlobType, PackedBlob};
+use crate::pack::BlobType;
 use crate::repository::Repository;
 use plan::{FileState, Plan, PlannedFile};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -83,9 +81,6 @@ pub struct Progress {
     pub bytes_done: AtomicU64,
     pub files_done: AtomicU64,
 }
-
-/// Blobs to fetch from one pack: each blob and the (file, offset) places it goes.
-type PackWork = Vec<(PackedBlob, Vec<(usize, u64)>)>;
 
 fn err_entry(path: &Path, e: impl std::fmt::Display) -> RestoreError {
     RestoreError {
@@ -354,6 +349,10 @@ pub fn restore_with_index(
         None => (root, String::new()),
     };
     let snap_dir = if snap_dir.is_empty() { "/" } else { &snap_dir };
+    // Not for a restore narrowed by patterns or picks: it loads a few of the trees only.
+    if !opts.dry_run && opts.include.is_empty() && opts.picks.is_empty() {
+        packs::prefetch_tree_packs(repo, index);
+    }
     let mut plan = plan::plan(repo, index, tree, snap_dir, opts);
     if opts.dry_run {
         let mut summary = dry_run_summary(&plan, opts);
@@ -420,31 +419,15 @@ pub fn restore_with_index(
     progress.total_bytes.store(total, Ordering::Relaxed);
 
     let bytes_written = AtomicU64::new(0);
-    let packs = pack_work(&plan.files, index);
-    let queue = Mutex::new(packs.into_iter());
-    let files = &plan.files;
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut bufs = (Vec::new(), Vec::new());
-                loop {
-                    let Some((pack_id, mut blobs)) = queue.lock().ok().and_then(|mut q| q.next())
-                    else {
-                        return;
-                    };
-                    blobs.sort_by_key(|(b, _)| b.offset);
-                    let ctx = PackCtx {
-                        repo,
-                        target: &target,
-                        files,
-                        bytes_written: &bytes_written,
-                        progress,
-                    };
-                    ctx.restore_pack(&pack_id, &blobs, &mut bufs);
-                }
-            });
-        }
-    });
+    packs::fetch(
+        repo,
+        index,
+        &target,
+        &plan.files,
+        threads,
+        &bytes_written,
+        progress,
+    );
 
     // Files whose blobs all arrived get their metadata; the others are removed.
     let file_errors = Mutex::new(Vec::new());
@@ -548,34 +531,6 @@ pub fn restore_with_index(
     Ok(summary)
 }
 
-/// Groups the blobs of every created file by pack (a blob needed several times is
-/// fetched once).
-fn pack_work(files: &[PlannedFile], index: &Index) -> Vec<(Id, PackWork)> {
-    let mut by_pack: HashMap<Id, PackWork> = HashMap::new();
-    let mut blob_slot: HashMap<Id, (Id, usize)> = HashMap::new();
-    for (fi, f) in files.iter().enumerate() {
-        if !f.pending() || f.ident.get().is_none() {
-            continue;
-        }
-        let mut off = 0u64;
-        for (id, len) in &f.blobs {
-            if let Some((pack, i)) = blob_slot.get(id) {
-                if let Some(list) = by_pack.get_mut(pack) {
-                    list[*i].1.push((fi, off));
-                }
-            } else if let Some(loc) = index.get(BlobType::Data, id) {
-                let list = by_pack.entry(loc.pack).or_default();
-                blob_slot.insert(*id, (loc.pack, list.len()));
-                list.push((loc.blob, vec![(fi, off)]));
-            }
-            off += len;
-        }
-    }
-    let mut packs: Vec<(Id, PackWork)> = by_pack.into_iter().collect();
-    packs.sort_by_key(|(id, _)| *id);
-    packs
-}
-
 /// Applies a fully written file's metadata (`Ok(true)`), or removes a file whose data
 /// failed and returns why (`Err`). `Ok(false)`: skipped, nothing to report.
 fn finish_file(target: &Target, f: &PlannedFile) -> std::result::Result<bool, String> {
@@ -610,138 +565,6 @@ fn finish_file(target: &Target, f: &PlannedFile) -> std::result::Result<bool, St
         .map_err(|e| format!("metadata: {e}"))?;
     write::metadata_fd(&f.entry.node, file.as_fd()).map_err(|e| format!("metadata: {e}"))?;
     Ok(true)
-}
-
-/// The most bytes of a pack read at once (a blob larger than this is read whole).
-const READ_RANGE_MAX: u64 = 8 << 20;
-
-/// Open files kept while one pack is processed (a pack of small files needs many).
-const OPEN_FILES_MAX: usize = 64;
-
-struct PackCtx<'a> {
-    repo: &'a Repository,
-    target: &'a Target<'a>,
-    files: &'a [PlannedFile],
-    bytes_written: &'a AtomicU64,
-    progress: &'a Progress,
-}
-
-impl PackCtx<'_> {
-    /// Reads the needed part of one pack and writes its blobs into the planned files.
-    fn restore_pack(
-        &self,
-        pack_id: &Id,
-        blobs: &[(PackedBlob, Vec<(usize, u64)>)],
-        (data, scratch): &mut (Vec<u8>, Vec<u8>),
-    ) {
-        let files = self.files;
-        let fail_targets = |targets: &[(usize, u64)], msg: &str| {
-            for (fi, _) in targets {
-                files[*fi].fail(|| msg.to_string());
-            }
-        };
-        // Each file is opened once per pack (and checked to be the inode created).
-        let mut open: HashMap<usize, std::fs::File> = HashMap::new();
-        // Read in ranges of at most READ_RANGE_MAX covering runs of needed blobs: memory
-        // stays at threads x (range + largest blob) however large the restore.
-        let mut i = 0;
-        while i < blobs.len() {
-            let start = blobs[i].0.offset as u64;
-            let mut j = i;
-            let mut end = start;
-            while j < blobs.len() {
-                let b = &blobs[j].0;
-                let b_end = b.offset as u64 + b.length as u64;
-                if b_end - start > READ_RANGE_MAX && j > i {
-                    break;
-                }
-                end = end.max(b_end);
-                j += 1;
-            }
-            let read = self.repo.backend().read_range_into(
-                FileType::Pack,
-                &pack_id.to_hex(),
-                start,
-                end - start,
-                data,
-            );
-            if let Err(e) = read {
-                let msg = format!("pack {pack_id}: {e}");
-                for (_, targets) in blobs {
-                    fail_targets(targets, &msg);
-                }
-                return;
-            }
-            for (blob, targets) in &blobs[i..j] {
-                let from = (blob.offset as u64 - start) as usize;
-                let Some(stored) = data.get_mut(from..from + blob.length as usize) else {
-                    let msg = format!("pack {pack_id} is shorter than its index says");
-                    fail_targets(targets, &msg);
-                    continue;
-                };
-                let plain = match pack::decode_blob_in_place(self.repo.key(), blob, stored, scratch)
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let msg =
-                            format!("data blob {} in pack {pack_id} is damaged: {e}", blob.id);
-                        fail_targets(targets, &msg);
-                        continue;
-                    }
-                };
-                for (fi, off) in targets {
-                    self.write_blob(&mut open, *fi, plain, *off);
-                }
-            }
-            i = j;
-        }
-    }
-
-    fn write_blob(
-        &self,
-        open: &mut HashMap<usize, std::fs::File>,
-        fi: usize,
-        plain: &[u8],
-        off: u64,
-    ) {
-        let f = &self.files[fi];
-        if !f.pending() {
-            return;
-        }
-        let Some(&id) = f.ident.get() else { return };
-        if !open.contains_key(&fi) {
-            if open.len() >= OPEN_FILES_MAX {
-                open.clear();
-            }
-            match self.target.open_file(f.entry.dir, &f.entry.name, id, true) {
-                Ok(file) => {
-                    open.insert(fi, file);
-                }
-                Err(e) => {
-                    f.fail(|| format!("write: {e}"));
-                    return;
-                }
-            }
-        }
-        let Some(file) = open.get(&fi) else { return };
-        match file.write_all_at(plain, off) {
-            Ok(()) => {
-                let n = plain.len() as u64;
-                self.bytes_written.fetch_add(n, Ordering::Relaxed);
-                self.progress.bytes_done.fetch_add(n, Ordering::Relaxed);
-                if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    // Every blob is in (a failed one never counts down): the metadata now,
-                    // on this descriptor, and the file is closed.
-                    let done = write::metadata_fd(&f.entry.node, file.as_fd())
-                        .map_err(|e| format!("metadata: {e}"));
-                    let _ = f.finished.set(done);
-                    open.remove(&fi);
-                    self.progress.files_done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(e) => f.fail(|| format!("write: {e}")),
-        }
-    }
 }
 
 /// Re-reads a restored file and checks every blob's hash.

@@ -10,7 +10,7 @@ use crate::crypto::OVERHEAD;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
-use crate::pack::{BlobType, PackBuilder};
+use crate::pack::{BlobType, FinishedPack, PackBuilder};
 use crate::repository::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,8 +47,8 @@ pub struct PackWriter<'r> {
     pub stats: WriteStats,
 }
 
-/// A finished pack: its id, its bytes, and its index entry once stored.
-type PackUpload = (Id, Vec<u8>, IndexPack);
+/// A finished pack, and its index entry once stored.
+type PackUpload = (FinishedPack, IndexPack);
 
 /// Pack buffers kept for reuse once their pack is stored: a new pack in fresh memory costs
 /// a page fault per 4 KiB (a tenth of a backup's CPU on a virtual machine). At most
@@ -101,12 +101,13 @@ impl Uploads {
                     spare.clone(),
                 );
                 std::thread::spawn(move || {
-                    for (id, bytes, entry) in rx {
+                    for (pack, entry) in rx {
                         if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
                             continue; // drain: the writer reports the first failure
                         }
-                        let stored = backend.write(FileType::Pack, &id.to_hex(), &bytes);
-                        spare.give(bytes);
+                        let name = pack.id.to_hex();
+                        let stored = backend.write(FileType::Pack, &name, pack.bytes());
+                        spare.give(pack.into_buffer());
                         match stored {
                             Ok(()) => {
                                 if let Ok(mut w) = written.lock() {
@@ -138,7 +139,7 @@ impl Uploads {
         }
     }
 
-    fn send(&self, id: Id, bytes: Vec<u8>, entry: IndexPack) -> Result<()> {
+    fn send(&self, pack: FinishedPack, entry: IndexPack) -> Result<()> {
         self.check()?;
         let tx = self
             .queue
@@ -146,7 +147,7 @@ impl Uploads {
             .map_err(|_| poisoned())?
             .clone()
             .ok_or_else(|| Error::invalid("pack written after the writer finished"))?;
-        tx.send((id, bytes, entry))
+        tx.send((pack, entry))
             .map_err(|_| Error::invalid("the pack uploaders stopped"))
     }
 
@@ -320,9 +321,9 @@ impl<'r> PackWriter<'r> {
     }
 
     fn upload(&self, b: PackBuilder) -> Result<()> {
-        let (bytes, id, blobs) = b.finish(self.repo.key());
-        self.uploads
-            .send(id, bytes, IndexPack::from_blobs(id, &blobs))
+        let pack = b.finish(self.repo.key());
+        let entry = IndexPack::from_blobs(pack.id, &pack.blobs);
+        self.uploads.send(pack, entry)
     }
 
     /// Uploads partly filled packs, then writes index files for everything uploaded.
@@ -357,7 +358,14 @@ struct ThreadCompressor {
     level: i32,
     ctx: zstd::bulk::Compressor<'static>,
     out: Vec<u8>,
+    /// Output of inputs up to `8 * SAMPLE` bytes, and of samples (zeroed once).
+    small: Vec<u8>,
 }
+
+/// `auto` skips chunks that will not compress (media, archives, encrypted files), judged by
+/// two samples of this size. Compressing them costs as much CPU as the rest of the pipeline
+/// and, like restic, we would store them uncompressed anyway. `max` tries everything.
+const SAMPLE: usize = 16 * 1024;
 
 thread_local! {
     static COMPRESSOR: std::cell::RefCell<Option<ThreadCompressor>> =
@@ -376,26 +384,38 @@ fn compress<'a>(
             level,
             ctx: zstd::bulk::Compressor::new(level).ok()?,
             out: Vec::new(),
+            small: Vec::new(),
         });
     }
     let c = slot.as_mut()?;
-    // `auto`: skip chunks that will not compress (media, archives, encrypted files), judged
-    // by two 16 KiB samples. Compressing them costs as much CPU as the rest of the pipeline
-    // and, like restic, we would store them uncompressed anyway. `max` tries everything.
-    const SAMPLE: usize = 16 * 1024;
+    // The output must come out smaller than the input or it is not used. Small inputs
+    // (below the sampling size) get only that much room, so on incompressible data zstd
+    // gives up (an error) instead of copying the input into a raw block we would throw
+    // away. Larger ones write into the spare capacity of `out`: a buffer zeroed to the
+    // largest chunk would keep up to 8 MiB per thread resident.
+    if data.len() < 2 {
+        return None;
+    }
+    if c.small.is_empty() {
+        c.small = vec![0u8; 8 * SAMPLE];
+    }
     if level < 10 && data.len() >= 8 * SAMPLE {
         let mid = data.len() / 2;
+        // Incompressible: not even 2% smaller (no room for more output than that).
         let mut incompressible = |s: &[u8]| {
-            c.out.clear();
-            c.out.reserve(zstd::zstd_safe::compress_bound(s.len()));
-            c.ctx
-                .compress_to_buffer(s, &mut c.out)
-                .map(|n| n * 100 >= s.len() * 98)
-                .unwrap_or(false)
+            let room = s.len() * 98 / 100;
+            c.ctx.compress_to_buffer(s, &mut c.small[..room]).is_err()
         };
         if incompressible(&data[..SAMPLE]) && incompressible(&data[mid..mid + SAMPLE]) {
             return None;
         }
+    }
+    if data.len() <= c.small.len() {
+        let n = c
+            .ctx
+            .compress_to_buffer(data, &mut c.small[..data.len() - 1])
+            .ok()?;
+        return Some(&c.small[..n]);
     }
     c.out.clear();
     c.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
@@ -513,6 +533,43 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    /// Compressed output is used only when smaller; incompressible data (small, or large
+    /// enough for the samples) comes back as None, and what compresses round trips.
+    #[test]
+    fn compress_keeps_only_smaller_output_and_round_trips() {
+        let mut slot = None;
+        let text: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
+            .take(300_000)
+            .collect();
+        let noise: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| blob(i)[..8].to_vec())
+            .collect();
+        for len in [0, 1, 2, 100, 4096, 200_000, 300_000] {
+            let got = compress(&mut slot, 1, &text[..len]).map(|c| c.to_vec());
+            if len >= 100 {
+                let c = got.expect("text compresses");
+                assert!(c.len() < len);
+                assert_eq!(zstd::bulk::decompress(&c, len).unwrap(), &text[..len]);
+            }
+            assert_eq!(
+                compress(&mut slot, 1, &noise[..len]),
+                None,
+                "noise, {len} bytes"
+            );
+        }
+        // Half noise, half text: the samples see both and the whole is compressed.
+        let mixed: Vec<u8> = noise[..150_000]
+            .iter()
+            .chain(&text[..150_000])
+            .copied()
+            .collect();
+        let c = compress(&mut slot, 1, &mixed)
+            .expect("compressible half")
+            .to_vec();
+        assert_eq!(zstd::bulk::decompress(&c, mixed.len()).unwrap(), mixed);
     }
 
     #[test]

@@ -257,95 +257,10 @@ pub fn check_kdf_params(n: u64, r: u32, p: u32, salt_len: usize) -> Result<()> {
     Ok(())
 }
 
-/// PBKDF2-HMAC-SHA256 with one iteration (all scrypt needs): block `i` of the output is
-/// HMAC(password, salt || i as u32 BE).
-fn pbkdf2_sha256_once(password: &[u8], salt: &[u8], out: &mut [u8]) {
-    use hmac::{Hmac, Mac};
-    let Ok(base) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(password) else {
-        return; // HMAC takes a key of any length: not reached.
-    };
-    for (i, chunk) in out.chunks_mut(32).enumerate() {
-        let mut m = base.clone();
-        m.update(salt);
-        m.update(&(i as u32 + 1).to_be_bytes());
-        let t = m.finalize().into_bytes();
-        chunk.copy_from_slice(&t[..chunk.len()]);
-    }
-}
-
-/// Salsa20/8's core applied to `b` (in place): the 64-byte hash scrypt's BlockMix uses.
-fn salsa20_8(b: &mut [u32; 16]) {
-    let mut x = *b;
-    macro_rules! qr {
-        ($a:expr, $b:expr, $c:expr, $d:expr) => {
-            x[$b] ^= x[$a].wrapping_add(x[$d]).rotate_left(7);
-            x[$c] ^= x[$b].wrapping_add(x[$a]).rotate_left(9);
-            x[$d] ^= x[$c].wrapping_add(x[$b]).rotate_left(13);
-            x[$a] ^= x[$d].wrapping_add(x[$c]).rotate_left(18);
-        };
-    }
-    for _ in 0..4 {
-        qr!(0, 4, 8, 12);
-        qr!(5, 9, 13, 1);
-        qr!(10, 14, 2, 6);
-        qr!(15, 3, 7, 11);
-        qr!(0, 1, 2, 3);
-        qr!(5, 6, 7, 4);
-        qr!(10, 11, 8, 9);
-        qr!(15, 12, 13, 14);
-    }
-    for (o, v) in b.iter_mut().zip(x) {
-        *o = o.wrapping_add(v);
-    }
-}
-
-/// scrypt's BlockMix over `2r` 64-byte blocks (as little-endian words): `input` to `output`.
-fn block_mix(input: &[u32], output: &mut [u32]) {
-    let blocks = input.len() / 16;
-    let mut x = [0u32; 16];
-    x.copy_from_slice(&input[input.len() - 16..]);
-    for (i, chunk) in input.chunks_exact(16).enumerate() {
-        for (a, b) in x.iter_mut().zip(chunk) {
-            *a ^= b;
-        }
-        salsa20_8(&mut x);
-        // Even blocks to the first half, odd ones to the second.
-        let pos = (i / 2 + (i % 2) * (blocks / 2)) * 16;
-        output[pos..pos + 16].copy_from_slice(&x);
-    }
-}
-
-/// scrypt's ROMix of one lane (`32r` words) with `n` rounds, `v` as its `n * 32r` scratch.
-fn ro_mix(lane: &mut [u32], v: &mut [u32], n: usize) {
-    let len = lane.len();
-    let mut x = lane.to_vec();
-    let mut y = vec![0u32; len];
-    for slot in v.chunks_exact_mut(len) {
-        slot.copy_from_slice(&x);
-        block_mix(&x, &mut y);
-        std::mem::swap(&mut x, &mut y);
-    }
-    for _ in 0..n {
-        let j = (x[len - 16] as usize) & (n - 1);
-        for (a, b) in x.iter_mut().zip(&v[j * len..(j + 1) * len]) {
-            *a ^= b;
-        }
-        block_mix(&x, &mut y);
-        std::mem::swap(&mut x, &mut y);
-    }
-    lane.copy_from_slice(&x);
-}
-
-/// The most memory the lanes of one scrypt run may use at once (restic's key files: two
-/// lanes of 32 MiB).
-const KDF_PARALLEL_MEMORY: u64 = 64 << 20;
-
 /// scrypt (RFC 7914) with N = 2^`log_n`, as restic derives a key file's key: the same
-/// bytes as the `scrypt` crate, computed on 32-bit words and with the `p` independent
-/// lanes spread over up to `threads` threads (restic's p=5 on 2 cores: 3/5 of the wall
-/// time). Memory: 128 * N * r bytes per running thread, as many threads as fit in
-/// [`KDF_PARALLEL_MEMORY`] (at least one). The parameters must have passed
-/// [`check_kdf_params`].
+/// bytes as the `scrypt` crate, with the `p` independent lanes spread over up to `threads`
+/// threads and all their tables within [`crate::kdf::memory_budget`] (blocks beyond it are
+/// recomputed: see [`crate::kdf`]). The parameters must have passed [`check_kdf_params`].
 pub fn scrypt_kdf(
     password: &[u8],
     salt: &[u8],
@@ -355,57 +270,16 @@ pub fn scrypt_kdf(
     threads: usize,
     out: &mut [u8],
 ) -> Result<()> {
-    let n = 1usize
-        .checked_shl(u32::from(log_n))
-        .filter(|&n| log_n < 31 && n > 1)
-        .ok_or_else(|| Error::corrupt("scrypt: N out of range"))?;
-    let (r, p) = (r as usize, p as usize);
-    if r == 0 || p == 0 || out.is_empty() {
-        return Err(Error::corrupt(
-            "scrypt: r, p and the output must not be empty",
-        ));
-    }
-    let lane_bytes = 128 * r;
-    let mut b = vec![0u8; p * lane_bytes];
-    pbkdf2_sha256_once(password, salt, &mut b);
-    let mut words: Vec<u32> = b
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let lanes: Vec<&mut [u32]> = words.chunks_mut(lane_bytes / 4).collect();
-    let lane_memory = (n as u64).saturating_mul(lane_bytes as u64);
-    let threads = threads
-        .min((KDF_PARALLEL_MEMORY / lane_memory.max(1)) as usize)
-        .clamp(1, p);
-    let queue = std::sync::Mutex::new(lanes.into_iter());
-    let mixed = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                // A thread that cannot get its memory leaves its lanes to the others.
-                let mut v: Vec<u32> = Vec::new();
-                if v.try_reserve_exact(n * lane_bytes / 4).is_err() {
-                    return;
-                }
-                v.resize(n * lane_bytes / 4, 0);
-                while let Some(lane) = queue.lock().ok().and_then(|mut q| q.next()) {
-                    ro_mix(lane, &mut v, n);
-                    mixed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    if mixed.into_inner() != p {
-        return Err(Error::corrupt(format!(
-            "scrypt: cannot allocate {} MiB",
-            (n * lane_bytes) >> 20
-        )));
-    }
-    for (chunk, w) in b.chunks_exact_mut(4).zip(&words) {
-        chunk.copy_from_slice(&w.to_le_bytes());
-    }
-    pbkdf2_sha256_once(password, &b, out);
-    Ok(())
+    crate::kdf::scrypt(
+        password,
+        salt,
+        log_n,
+        r,
+        p,
+        threads,
+        crate::kdf::memory_budget(),
+        out,
+    )
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod goquote;
 pub mod gotime;
 pub mod id;
 pub mod index;
+pub mod kdf;
 pub mod lock;
 pub mod node;
 pub mod pack;

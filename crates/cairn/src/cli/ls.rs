@@ -6,6 +6,7 @@ use anyhow::Result;
 use cairn_repo::browse::{self, Located, Trees};
 use cairn_repo::node::{Node, NodeType};
 use cairn_repo::snapshot::{Filter, Snapshot};
+use std::io::Write;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -140,53 +141,87 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         .iter()
         .map(|d| format!("/{}", d.trim_matches('/')))
         .collect();
-    let print = |path: &str, n: &Node| {
-        if g.json {
-            println!("{}", super::go_json(&node_json(path, n)));
-        } else if a.long {
-            println!("{}", long_line(path, n));
-        } else {
-            println!("{path}");
+    // One write(2) per 64 KiB, not per line (stdout is line-buffered): a 100k-file listing
+    // was 100k system calls.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let listed = list(g, a, &snap, &trees, &dirs, &mut out).and_then(|()| Ok(out.flush()?));
+    match listed {
+        Ok(()) => Ok(super::exit::OK),
+        // `cairn ls latest | head`: the reader went away; stop quietly like other Unix
+        // tools (the lock guard is released on return).
+        Err(e) if is_broken_pipe(&e) => Err(super::Exit(141).into()),
+        Err(e) => {
+            let _ = out.flush();
+            Err(e)
         }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes the listing to `out` (buffered by the caller).
+fn list(
+    g: &GlobalOpts,
+    a: &Args,
+    snap: &Snapshot,
+    trees: &Trees,
+    dirs: &[String],
+    out: &mut impl Write,
+) -> Result<()> {
+    let print = |out: &mut dyn Write, path: &str, n: &Node| -> cairn_repo::Result<()> {
+        let r = if g.json {
+            writeln!(out, "{}", super::go_json(&node_json(path, n)))
+        } else if a.long {
+            writeln!(out, "{}", long_line(path, n))
+        } else {
+            writeln!(out, "{path}")
+        };
+        r.map_err(|e| cairn_repo::Error::io("writing the listing to stdout", e))
     };
     if g.json {
         let v = SnapshotJson {
-            snapshot: &snap,
+            snapshot: snap,
             id: snap.id.to_hex(),
             short_id: snap.id.short(),
             struct_type: "snapshot",
         };
-        println!("{}", super::go_json(&v));
+        writeln!(out, "{}", super::go_json(&v))?;
     } else if !g.quiet {
-        println!(
+        writeln!(
+            out,
             "snapshot {} of [{}] filtered by [{}] at {}):",
             snap.id.short(),
             snap.paths.join(" "),
             dirs.join(" "),
             snap.time.format("%Y-%m-%d %H:%M:%S%.f %z")
-        );
+        )?;
     }
     if dirs.is_empty() {
-        browse::walk(&trees, &snap.tree, "", &mut |p, n| {
-            print(p, n);
+        browse::walk(trees, &snap.tree, "", &mut |p, n| {
+            print(out, p, n)?;
             Ok(true)
         })?;
-        return Ok(super::exit::OK);
+        return Ok(());
     }
-    for dir in &dirs {
-        let (tree, path) = match browse::lookup(&trees, snap.tree, dir)? {
+    for dir in dirs {
+        let (tree, path) = match browse::lookup(trees, snap.tree, dir)? {
             Located::Root(t) => (Some(t), String::new()),
             Located::Node(n) => {
-                print(dir, &n);
+                print(out, dir, &n)?;
                 (n.subtree, dir.clone())
             }
         };
         if let Some(t) = tree {
-            browse::walk(&trees, &t, &path, &mut |p, n| {
-                print(p, n);
+            browse::walk(trees, &t, &path, &mut |p, n| {
+                print(out, p, n)?;
                 Ok(a.recursive)
             })?;
         }
     }
-    Ok(super::exit::OK)
+    Ok(())
 }

@@ -142,6 +142,7 @@ impl S3Backend {
 
     /// One signed request against the current endpoint, retried (and moved to the next
     /// endpoint) on transient failures. `key` is the object key ("" for the bucket itself).
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         method: &str,
@@ -149,18 +150,15 @@ impl S3Backend {
         query: &[(&str, String)],
         extra: &[(&'static str, String)],
         body: Option<&[u8]>,
+        payload_hash: &str,
         max_body: u64,
     ) -> Result<std::result::Result<Response, HttpError>> {
         let what = self.describe(&Obj { key });
-        let payload_hash = match body {
-            Some(b) => hex::encode(Sha256::digest(b)),
-            None => EMPTY_SHA256.to_string(),
-        };
         self.http.retry.run(&|| format!("{method} {what}"), || {
             let n = self.target.endpoints.len();
             let i = self.current.load(Ordering::Relaxed) % n;
             let endpoint = &self.target.endpoints[i];
-            let (url, headers) = self.signed(method, endpoint, key, query, extra, &payload_hash);
+            let (url, headers) = self.signed(method, endpoint, key, query, extra, payload_hash);
             let hdrs: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.clone())).collect();
             let result = self
                 .http
@@ -326,15 +324,47 @@ impl S3Backend {
         body: Option<&[u8]>,
         max_body: u64,
     ) -> Result<Response> {
+        self.call_hashed(method, key, query, extra, body, None, max_body)
+    }
+
+    /// [`Self::call`] with the SHA-256 of `body` (lowercase hex) when the caller knows it
+    /// (else it is computed here, once for all retries): it is signed as
+    /// `x-amz-content-sha256`, and the server checks the bytes against it.
+    #[allow(clippy::too_many_arguments)]
+    fn call_hashed(
+        &self,
+        method: &str,
+        key: &str,
+        query: &[(&str, String)],
+        extra: &[(&'static str, String)],
+        body: Option<&[u8]>,
+        body_sha256: Option<&str>,
+        max_body: u64,
+    ) -> Result<Response> {
         let what = self.describe(&Obj { key });
-        match self.request(method, key, query, extra, body, max_body)? {
+        let computed;
+        let hash = match (body, body_sha256) {
+            (Some(_), Some(h)) => h,
+            (Some(b), None) => {
+                computed = hex::encode(Sha256::digest(b));
+                computed.as_str()
+            }
+            (None, _) => EMPTY_SHA256,
+        };
+        match self.request(method, key, query, extra, body, hash, max_body)? {
             Ok(r) => Ok(r),
             Err(mut h) => {
                 if h.status == 400 && h.body.is_empty() && method == "HEAD" {
                     // HEAD answers carry no body; the same GET says what was wrong.
-                    if let Err(g) =
-                        self.request("GET", key, query, extra, None, super::http::MAX_PACK)?
-                    {
+                    if let Err(g) = self.request(
+                        "GET",
+                        key,
+                        query,
+                        extra,
+                        None,
+                        EMPTY_SHA256,
+                        super::http::MAX_PACK,
+                    )? {
                         h = g;
                     }
                 }
@@ -345,7 +375,7 @@ impl S3Backend {
                         if let Ok(mut r) = self.region.write() {
                             *r = region;
                         }
-                        self.request(method, key, query, extra, body, max_body)?
+                        self.request(method, key, query, extra, body, hash, max_body)?
                             .map_err(|h| self.error(h, &what))
                     }
                     _ => Err(self.error(h, &what)),
@@ -478,6 +508,11 @@ fn xml_value(xml: &str, tag: &str) -> Option<String> {
     xml_blocks(xml, tag).next().map(unescape)
 }
 
+/// 64 lowercase hex digits: the form of a SHA-256 as `x-amz-content-sha256` carries it.
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The inner text of every `<tag>...</tag>` (S3's responses have no attributes on these).
 fn xml_blocks<'a>(xml: &'a str, tag: &str) -> impl Iterator<Item = &'a str> {
     let open = format!("<{tag}>");
@@ -582,12 +617,18 @@ impl Backend for S3Backend {
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         let ct = [("Content-Type", "application/octet-stream".to_string())];
-        self.call(
+        // A pack is named by the SHA-256 of its bytes (restic's format), which the packer
+        // has just computed: signing the name saves hashing the body a second time (≈13%
+        // of an S3 backup's CPU). The server hashes what it receives and refuses a body
+        // that does not match, so the pack stored is the one its name promises.
+        let known = (t == FileType::Pack && is_sha256_hex(name)).then_some(name);
+        self.call_hashed(
             "PUT",
             &self.key(t, name),
             &[],
             &ct,
             Some(data),
+            known,
             MAX_DOCUMENT,
         )?;
         Ok(())

@@ -454,17 +454,7 @@ mod tests {
     use crate::writer::PackWriter;
     use std::sync::Arc;
 
-    fn blob(i: u32) -> Vec<u8> {
-        let mut x = i.wrapping_mul(2_654_435_761) | 1;
-        (0..8192)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::writer::tests::blob;
 
     fn pack_path(root: &std::path::Path, id: &Id) -> std::path::PathBuf {
         let hex = id.to_hex();

@@ -455,7 +455,7 @@ fn poisoned() -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::local::LocalBackend;
     use crate::backend::{Backend, FileInfo};
@@ -523,7 +523,8 @@ mod tests {
         (dir, be, repo)
     }
 
-    fn blob(i: u32) -> Vec<u8> {
+    /// 8 KiB of incompressible bytes, different for each `i` (also used by check's tests).
+    pub(crate) fn blob(i: u32) -> Vec<u8> {
         let mut x = i.wrapping_mul(2_654_435_761) | 1;
         (0..8192)
             .map(|_| {

@@ -20,7 +20,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 mod store;
@@ -358,7 +358,7 @@ pub fn backup(
             writer: &writer,
             work_tx: Mutex::new(Some(work_tx)),
             work_rx,
-            idle: AtomicUsize::new(0),
+            helpers: threads - 1,
         };
         let finisher = s.spawn(|| finish_trees(dir_rx, &writer, &warnings, progress, &counts));
         let root_rx = (|| -> Result<Receiver<Result<Id>>> {

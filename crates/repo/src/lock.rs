@@ -154,14 +154,16 @@ pub fn lock(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
             .name("lock-refresh".into())
             .spawn(move || {
                 let tick = Duration::from_millis(100);
-                let mut waited = Duration::ZERO;
+                let mut since = std::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    waited += tick;
-                    if waited < REFRESH_EVERY {
+                    // Parked, not asleep: `stop_refresh` unparks it, so releasing the
+                    // lock does not wait out the tick (≈50 ms at the end of every
+                    // command, 3% of a no-change backup).
+                    std::thread::park_timeout(tick);
+                    if stop.load(Ordering::Relaxed) || since.elapsed() < REFRESH_EVERY {
                         continue;
                     }
-                    waited = Duration::ZERO;
+                    since = std::time::Instant::now();
                     if let Ok(new_id) = repo.save_json(FileType::Lock, &Lock::new(exclusive)) {
                         if let Ok(mut cur) = current.lock() {
                             // Released meanwhile (e.g. by a signal): drop the new file.
@@ -232,6 +234,7 @@ impl LockGuard {
     fn stop_refresh(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.refresher.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }

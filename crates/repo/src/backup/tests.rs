@@ -106,3 +106,46 @@ fn a_directory_whose_metadata_changed_gets_a_new_tree_above_it() {
     assert_ne!(tree_of(&repo, &second, &src), tree_of(&repo, &first, &src));
     assert_eq!(tree_of(&repo, &second, &src), tree_of(&repo, &forced, &src));
 }
+
+/// Many sibling and nested directories walked by 1, 2 and 4 walker threads (subdirectories
+/// queued for the helpers ahead of time): the same trees every time, and a rerun finds
+/// every file and directory unchanged whatever the thread counts.
+#[test]
+fn walker_threads_queue_subdirectories_and_write_the_same_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for i in 0..24 {
+        for j in 0..(i % 4) {
+            let d = src.join(format!("d{i:02}/e{j}"));
+            std::fs::create_dir_all(&d).unwrap();
+            for k in 0..3 {
+                std::fs::write(d.join(format!("f{k}")), format!("{i}/{j}/{k}")).unwrap();
+            }
+        }
+        std::fs::create_dir_all(src.join(format!("d{i:02}"))).unwrap();
+        std::fs::write(src.join(format!("d{i:02}/top")), vec![i as u8; 10 + i]).unwrap();
+    }
+    let be = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let repo = Repository::init(be, "pw", 2, None).unwrap();
+    let with = |threads: usize, parent: ParentChoice| {
+        let opts = BackupOptions {
+            paths: vec![src.clone()],
+            parent,
+            threads,
+            ..Default::default()
+        };
+        backup(&repo, opts, &Progress::default()).unwrap()
+    };
+    let first = with(1, ParentChoice::None);
+    let files = first.files_new;
+    assert_eq!(files, 24 + 3 * (0..24).map(|i| i % 4).sum::<u64>());
+    for threads in [2, 4] {
+        let forced = with(threads, ParentChoice::None);
+        assert_eq!(tree_of(&repo, &forced, &src), tree_of(&repo, &first, &src));
+        let again = with(threads, ParentChoice::Latest);
+        assert_eq!(tree_of(&repo, &again, &src), tree_of(&repo, &first, &src));
+        assert_eq!(again.files_unmodified, files, "{again:?}");
+        assert_eq!(again.files_new + again.files_changed, 0, "{again:?}");
+        assert_eq!(again.dirs_new, 0, "{again:?}");
+    }
+}

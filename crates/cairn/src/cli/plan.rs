@@ -526,12 +526,78 @@ pub fn status(g: &GlobalOpts, a: &StatusArgs) -> Result<u8> {
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                     .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_default(),
-                r.hosts.join(","),
+                hosts_cell(r),
                 r.error.as_deref().unwrap_or("")
             );
         }
+        for r in repos.iter().filter(|r| !r.by_host.is_empty()) {
+            print_hosts(r);
+        }
     }
     Ok(exit_code(&rows))
+}
+
+/// The hosts column of `cairn status --repositories`: the names when they fit, else how
+/// many (the table below each repository lists them).
+fn hosts_cell(r: &crate::ops::status::RepositoryStatus) -> String {
+    if r.hosts.len() > 4 {
+        return format!("{} hosts", r.hosts.len());
+    }
+    let names = r
+        .hosts
+        .iter()
+        .map(|h| crate::ops::status::printable(h, 24))
+        .collect::<Vec<_>>()
+        .join(",");
+    if names.chars().count() <= 24 {
+        names
+    } else {
+        format!("{} hosts", r.hosts.len())
+    }
+}
+
+/// A repository's hosts in `cairn status --repositories`: snapshots, newest snapshot (time,
+/// id, paths) per host, most recent first, bounded (the rest counted).
+fn print_hosts(r: &crate::ops::status::RepositoryStatus) {
+    use crate::ops::status::printable;
+    let total = r.by_host.len() as u64 + r.more_hosts;
+    println!(
+        "\nhosts of {} ({total} host{}, most recent first):",
+        r.repository,
+        if total == 1 { "" } else { "s" }
+    );
+    println!(
+        "  {:<24} {:>9}  {:<17} {:<8}  latest paths",
+        "host", "snapshots", "latest", "id"
+    );
+    for h in &r.by_host {
+        let mut paths = h
+            .latest_paths
+            .iter()
+            .map(|p| printable(p, 80))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if h.latest_paths_more > 0 {
+            paths.push_str(&format!(" (and {} more)", h.latest_paths_more));
+        }
+        println!(
+            "  {:<24} {:>9}  {:<17} {:<8}  {paths}",
+            printable(&h.host, 40),
+            h.snapshots,
+            DateTime::parse_from_rfc3339(&h.latest)
+                .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
+            h.latest_id.get(..8).unwrap_or(&h.latest_id),
+        );
+    }
+    if r.more_hosts > 0 {
+        println!(
+            "  ... and {} more host{} (older snapshots; `cairn snapshots -r {}` lists them all)",
+            r.more_hosts,
+            if r.more_hosts == 1 { "" } else { "s" },
+            r.repository
+        );
+    }
 }
 
 /// `cairn status` exits 1 while any plan is overdue: no successful backup within its

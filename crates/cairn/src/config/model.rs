@@ -43,6 +43,22 @@ pub struct Web {
     pub tokens_file: Option<PathBuf>,
     #[serde(serialize_with = "ser_duration")]
     pub session_timeout: Duration,
+    /// Other cairn daemons shown read-only on the dashboard.
+    pub peers: Vec<WebPeer>,
+}
+
+/// Another cairn daemon whose status API the dashboard shows (`[[settings.web.peers]]`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct WebPeer {
+    pub name: String,
+    /// Base URL of its web UI, `http://` or `https://`, without credentials or query.
+    pub url: String,
+    /// File holding the bearer token (read at each fetch, never kept in the config).
+    pub token_file: PathBuf,
+    /// How long to wait for its answer (connect, and each read).
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -75,6 +75,29 @@ pub struct Web {
     pub tokens_file: Option<Spanned<String>>,
     /// How long a login lasts without activity (default "12h").
     pub session_timeout: Option<String>,
+    /// Other cairn daemons whose status this dashboard shows, read-only:
+    /// `[[settings.web.peers]]` with `name`, `url` and `token-file`.
+    #[serde(default)]
+    #[schemars(with = "Vec<WebPeer>")]
+    pub peers: Vec<Spanned<WebPeer>>,
+}
+
+/// Another cairn daemon shown on this dashboard (its status API, fetched server-side).
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WebPeer {
+    /// Name shown on the dashboard: letters, digits, `-` and `_`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Base URL of the other daemon's web UI, e.g. "https://nas.lan:9816".
+    #[schemars(with = "String")]
+    pub url: Spanned<String>,
+    /// File holding a viewer bearer token of that daemon's `tokens-file` (the token only).
+    #[schemars(with = "String")]
+    pub token_file: Spanned<String>,
+    /// How long to wait for its answer (default "3s", at most "30s").
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone)]

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 mod alerts;
 pub use alerts::*;
+mod hosts;
+pub use hosts::*;
 
 /// How long a repository's size and snapshot figures are reused.
 pub const REPO_TTL: Duration = Duration::from_secs(60);
@@ -107,7 +109,13 @@ pub struct RepositoryStatus {
     pub size: Option<u64>,
     pub packs: Option<u64>,
     pub snapshots: Option<u64>,
+    /// Every host with snapshots in the repository, sorted by name.
     pub hosts: Vec<String>,
+    /// The hosts with their snapshot count and newest snapshot, most recent first: at most
+    /// [`MAX_HOSTS`] (a repository shared by a fleet, or written by restic too).
+    pub by_host: Vec<HostStatus>,
+    /// How many hosts `by_host` leaves out.
+    pub more_hosts: u64,
     /// The newest snapshot's time (RFC 3339 as stored).
     pub last_snapshot: Option<String>,
     /// Why the figures are missing (repository unreachable, wrong password, ...).
@@ -282,6 +290,8 @@ pub fn repository_figures(
         packs: None,
         snapshots: None,
         hosts: Vec::new(),
+        by_host: Vec::new(),
+        more_hosts: 0,
         last_snapshot: None,
         error: None,
         checked: Some(now_ts(now)),
@@ -307,6 +317,7 @@ pub fn repository_figures(
             hosts.sort();
             hosts.dedup();
             st.hosts = hosts;
+            (st.by_host, st.more_hosts) = host_table(snaps.iter().map(|s| &**s), MAX_HOSTS);
             st.last_snapshot = snaps
                 .iter()
                 .max_by(|a, b| a.time.cmp(&b.time))
@@ -361,6 +372,8 @@ pub fn repositories(
                         packs: None,
                         snapshots: None,
                         hosts: Vec::new(),
+                        by_host: Vec::new(),
+                        more_hosts: 0,
                         last_snapshot: None,
                         error: Some(e.to_string()),
                         checked: Some(now_ts(now)),
@@ -418,6 +431,10 @@ mod tests {
         .unwrap();
         let st = repository_figures("r", &open, Utc::now());
         assert_eq!(st.snapshots, Some(2), "{st:?}");
+        // One host, both its snapshots counted, the newer one as its latest.
+        assert_eq!((st.by_host.len(), st.more_hosts), (1, 0), "{st:?}");
+        assert_eq!(st.by_host[0].snapshots, 2);
+        assert_eq!(Some(&st.by_host[0].latest), st.last_snapshot.as_ref());
     }
 
     fn config(text: &str) -> Config {

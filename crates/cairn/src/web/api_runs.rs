@@ -62,7 +62,8 @@ pub fn routes() -> Vec<Route> {
             Access::Viewer,
             "Every plan (last run, result, next run, overdue, last check, last restore test, chart) and repository (size, snapshots, hosts), and the operations running now",
             axum::routing::get(status),
-        ),
+        )
+        .with_query(&[("peers", "`none`: leave out the peers of [settings.web] peers")]),
         Route::api(
             "GET",
             "/api/history",
@@ -104,6 +105,9 @@ pub struct StatusAnswer {
     #[serde(flatten)]
     pub status: Status,
     pub jobs: Vec<JobState>,
+    /// The other cairn daemons of `[settings.web] peers`, as they answered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<super::peers::PeerView>,
 }
 
 /// The status of every plan and repository (blocking: history and repository listings).
@@ -117,12 +121,17 @@ pub fn read_status(state: &AppState) -> anyhow::Result<Status> {
     })
 }
 
-async fn status(State(state): State<AppState>) -> Response {
+async fn status(
+    State(state): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let peers = super::peers::start(&state.config, q.get("peers").is_none_or(|p| p != "none"));
     let s = state.clone();
     match blocking(move || read_status(&s)).await {
         Ok(status) => Json(StatusAnswer {
             status,
             jobs: state.jobs.hub().snapshot(),
+            peers: peers.await,
         })
         .into_response(),
         Err(r) => r,

@@ -187,6 +187,7 @@ mod tests {
             proxy_user_header: "Remote-User".into(),
             tokens_file: None,
             session_timeout,
+            peers: Vec::new(),
         })
         .unwrap()
     }

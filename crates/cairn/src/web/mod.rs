@@ -19,6 +19,7 @@ mod api_restore;
 mod api_runs;
 mod browse_pages;
 mod pages;
+mod peers;
 mod restore_page;
 mod runs_pages;
 mod server;

@@ -146,7 +146,101 @@ impl Validator<'_> {
                 .unwrap_or_else(|| "Remote-User".into()),
             tokens_file: w.tokens_file.as_ref().map(|p| self.path(file, p.get_ref())),
             session_timeout,
+            peers: self.web_peers(file, &w.peers),
         }
+    }
+
+    /// `[[settings.web.peers]]`: unique names, http(s) base URLs without credentials, a
+    /// token file (probed like `tokens-file`: unreadable is a warning), a bounded timeout.
+    fn web_peers(&mut self, file: usize, peers: &[toml::Spanned<raw::WebPeer>]) -> Vec<WebPeer> {
+        let mut out: Vec<WebPeer> = Vec::new();
+        for p in peers {
+            let p = p.get_ref();
+            let name = p.name.get_ref();
+            if !super::valid_name(name) {
+                self.error(
+                    file,
+                    &p.name,
+                    format!("web peer name {name:?} is not a name"),
+                    Some("use letters, digits, - and _ (at most 64), e.g. name = \"nas\"".into()),
+                );
+            } else if out.iter().any(|o| o.name == *name) {
+                self.error(
+                    file,
+                    &p.name,
+                    format!("web peer {name} is listed twice"),
+                    Some("give each [[settings.web.peers]] its own name".into()),
+                );
+            }
+            let url = p.url.get_ref().trim_end_matches('/').to_string();
+            if let Err(why) = peer_url_problem(&url) {
+                // The URL is not repeated (nor shown in the printed line) when it may
+                // carry a password.
+                let shown = if url.contains('@') {
+                    String::new()
+                } else {
+                    format!(" {:?}", p.url.get_ref())
+                };
+                self.error_secret(
+                    file,
+                    &p.url,
+                    format!("web peer {name}: url{shown} {why}"),
+                    Some("write the other daemon's web UI address, e.g. url = \"https://nas.lan:9816\"; its token goes in token-file".into()),
+                );
+            }
+            let token_file = self.path(file, p.token_file.get_ref());
+            if p.token_file.get_ref().trim().is_empty() {
+                self.error(
+                    file,
+                    &p.token_file,
+                    format!("web peer {name}: token-file is empty"),
+                    Some("name a file (mode 0600) holding a viewer token of that daemon's tokens-file".into()),
+                );
+            } else {
+                let key = format!("settings.web.peers.{name}.token-file");
+                let missing = format!("write a viewer token of {name}'s tokens-file into it (mode 0600) or fix the path; until then the dashboard shows {name} as not configured");
+                self.probe(
+                    file,
+                    &p.token_file,
+                    &key,
+                    "token file",
+                    &token_file,
+                    &missing,
+                    true,
+                );
+            }
+            let timeout = match &p.timeout {
+                None => Duration::from_secs(3),
+                Some(t) => match crate::units::parse_duration(t.get_ref()) {
+                    Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(30) => d,
+                    Ok(_) => {
+                        self.error(
+                            file,
+                            t,
+                            format!("web peer {name}: timeout {:?} is out of range", t.get_ref()),
+                            Some("use 100ms to 30s, e.g. timeout = \"3s\"".into()),
+                        );
+                        Duration::from_secs(3)
+                    }
+                    Err(e) => {
+                        self.error(
+                            file,
+                            t,
+                            format!("web peer {name}: timeout: {e}"),
+                            Some("e.g. timeout = \"3s\"".into()),
+                        );
+                        Duration::from_secs(3)
+                    }
+                },
+            };
+            out.push(WebPeer {
+                name: name.clone(),
+                url,
+                token_file,
+                timeout,
+            });
+        }
+        out
     }
 
     pub(super) fn notify(&mut self, file: usize, n: &raw::Notify) -> Notify {
@@ -189,5 +283,47 @@ impl Validator<'_> {
             webhook: n.webhook.clone(),
             on,
         }
+    }
+}
+
+/// Why `url` cannot be a peer's base URL: not http(s), no host, credentials, a query or
+/// fragment, or characters that do not belong in a URL.
+fn peer_url_problem(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("is not an http:// or https:// URL")?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err("has no host");
+    }
+    if authority.contains('@') {
+        return Err("carries credentials (user@ or user:password@)");
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err("has a query or fragment");
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+    {
+        return Err("has spaces or characters a URL cannot hold");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_urls_are_plain_http_base_urls() {
+        use super::peer_url_problem as p;
+        assert!(p("http://127.0.0.1:9816").is_ok());
+        assert!(p("https://nas.lan:9816/cairn").is_ok());
+        assert!(p("ftp://nas").is_err());
+        assert!(p("nas.lan:9816").is_err());
+        assert!(p("https://").is_err());
+        assert!(p("https://u:pw@nas").is_err());
+        assert!(p("https://nas/?token=x").is_err());
+        assert!(p("https://nas /x").is_err());
     }
 }

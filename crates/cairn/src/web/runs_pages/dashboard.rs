@@ -1,5 +1,12 @@
 //! The dashboard (`/`): plans with their live state and trigger buttons, repositories,
-//! charts; and the trigger form (`POST /plans/{plan}/trigger`).
+//! every host of each repository, charts; and the trigger form (`POST
+//! /plans/{plan}/trigger`).
+//!
+//! Hosts (`#hosts`): per repository with snapshots a table `#hosts-REPO` (attribute
+//! `data-repository`), a row `tr.host` per host (attribute `data-host`, the name escaped)
+//! with its snapshots, newest snapshot (time, id linking to its browse page, paths), most
+//! recent first; at most [`crate::ops::status::MAX_HOSTS`], then a row `tr.more-hosts`
+//! ("and K more hosts"). Host names and paths come from the repository: always escaped.
 
 use super::*;
 
@@ -240,7 +247,7 @@ pub(super) fn repo_row(r: &RepositoryStatus) -> String {
         plans = esc(&r.plans.join(", ")),
         size = r.size.map(bytes).unwrap_or_default(),
         snaps = num(r.snapshots),
-        hosts = esc(&r.hosts.join(", ")),
+        hosts = hosts_cell(r),
         last = r
             .last_snapshot
             .as_deref()
@@ -248,6 +255,81 @@ pub(super) fn repo_row(r: &RepositoryStatus) -> String {
             .map(|d| time(d.timestamp() as f64))
             .unwrap_or_default(),
     )
+}
+
+/// The hosts cell of a repository's row: the names when there are a few, else how many;
+/// either way a link to the repository's hosts table.
+pub(super) fn hosts_cell(r: &RepositoryStatus) -> String {
+    let n = r.hosts.len() as u64;
+    if n == 0 {
+        return String::new();
+    }
+    let text = if n <= 3 {
+        esc(&r.hosts.join(", "))
+    } else {
+        format!("{n} hosts")
+    };
+    format!(
+        r##"<a href="#hosts-{id}" class="hosts-link">{text}</a>"##,
+        id = esc(&r.repository)
+    )
+}
+
+/// The hosts of every repository (`#hosts`): see the module docs.
+pub(super) fn hosts_section(repos: &[RepositoryStatus]) -> String {
+    let mut out = String::from(r#"<section id="hosts"><h2>Hosts</h2>"#);
+    let mut any = false;
+    for r in repos.iter().filter(|r| !r.by_host.is_empty()) {
+        any = true;
+        let id = esc(&r.repository);
+        let total = r.by_host.len() as u64 + r.more_hosts;
+        let _ = write!(
+            out,
+            r#"<h3>{id} <span class="muted small">{total} host{s}, most recent first</span></h3><div class="scroll"><table class="hosts" id="hosts-{id}" data-repository="{id}"><thead><tr><th>Host</th><th class="num">Snapshots</th><th>Latest snapshot</th><th>Id</th><th>Paths</th></tr></thead><tbody>"#,
+            s = if total == 1 { "" } else { "s" },
+        );
+        for h in &r.by_host {
+            let name = if h.host.is_empty() {
+                r#"<span class="muted">(none)</span>"#.to_string()
+            } else {
+                esc(&h.host)
+            };
+            let latest = DateTime::parse_from_rfc3339(&h.latest)
+                .map(|d| time(d.timestamp() as f64))
+                .unwrap_or_default();
+            let mut paths = esc(&h.latest_paths.join(", "));
+            if h.latest_paths_more > 0 {
+                let _ = write!(
+                    paths,
+                    r#" <span class="muted">and {} more</span>"#,
+                    h.latest_paths_more
+                );
+            }
+            let _ = write!(
+                out,
+                r#"<tr class="host" data-host="{host}"><td>{name}</td><td class="num">{n}</td><td>{latest}</td><td><a href="/browse/{ru}/{iu}"><code>{short}</code></a></td><td>{paths}</td></tr>"#,
+                host = esc(&h.host),
+                n = h.snapshots,
+                ru = url(&r.repository),
+                iu = url(&h.latest_id),
+                short = esc(h.latest_id.get(..8).unwrap_or(&h.latest_id)),
+            );
+        }
+        if r.more_hosts > 0 {
+            let _ = write!(
+                out,
+                r#"<tr class="more-hosts"><td colspan="5" class="muted">and {k} more host{s} with older snapshots (<a href="/snapshots#repo-{id}">all snapshots</a>)</td></tr>"#,
+                k = r.more_hosts,
+                s = if r.more_hosts == 1 { "" } else { "s" },
+            );
+        }
+        out.push_str("</tbody></table></div>");
+    }
+    if !any {
+        out.push_str(r#"<p class="muted">No snapshots read yet.</p>"#);
+    }
+    out.push_str("</section>");
+    out
 }
 
 pub(super) const DASHBOARD_JS: &str = r##"<script>
@@ -320,6 +402,7 @@ pub(super) async fn dashboard(
     Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let peers = crate::web::peers::start(&state.config, true);
     let s = state.clone();
     let status = match blocking_page(&caller, move || read_status(&s)).await {
         Ok(s) => s,
@@ -386,6 +469,8 @@ pub(super) async fn dashboard(
         body.push_str(&repo_row(r));
     }
     body.push_str("</tbody></table></div></section>");
+    body.push_str(&hosts_section(&status.repositories));
+    body.push_str(&crate::web::peers::section(&peers.await));
     body.push_str(r#"<section id="charts"><h2>Duration and data added per run</h2>"#);
     for p in &status.plans {
         let _ = write!(

@@ -4,6 +4,8 @@
 # loop device), PostgreSQL and MariaDB (dump tests; private instances on Unix sockets), python3
 # (the fault proxy in front of the remote peers, a hostile SFTP server), Chromium and its
 # WebDriver (the web UI's end-to-end test),
+# Nix (the NixOS module evaluated against a stub), man-db, bash-completion, zsh and fish (the
+# Debian package's man pages and completions, scripts/test-deb.sh),
 # and the servers the remote backend tests start on loopback: OpenSSH (SFTP), rclone
 # (REST), Garage (S3; built with cargo the first time, about 20 minutes). Called by
 # .ci/run. Each test starts and stops its own servers (crates/cairn/tests/it/peers.rs,
@@ -27,6 +29,12 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)   # 
 command -v node >/dev/null 2>&1 || need+=(nodejs)   # runs a page script against a fake page in a unit test
 command -v unzip >/dev/null 2>&1 || need+=(unzip)   # a second, independent reader of our .zip downloads
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)   # restore-test commands of the examples and the disaster rehearsal
+command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)   # evaluates the NixOS module (nix/) against a stub
+command -v man >/dev/null 2>&1 || need+=(man-db)   # the Debian package's man pages (scripts/test-deb.sh)
+command -v groff >/dev/null 2>&1 || need+=(groff-base)
+[ -f /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)   # the package's completions, as shells load them
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v fish >/dev/null 2>&1 || need+=(fish)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   echo "installing ${need[*]}"
@@ -47,3 +55,9 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads="${CAIRN_TEST_THREADS:-2}"
+# The Debian package of the test build, installed, checked and purged (needs root: CI's).
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/test-deb.sh
+else
+  echo "scripts/test-deb.sh skipped: it installs a package and needs root"
+fi

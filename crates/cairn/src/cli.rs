@@ -12,7 +12,9 @@ mod find;
 mod forget;
 mod from_repo;
 pub mod help;
+mod import;
 mod init;
+mod install;
 mod key;
 mod ls;
 mod plan;
@@ -197,6 +199,12 @@ pub enum Command {
     Systemd(plan::SystemdArgs),
     /// Serve the web UI without running schedules ([settings.web] in the config)
     Web(web::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(install::CompletionsArgs),
+    /// Write the man pages (cairn.1 and one per command) to a directory
+    Man(install::ManArgs),
+    /// Write a cairn config from an autorestic, Backrest or resticprofile config
+    Import(import::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -221,6 +229,8 @@ pub fn run() -> ExitCode {
             | Command::Daemon(_)
             | Command::Systemd(_)
             | Command::Web(_)
+            | Command::Completions(_)
+            | Command::Man(_)
     ) || matches!(&cli.command, Command::Restore(a) if a.plan.plan.is_some());
     if !plans {
         if let Err(e) = signals::release_locks_on_stop() {
@@ -277,6 +287,9 @@ pub fn run() -> ExitCode {
         Command::Daemon(a) => plan::daemon(&cli.global, a),
         Command::Systemd(a) => plan::systemd(&cli.global, a),
         Command::Web(a) => web::run(&cli.global, a),
+        Command::Import(a) => import::run(&cli.global, a),
+        Command::Completions(a) => install::completions(a),
+        Command::Man(a) => install::man(&cli.global, a),
     });
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,6 +9,7 @@ mod daemon;
 mod databases;
 mod history;
 mod hooks;
+mod import;
 mod metrics;
 mod notify;
 mod ops;

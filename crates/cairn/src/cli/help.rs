@@ -25,16 +25,24 @@ pub enum Group {
     Repository,
     /// Commands that clean, verify or mend a repository.
     Maintenance,
+    /// Installing cairn itself: shell completions, man pages; importing another tool's config.
+    Setup,
 }
 
 impl Group {
-    const ALL: [Group; 3] = [Group::Plans, Group::Repository, Group::Maintenance];
+    const ALL: [Group; 4] = [
+        Group::Plans,
+        Group::Repository,
+        Group::Maintenance,
+        Group::Setup,
+    ];
 
     fn heading(self) -> &'static str {
         match self {
             Group::Plans => "Plans (from the config)",
             Group::Repository => "Repository",
             Group::Maintenance => "Maintenance",
+            Group::Setup => "Setup",
         }
     }
 }
@@ -146,6 +154,10 @@ pub const COMMANDS: &[Entry] = &[
     e("repair", Group::Maintenance, &[R, P, B, L, Z, J, Q, C]),
     e("rewrite", Group::Maintenance, &[R, P, B, L, Z, J, Q, C]),
     e("unlock", Group::Maintenance, &[R, P, B, J, Q, C]),
+    // Setup: generated from the CLI itself; no repository, no config.
+    e("completions", Group::Setup, &[]),
+    e("man", Group::Setup, &[Q]),
+    e("import", Group::Setup, &[J]),
 ];
 
 const fn e(name: &'static str, group: Group, flags: &'static [Flags]) -> Entry {

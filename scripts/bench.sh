@@ -12,7 +12,8 @@
 #   backup        initial backup of the mixed data (then the repository's size is noted)
 #   nochange      re-run over the small files with nothing changed (their first backup untimed)
 #   snapshots     list the snapshots (open + read the snapshot files)
-#   restore       restore of the mixed snapshot into a tmpfs (the tools alone)
+#   restore       restore of the mixed snapshot into a tmpfs (the tools alone; the
+#                 repository read into the page cache before, for both)
 #   restore-disk  the same onto the disk (ext4 under BENCH_DIR; `sync` before, untimed)
 #   restore-one   restore of one 1-64 KiB file of it: `restore ID --target T --include /path`
 #   check         check --read-data
@@ -70,6 +71,10 @@ run_tool() {
   measure "$tool" snapshots "${bin[@]}" -r "$repo" snapshots
   local snap
   snap=$("${bin[@]}" -r "$repo" snapshots --json --path "$BENCH_DIR/mixed" | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+  # The repository into the page cache first, for both tools (untimed): cairn's backup
+  # writes packs with O_DIRECT, which leaves them out of the page cache, restic's does
+  # not, so without this cairn's restore would read from the disk and restic's from memory.
+  find "$repo" -type f -exec cat {} + > /dev/null
   measure "$tool" restore "${bin[@]}" -r "$repo" restore "$snap" --target "$target"
   rm -rf "$target"
   sync

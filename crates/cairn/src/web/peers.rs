@@ -624,6 +624,35 @@ fn plan_row(b: &mut String, peer_id: &str, p: &PeerPlan, job: Option<&PeerJob>) 
 mod tests {
     use super::*;
 
+    /// A token file is used only when it is private and holds one printable token; every
+    /// refusal names the file and what to do, never the content.
+    #[test]
+    fn token_file_must_be_private_and_hold_one_token() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &[u8], mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let good = write("good", b"  s3cr3t-token\n", 0o600);
+        assert_eq!(read_token(&good).unwrap(), "s3cr3t-token");
+        let cases = [
+            (dir.path().join("missing"), "cannot read"),
+            (write("open", b"s3cr3t-token\n", 0o640), "chmod 600"),
+            (write("empty", b" \n", 0o600), "is empty"),
+            (write("two", b"s3cr3t-token other\n", 0o600), "one token"),
+            (write("big", &[b'a'; 5000], 0o600), "larger than"),
+        ];
+        for (path, want) in cases {
+            let e = read_token(&path).unwrap_err();
+            assert!(e.contains(want), "{}: {e}", path.display());
+            assert!(e.contains(&*path.to_string_lossy()), "{e}");
+            assert!(!e.contains("s3cr3t"), "the token leaked: {e}");
+        }
+    }
+
     #[test]
     fn hostile_peer_text_is_escaped_clipped_and_has_no_controls() {
         let st: PeerStatus = serde_json::from_value(serde_json::json!({

@@ -332,13 +332,19 @@ fn state_changing_requests_need_the_sessions_csrf_token() {
     assert_eq!(alice.get("/api/session").status, 401);
     // A form larger than the limit is not read.
     let big = format!("csrf={}&pad={}", other.csrf, "x".repeat(100 << 10));
-    let r = other.request(
+    let r = other.try_request(
         "POST",
         "/logout",
         &[("Content-Type", "application/x-www-form-urlencoded")],
         Some(big.as_bytes()),
     );
-    assert_eq!(r.status, 413, "{}", r.text());
+    // The server answers 413 and closes without reading the rest: a client still sending
+    // may see the broken pipe instead of the answer (as in web_hostile). Either way the
+    // session was not logged out.
+    if let Ok(r) = r {
+        assert_eq!(r.status, 413, "{}", r.text());
+    }
+    assert_eq!(other.get("/api/session").status, 200);
 }
 
 #[test]

@@ -234,6 +234,19 @@ impl<'a> Obj<'a> {
         self.map.and_then(|m| m.get(k)).filter(|v| !v.is_null())
     }
 
+    /// A list (absent: empty; anything else is reported and reads as empty).
+    pub fn list(&mut self, k: &str, rep: &mut Report) -> &'a [Value] {
+        let key = self.key(k);
+        match self.get(k) {
+            Some(Value::Array(a)) => a,
+            None => &[],
+            Some(_) => {
+                rep.skip(key, "expected a list: left out");
+                &[]
+            }
+        }
+    }
+
     /// Marks keys as handled without reading them (e.g. format versions).
     pub fn ignore(&mut self, keys: &[&str]) {
         self.used.extend(keys.iter().map(|k| k.to_string()));

@@ -228,14 +228,7 @@ pub fn import(text: &str, file: &Path) -> Result<Imported, String> {
         rep,
     );
     let mut extras: BTreeMap<String, RepoExtra> = BTreeMap::new();
-    let repos = match top.get("repos") {
-        Some(Value::Array(a)) => a.clone(),
-        None => Vec::new(),
-        Some(_) => {
-            rep.skip("repos", "expected a list: left out");
-            Vec::new()
-        }
-    };
+    let repos = top.list("repos", rep);
     for (i, rv) in repos.iter().enumerate() {
         let mut o = Obj::new(format!("repos[{i}]"), Some(rv), rep);
         let id = o.str("id", rep).unwrap_or_else(|| format!("repo{i}"));
@@ -375,14 +368,7 @@ pub fn import(text: &str, file: &Path) -> Result<Imported, String> {
             },
         );
     }
-    let plans = match top.get("plans") {
-        Some(Value::Array(a)) => a.clone(),
-        None => Vec::new(),
-        Some(_) => {
-            rep.skip("plans", "expected a list: left out");
-            Vec::new()
-        }
-    };
+    let plans = top.list("plans", rep);
     for (i, pv) in plans.iter().enumerate() {
         let mut o = Obj::new(format!("plans[{i}]"), Some(pv), rep);
         let id = o.str("id", rep).unwrap_or_else(|| format!("plan{i}"));

@@ -24,6 +24,24 @@ use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 
+/// Reads `pipe` line by line on a thread: each line as it comes on the receiver, all of
+/// them joined (with newlines) when the thread ends.
+fn follow_lines(
+    pipe: impl std::io::Read + Send + 'static,
+) -> (mpsc::Receiver<String>, std::thread::JoinHandle<String>) {
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (rx, reader)
+}
+
 /// One S3 repository in a Garage, with what both tools need to reach it.
 struct Fleet {
     env: Env,
@@ -209,20 +227,7 @@ fn a_fleet_backs_up_into_one_s3_repository_while_forget_and_prune_wait_for_the_l
         .stderr(std::fs::File::create(env.path("restic-box.err")).unwrap())
         .spawn()
         .unwrap()]);
-    let (rtx, rrx) = mpsc::channel();
-    let restic_stdout = restic.0[0].stdout.take().unwrap();
-    let restic_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufReader::new(restic_stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = rtx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let (rrx, restic_reader) = follow_lines(restic.0[0].stdout.take().unwrap());
     while !rrx
         .recv_timeout(Duration::from_secs(60))
         .expect("restic locked the repository")
@@ -364,17 +369,7 @@ fn a_fleet_backs_up_into_one_s3_repository_while_forget_and_prune_wait_for_the_l
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()]);
-    let (tx, rx) = mpsc::channel();
-    let err = forget.0[0].stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let (rx, reader) = follow_lines(forget.0[0].stderr.take().unwrap());
     let waiting = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))

@@ -36,7 +36,7 @@ pub fn memory_budget() -> u64 {
 }
 
 // One 64-byte block in the layout of this target's `block` module, and its operations.
-use block::{first_word, from_words, salsa20_8_many, to_words, xor_block, zero, Block};
+use block::{first_word, from_words, salsa20_8_many, to_words, xor_block, Block};
 
 /// Salsa20/8 on SSE2 vectors (every x86_64 has SSE2; `safe_arch` wraps its intrinsics as
 /// safe functions). A block is four vectors holding its 16 words on diagonals, as in Colin
@@ -53,10 +53,6 @@ mod block {
     };
 
     pub(super) type Block = [m128i; 4];
-
-    pub(super) fn zero() -> Block {
-        [m128i::default(); 4]
-    }
 
     /// Position q of the diagonal layout holds word 5q mod 16.
     const fn word_at(q: usize) -> usize {
@@ -156,10 +152,6 @@ mod block {
 #[cfg(not(target_arch = "x86_64"))]
 mod block {
     pub(super) type Block = [u32; 16];
-    pub(super) fn zero() -> Block {
-        [0; 16]
-    }
-
     pub(super) fn from_words(w: &[u32; 16]) -> Block {
         *w
     }
@@ -238,20 +230,18 @@ fn xor_into(x: &mut [Block], v: &[Block]) {
 }
 
 /// ROMix of `K` lanes (`2r` blocks each) at once with `n` rounds, keeping every
-/// `stride`-th of each lane's `n` blocks in `v` (lane `k`'s table at `k * slots`, `slots`
-/// = `n.div_ceil(stride) * 2r` blocks). The lanes step together so that their independent
+/// `stride`-th of each lane's `n` blocks in `v` (emptied first; kept block `i` of lane `k`
+/// at `(i * K + k) * 2r`). `v` is filled by pushing, not zeroed ahead: zeroing a 32 MiB
+/// table only to overwrite it cost a pass over memory before the first BlockMix. The lanes step together so that their independent
 /// Salsa20/8 chains overlap (see [`salsa20_8_many`]).
-fn ro_mix<const K: usize>(lanes: &mut [&mut [Block]], v: &mut [Block], n: usize, stride: usize) {
+fn ro_mix<const K: usize>(lanes: &mut [&mut [Block]], v: &mut Vec<Block>, n: usize, stride: usize) {
     let len = lanes[0].len();
-    let slots = n.div_ceil(stride) * len;
     let mut x: Vec<Block> = lanes.iter().flat_map(|l| l.iter().copied()).collect();
     let mut y = x.clone();
+    v.clear();
     for i in 0..n {
         if i.is_multiple_of(stride) {
-            let at = i / stride * len;
-            for k in 0..K {
-                v[k * slots + at..][..len].copy_from_slice(&x[k * len..][..len]);
-            }
+            v.extend_from_slice(&x);
         }
         block_mix::<K>(&x, &mut y, len);
         std::mem::swap(&mut x, &mut y);
@@ -263,7 +253,7 @@ fn ro_mix<const K: usize>(lanes: &mut [&mut [Block]], v: &mut [Block], n: usize,
         let mut steps = [0usize; K];
         for (k, steps) in steps.iter_mut().enumerate() {
             let j = (first_word(&x[k * len + len - 1]) as usize) & (n - 1);
-            let kept = &v[k * slots + j / stride * len..][..len];
+            let kept = &v[(j / stride * K + k) * len..][..len];
             *steps = j % stride;
             if *steps == 0 {
                 xor_into(&mut x[k * len..][..len], kept);
@@ -293,7 +283,7 @@ fn ro_mix<const K: usize>(lanes: &mut [&mut [Block]], v: &mut [Block], n: usize,
 const MAX_GROUP: usize = 4;
 
 /// ROMix of a group of 1 to [`MAX_GROUP`] lanes.
-fn ro_mix_group(lanes: &mut [&mut [Block]], v: &mut [Block], n: usize, stride: usize) {
+fn ro_mix_group(lanes: &mut [&mut [Block]], v: &mut Vec<Block>, n: usize, stride: usize) {
     match lanes.len() {
         0 => {}
         1 => ro_mix::<1>(lanes, v, n, stride),
@@ -482,7 +472,6 @@ fn mix_lanes(blocks: &mut [Block], n: usize, r: usize, plan: Plan) -> Result<()>
         if v.try_reserve_exact(slots * group).is_err() {
             return;
         }
-        v.resize(slots * group, zero());
         while let Some(lanes) = queue.lock().ok().and_then(|mut q| q.next()) {
             ro_mix_group(lanes, &mut v, n, stride);
             mixed.fetch_add(lanes.len(), std::sync::atomic::Ordering::Relaxed);
@@ -615,7 +604,7 @@ mod tests {
             for k in 1..=MAX_GROUP {
                 let mut blocks: Vec<Block> =
                     (0..k * len).map(|i| from_words(&[i as u32; 16])).collect();
-                let mut v = vec![zero(); k * n.div_ceil(stride) * len];
+                let mut v = Vec::with_capacity(k * n.div_ceil(stride) * len);
                 let mut lanes: Vec<&mut [Block]> = blocks.chunks_mut(len).collect();
                 let start = std::time::Instant::now();
                 ro_mix_group(&mut lanes, &mut v, n, stride);

@@ -35,6 +35,38 @@ pub(super) struct Entry {
     pub(super) loc: [u8; 12],
 }
 
+/// An id's suffix to search for, its first 8 bytes as a number: almost every comparison of
+/// a search is decided by them in one instruction (random ids), without a call to libc's
+/// memcmp for 30 bytes (a no-change rerun looks up every unchanged file's content: the
+/// memcmp calls were 6.6% of its CPU, `perf record --call-graph dwarf`).
+struct Suffix<'a> {
+    head: u64,
+    bytes: &'a [u8],
+}
+
+impl<'a> Suffix<'a> {
+    fn of(id: &'a Id) -> Suffix<'a> {
+        let bytes = &id.0[PREFIX..];
+        Suffix {
+            head: head_of(bytes),
+            bytes,
+        }
+    }
+
+    /// This suffix against an entry's.
+    fn cmp_entry(&self, e: &Entry) -> std::cmp::Ordering {
+        self.head
+            .cmp(&head_of(&e.suffix))
+            .then_with(|| self.bytes.cmp(&e.suffix[..]))
+    }
+}
+
+fn head_of(suffix: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&suffix[..8]);
+    u64::from_be_bytes(head)
+}
+
 pub(super) fn bucket_of(id: &Id) -> usize {
     usize::from(u16::from_be_bytes([id.0[0], id.0[1]]))
 }
@@ -116,7 +148,8 @@ impl Table {
             let b = bucket_of(id);
             let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
             let slice = self.entries.get(lo..hi)?;
-            if let Ok(i) = slice.binary_search_by(|e| e.suffix[..].cmp(&id.0[PREFIX..])) {
+            let key = Suffix::of(id);
+            if let Ok(i) = slice.binary_search_by(|e| key.cmp_entry(e).reverse()) {
                 return slice[i].location(escapes);
             }
         }

@@ -70,6 +70,23 @@ RESULTS="$BENCH_DIR/results-remote.tsv"
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 
+# The S3 server runs on the same cores as the tools: its CPU time (user + sys, from /proc)
+# during each step is recorded too, to show how much of a step's wall time the server's
+# own work takes (the floor of a loopback benchmark).
+SERVER="$BENCH_DIR/results-server.tsv"
+: > "$SERVER"
+server_cpu() { # seconds of CPU the Garage process has used so far
+  local pid; pid=$(cat "$BENCH_DIR/peer-s3/garage.pid" 2>/dev/null) || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || echo 0
+}
+measure_remote() { # measure_remote BACKEND TOOL STEP CMD...
+  local b=$1 tool=$2 step=$3; shift 3
+  local before; before=$(server_cpu)
+  measure "$tool" "$step" "$@"
+  [ "$b" = s3 ] && echo -e "$tool\t$step\t$(echo "$(server_cpu) - $before" | bc)" >> "$SERVER"
+  return 0
+}
+
 run_tool() { # run_tool BACKEND TOOL RUN
   local b=$1 tool=$2 run=$3 url opts=() bin target
   case $b in
@@ -87,13 +104,13 @@ run_tool() { # run_tool BACKEND TOOL RUN
   target="$RESTORE_DIR/$tool"
   rm -rf "$target"
   "${bin[@]}" init >/dev/null
-  measure "$tool" "$b-backup" "${bin[@]}" backup "$BENCH_DIR/mixed"
-  measure "$tool" "$b-restore" "${bin[@]}" restore latest --target "$target"
+  measure_remote "$b" "$tool" "$b-backup" "${bin[@]}" backup "$BENCH_DIR/mixed"
+  measure_remote "$b" "$tool" "$b-restore" "${bin[@]}" restore latest --target "$target"
   rm -rf "$target"
   # Open + list a snapshot of many small files: what a cache is for.
   "${bin[@]}" backup "$BENCH_DIR/small" >/dev/null
-  measure "$tool" "$b-ls-cached" "${bin[@]}" ls latest
-  measure "$tool" "$b-ls-nocache" "${bin[@]}" --no-cache ls latest
+  measure_remote "$b" "$tool" "$b-ls-cached" "${bin[@]}" ls latest
+  measure_remote "$b" "$tool" "$b-ls-nocache" "${bin[@]}" --no-cache ls latest
   [ "$b" = sftp ] && rm -rf "${SFTP_DATA:?}/$tool-$run"
   return 0
 }
@@ -109,3 +126,20 @@ done
 steps=()
 for b in $BACKENDS; do steps+=("$b-backup" "$b-restore" "$b-ls-cached" "$b-ls-nocache"); done
 summary "remote repositories on loopback; data: $BENCH_GIB GiB mixed, $SMALL_FILES small files for ls" "${steps[@]}"
+if [ -s "$SERVER" ]; then
+  echo
+  echo "Garage's own CPU during each step (median s; it shares the 2 cores with the tool):"
+  echo
+  python3 - "$SERVER" <<'PY'
+import sys, statistics, collections
+d = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    tool, step, cpu = line.split("\t")
+    d[(step, tool)].append(float(cpu))
+print("| step | server CPU s during cairn | server CPU s during restic |")
+print("|:--|--:|--:|")
+for step in sorted({s for s, _ in d}):
+    cell = lambda t: f"{statistics.median(d[(step, t)]):.2f}" if d[(step, t)] else "–"
+    print(f"| {step} | {cell('cairn')} | {cell('restic')} |")
+PY
+fi

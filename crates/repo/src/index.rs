@@ -377,6 +377,12 @@ impl Index {
         }
     }
 
+    /// A hint that `ids` of type `t` will be looked up soon: their table lines are
+    /// fetched into the cache together (see `Table::prefetch`).
+    pub fn prefetch<'a>(&self, t: BlobType, ids: impl Iterator<Item = &'a Id> + Clone) {
+        self.table(t).prefetch(ids);
+    }
+
     pub fn has(&self, t: BlobType, id: &Id) -> bool {
         self.table(t).find(id, &self.escapes).is_some()
     }

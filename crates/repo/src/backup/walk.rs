@@ -511,6 +511,13 @@ impl Walker<'_> {
             }
             self.check_live_sqlite(path, &real, &names);
             let parent_tree = self.load_tree(parent.and_then(|p| p.subtree));
+            // Unchanged files are checked against the index (their content must still be
+            // there): fetch those index lines now, together, while the children are
+            // listed and stat'ed.
+            if let Some(p) = &parent_tree {
+                let content = p.nodes.iter().filter_map(|n| n.content.as_ref()).flatten();
+                self.index.prefetch(BlobType::Data, content);
+            }
             let entries = self.walk_children(
                 path,
                 dir_fd.as_ref().map(|fd| fd.as_fd()),

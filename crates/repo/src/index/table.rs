@@ -67,6 +67,15 @@ fn head_of(suffix: &[u8]) -> u64 {
     u64::from_be_bytes(head)
 }
 
+/// A prefetch of the cache line holding `x` (none on other architectures).
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    safe_arch::prefetch_t0(x);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 pub(super) fn bucket_of(id: &Id) -> usize {
     usize::from(u16::from_be_bytes([id.0[0], id.0[1]]))
 }
@@ -141,6 +150,31 @@ pub(super) struct Table {
 impl Table {
     pub(super) fn len(&self) -> usize {
         self.entries.len() + self.side.len()
+    }
+
+    /// Asks the CPU to bring the table's lines for `ids` into the cache ahead of their
+    /// lookups: first every bucket's start, then (those now cached) every bucket's
+    /// entries. A lookup in a table larger than the caches is two dependent misses, each
+    /// with a TLB miss (on a virtual machine a two-dimensional page walk): a no-change
+    /// rerun spent 8% of its CPU in them, one at a time. Prefetched together, the misses
+    /// overlap. Only a hint: nothing changes if the lines are evicted before use.
+    pub(super) fn prefetch<'a>(&self, ids: impl Iterator<Item = &'a Id> + Clone) {
+        if self.starts.is_empty() {
+            return;
+        }
+        for id in ids.clone() {
+            prefetch(&self.starts[bucket_of(id)]);
+        }
+        for id in ids {
+            let b = bucket_of(id);
+            let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+            if let Some(bucket) = self.entries.get(lo..hi) {
+                // Entries are 42 bytes: a bucket's few span a handful of lines.
+                for e in bucket.iter().step_by(2).chain(bucket.last()) {
+                    prefetch(e);
+                }
+            }
+        }
     }
 
     pub(super) fn find(&self, id: &Id, escapes: &[Location]) -> Option<Location> {

@@ -125,7 +125,12 @@ impl Key {
 
     /// Verifies the MAC and decrypts. A wrong key and damaged bytes both fail here.
     pub fn open(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let mut buf = data.to_vec();
+        self.open_owned(data.to_vec())
+    }
+
+    /// Like `open` for bytes the caller owns: decrypted where they are, without a copy
+    /// (index files run to tens of megabytes).
+    pub fn open_owned(&self, mut buf: Vec<u8>) -> Result<Vec<u8>> {
         let len = self.open_in_place(&mut buf)?.len();
         buf.drain(..IV_LEN);
         buf.truncate(len);

@@ -328,15 +328,20 @@ pub fn parse_header(key: &Key, encrypted_header: &[u8], pack_size: u64) -> Resul
 
 /// Decrypts (and decompresses) one stored blob and verifies its id.
 pub fn decode_blob(key: &Key, blob: &PackedBlob, stored: &[u8]) -> Result<Vec<u8>> {
-    let mut copy = stored.to_vec();
+    decode_blob_owned(key, blob, stored.to_vec())
+}
+
+/// Like `decode_blob` for bytes the caller owns (just read): decrypted where they are,
+/// without a copy (a no-change backup reads every parent tree through here).
+pub fn decode_blob_owned(key: &Key, blob: &PackedBlob, mut stored: Vec<u8>) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let plain = decode_blob_in_place(key, blob, &mut copy, &mut out)?.len();
+    let plain = decode_blob_in_place(key, blob, &mut stored, &mut out)?.len();
     if blob.uncompressed_length != 0 {
         Ok(out)
     } else {
-        copy.drain(..crate::crypto::IV_LEN);
-        copy.truncate(plain);
-        Ok(copy)
+        stored.drain(..crate::crypto::IV_LEN);
+        stored.truncate(plain);
+        Ok(stored)
     }
 }
 

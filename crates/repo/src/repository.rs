@@ -341,7 +341,7 @@ impl Repository {
         }
         let plain = self
             .key
-            .open(&raw)
+            .open_owned(raw)
             .map_err(|e| e.context(format!("{}/{name}", t.dir())))?;
         self.decompress_unpacked(plain, max_file_size(t))
             .map_err(|e| e.context(format!("{}/{name}", t.dir())))
@@ -563,7 +563,7 @@ impl Repository {
             loc.blob.offset as u64,
             loc.blob.length as u64,
         )?;
-        pack::decode_blob(&self.key, &loc.blob, &stored)
+        pack::decode_blob_owned(&self.key, &loc.blob, stored)
             .map_err(|e| e.context(format!("pack {}", loc.pack)))
     }
 

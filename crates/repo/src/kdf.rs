@@ -620,7 +620,17 @@ mod tests {
             }
         }
         // restic's p=5 on 2 threads, as a key derivation runs (fresh tables each time).
-        for (group, stride) in [(1, 1), (2, 2), (3, 3), (3, 2), (2, 1), (3, 1)] {
+        for (group, stride) in [
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (3, 2),
+            (2, 1),
+            (3, 1),
+            (1, 4),
+            (2, 8),
+            (3, 12),
+        ] {
             let mut best = f64::MAX;
             for _ in 0..3 {
                 let mut blocks: Vec<Block> =

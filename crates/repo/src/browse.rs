@@ -46,6 +46,20 @@ struct OwnCache {
 /// Encoded bytes of the trees a walk's own cache keeps at most.
 const OWN_CACHE_BYTES: usize = 8 << 20;
 
+impl OwnCache {
+    /// Keeps `nodes` (a tree of `bytes` encoded bytes) unless that would pass `limit`:
+    /// then the cache is emptied first, and a tree larger than `limit` is not kept.
+    fn insert(&mut self, id: Id, nodes: Arc<Vec<Node>>, bytes: usize, limit: usize) {
+        if self.bytes + bytes > limit {
+            self.trees.clear();
+            self.bytes = 0;
+        }
+        if bytes <= limit && self.trees.insert(id, nodes).is_none() {
+            self.bytes += bytes;
+        }
+    }
+}
+
 impl<'a> Trees<'a> {
     pub fn new(repo: &'a Repository, index: &'a Index) -> Trees<'a> {
         Trees {
@@ -83,15 +97,7 @@ impl<'a> Trees<'a> {
         match &self.cache {
             Cache::Own(c) => {
                 if let Ok(mut c) = c.lock() {
-                    if c.bytes + bytes.len() > OWN_CACHE_BYTES {
-                        c.trees.clear();
-                        c.bytes = 0;
-                    }
-                    if bytes.len() <= OWN_CACHE_BYTES
-                        && c.trees.insert(*id, nodes.clone()).is_none()
-                    {
-                        c.bytes += bytes.len();
-                    }
+                    c.insert(*id, nodes.clone(), bytes.len(), OWN_CACHE_BYTES);
                 }
             }
             Cache::Shared(c) => c.put(*id, nodes.clone(), bytes.len()),
@@ -693,4 +699,33 @@ pub fn stats(trees: &Trees, roots: &[Id], mode: StatsMode) -> Result<Stats> {
         _ => {}
     }
     Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walks_own_cache_stays_within_its_bound() {
+        let mut c = OwnCache::default();
+        let tree = Arc::new(Vec::new());
+        for i in 0..100u8 {
+            c.insert(Id([i; 32]), tree.clone(), 300, 1000);
+            assert!(
+                c.bytes <= 1000 && c.bytes == 300 * c.trees.len(),
+                "{i}: {}",
+                c.bytes
+            );
+            assert!(
+                c.trees.contains_key(&Id([i; 32])),
+                "the tree just loaded is kept"
+            );
+        }
+        // The same tree again is counted once.
+        c.insert(Id([99; 32]), tree.clone(), 300, 1000);
+        assert_eq!(c.bytes, 300 * c.trees.len());
+        // A tree larger than the bound is not kept (and empties the cache).
+        c.insert(Id([200; 32]), tree, 1001, 1000);
+        assert!(c.trees.is_empty() && c.bytes == 0);
+    }
 }

@@ -8,7 +8,7 @@
 //! are independent: they run on several threads, and a thread mixes a group of them side
 //! by side so that their dependent Salsa20/8 chains overlap in the core; [`plan`] picks
 //! threads, group and stride that fit a memory budget with the least wall time (restic's
-//! p=5 on 2 cores in 64 MiB: 216-225 → 191 ms, groups of three at stride 3).
+//! p=5 on 2 cores in 64 MiB: 216-225 → 177 ms, groups of three at stride 3).
 
 use crate::error::{Error, Result};
 
@@ -232,8 +232,9 @@ fn xor_into(x: &mut [Block], v: &[Block]) {
 /// ROMix of `K` lanes (`2r` blocks each) at once with `n` rounds, keeping every
 /// `stride`-th of each lane's `n` blocks in `v` (emptied first; kept block `i` of lane `k`
 /// at `(i * K + k) * 2r`). `v` is filled by pushing, not zeroed ahead: zeroing a 32 MiB
-/// table only to overwrite it cost a pass over memory before the first BlockMix. The lanes step together so that their independent
-/// Salsa20/8 chains overlap (see [`salsa20_8_many`]).
+/// table only to overwrite it cost a pass over memory before the first BlockMix. The
+/// lanes step together so that their independent Salsa20/8 chains overlap (see
+/// [`salsa20_8_many`]).
 fn ro_mix<const K: usize>(lanes: &mut [&mut [Block]], v: &mut Vec<Block>, n: usize, stride: usize) {
     let len = lanes[0].len();
     let mut x: Vec<Block> = lanes.iter().flat_map(|l| l.iter().copied()).collect();
@@ -412,6 +413,28 @@ pub(crate) fn scrypt(
             "scrypt: r, p and the output must not be empty",
         ));
     }
+    let lane_memory = (n as u64).saturating_mul(128 * r as u64);
+    scrypt_planned(
+        password,
+        salt,
+        n,
+        r,
+        p,
+        plan(n, lane_memory, p, threads, budget),
+        out,
+    )
+}
+
+/// [`scrypt`] with N = `n` (checked) and the lanes run as `plan` says.
+fn scrypt_planned(
+    password: &[u8],
+    salt: &[u8],
+    n: usize,
+    r: usize,
+    p: usize,
+    plan: Plan,
+    out: &mut [u8],
+) -> Result<()> {
     let lane_bytes = 128 * r;
     let mut b = vec![0u8; p * lane_bytes];
     pbkdf2_sha256_once(password, salt, &mut b);
@@ -425,8 +448,6 @@ pub(crate) fn scrypt(
             from_words(&words)
         })
         .collect();
-    let lane_memory = (n as u64).saturating_mul(lane_bytes as u64);
-    let plan = plan_override().unwrap_or_else(|| plan(n, lane_memory, p, threads, budget));
     mix_lanes(&mut blocks, n, r, plan)?;
     for (c, blk) in b.chunks_exact_mut(64).zip(&blocks) {
         for (c, w) in c.chunks_exact_mut(4).zip(to_words(blk)) {
@@ -435,22 +456,6 @@ pub(crate) fn scrypt(
     }
     pbkdf2_sha256_once(password, &b, out);
     Ok(())
-}
-
-// Tests only: the plan every derivation of this thread uses instead of `plan`'s.
-#[cfg(test)]
-thread_local! {
-    static PLAN: std::cell::Cell<Option<Plan>> = const { std::cell::Cell::new(None) };
-}
-
-#[cfg(test)]
-fn plan_override() -> Option<Plan> {
-    PLAN.with(|p| p.get())
-}
-
-#[cfg(not(test))]
-fn plan_override() -> Option<Plan> {
-    None
 }
 
 /// ROMix of every lane of `blocks` (`2r` blocks each) as `plan` says.
@@ -518,11 +523,9 @@ mod tests {
                             group,
                             stride,
                         };
-                        PLAN.with(|p| p.set(Some(plan)));
                         let mut got = [0u8; 64];
-                        let done = scrypt(b"pw", &[9u8; 64], log_n, r, p, 2, 0, &mut got);
-                        PLAN.with(|p| p.set(None));
-                        done.unwrap();
+                        let (n, r, p) = (1 << log_n, r as usize, p as usize);
+                        scrypt_planned(b"pw", &[9u8; 64], n, r, p, plan, &mut got).unwrap();
                         assert_eq!(got, want, "N=2^{log_n} r={r} p={p} {plan:?}");
                     }
                 }

@@ -86,7 +86,7 @@ mod json;
 pub(crate) mod snapshot;
 mod table;
 
-use table::{bucket_of, map_bytes, starts_of, Entry, Location, Table, BUCKETS, ESCAPE, NO_SIZE};
+use table::{bucket_of, map_bytes, Bucketed, Location, Table, BUCKETS, NO_SIZE};
 
 /// A blob's location resolved to its pack id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,8 +95,9 @@ pub struct BlobLocation {
     pub blob: PackedBlob,
 }
 
-/// The in-memory index of all blobs of a repository: about 42 bytes per blob plus about
-/// 44 per pack (`heap_bytes`), against 60 to 110 for a hash map of ids to locations.
+/// The in-memory index of all blobs of a repository: 30 bytes of id per blob, its location
+/// in the bits its table needs (6 to 11 bytes), plus about 44 per pack (`heap_bytes`),
+/// against 60 to 110 for a hash map of ids to locations.
 #[derive(Default)]
 pub struct Index {
     /// Pack ids by pack number.
@@ -111,8 +112,6 @@ pub struct Index {
     other_sizes: HashMap<Id, u64>,
     data: Table,
     trees: Table,
-    /// Locations that do not fit an entry's 24-bit fields.
-    escapes: Vec<Location>,
     /// Refused entries: why each blob's (first) entry cannot be right.
     damaged: HashMap<(BlobType, Id), String>,
     /// How this index was loaded (see [`Index::source`]).
@@ -185,35 +184,28 @@ impl Index {
             return slow;
         }
         // Pass 2: place each entry in its bucket, in the order added.
-        let mut at: [Vec<u32>; 2] = [starts_of(&counts[0]), starts_of(&counts[1])];
-        let mut entries: [Vec<Entry>; 2] = [
-            vec![Entry::EMPTY; at[0][BUCKETS] as usize],
-            vec![Entry::EMPTY; at[1][BUCKETS] as usize],
-        ];
+        let mut placed = [Bucketed::new(&counts[0]), Bucketed::new(&counts[1])];
         for f in files {
             for p in &f.packs {
-                let n = numbers.get(&p.id).copied().unwrap_or(ESCAPE);
+                let n = numbers.get(&p.id).copied().unwrap_or(u32::MAX);
                 let size = index.size_of(n);
                 for b in &p.blobs {
                     if entry_problem_sized(&p.id, size, b).is_some() {
                         continue;
                     }
-                    let t = type_slot(b.blob_type);
-                    let slot = &mut at[t][bucket_of(&b.id)];
                     let loc = Location {
                         pack: n,
                         offset: b.offset,
                         length: b.length,
                         uncompressed_length: b.uncompressed_length,
                     };
-                    entries[t][*slot as usize] = Entry::new(&b.id, loc, &mut index.escapes);
-                    *slot += 1;
+                    placed[type_slot(b.blob_type)].place(&b.id, loc);
                 }
             }
         }
-        let [data, trees] = entries;
-        index.data = Table::from_bucketed(data, &counts[0]);
-        index.trees = Table::from_bucketed(trees, &counts[1]);
+        let [data, trees] = placed;
+        index.data = Table::from_bucketed(data);
+        index.trees = Table::from_bucketed(trees);
         index.set_pack_order();
         index
     }
@@ -332,10 +324,10 @@ impl Index {
                 BlobType::Data => &mut self.data,
                 BlobType::Tree => &mut self.trees,
             };
-            if table.side.len() > (table.entries.len() / 4).max(1 << 14)
-                && table.entries.len() + table.side.len() < u32::MAX as usize
+            if table.side.len() > (table.ids.len() / 4).max(1 << 14)
+                && table.ids.len() + table.side.len() < u32::MAX as usize
             {
-                table.merge_side(&mut self.escapes);
+                table.merge_side();
             }
         }
         if self.new_packs.len() > (self.pack_order.len() / 4).max(1 << 12) {
@@ -356,9 +348,8 @@ impl Index {
     /// faster, but the index can then be saved as a snapshot).
     pub fn compact(&mut self) {
         for table in [&mut self.data, &mut self.trees] {
-            if !table.side.is_empty() && table.entries.len() + table.side.len() < u32::MAX as usize
-            {
-                table.merge_side(&mut self.escapes);
+            if !table.side.is_empty() && table.ids.len() + table.side.len() < u32::MAX as usize {
+                table.merge_side();
             }
         }
         if !self.new_packs.is_empty() {
@@ -384,11 +375,11 @@ impl Index {
     }
 
     pub fn has(&self, t: BlobType, id: &Id) -> bool {
-        self.table(t).find(id, &self.escapes).is_some()
+        self.table(t).contains(id)
     }
 
     pub fn get(&self, t: BlobType, id: &Id) -> Option<BlobLocation> {
-        let loc = self.table(t).find(id, &self.escapes)?;
+        let loc = self.table(t).find(id)?;
         Some(BlobLocation {
             pack: *self.packs.get(loc.pack as usize)?,
             blob: PackedBlob {
@@ -414,7 +405,6 @@ impl Index {
             + map_bytes(&self.other_sizes)
             + self.data.heap_bytes()
             + self.trees.heap_bytes()
-            + self.escapes.capacity() * std::mem::size_of::<Location>()
             + map_bytes(&self.damaged)
             + self.damaged.values().map(String::capacity).sum::<usize>()
     }
@@ -427,7 +417,7 @@ impl Index {
     /// Ids of the packs holding tree blobs (as indexed: first location of each blob).
     pub fn tree_packs(&self) -> Vec<Id> {
         let mut numbers = std::collections::HashSet::new();
-        self.trees.for_each(&self.escapes, |_, loc| {
+        self.trees.for_each(|_, loc| {
             numbers.insert(loc.pack);
         });
         numbers
@@ -441,7 +431,7 @@ impl Index {
         let mut out: Vec<(Id, Vec<PackedBlob>)> =
             self.packs.iter().map(|p| (*p, Vec::new())).collect();
         for (t, table) in [(BlobType::Data, &self.data), (BlobType::Tree, &self.trees)] {
-            table.for_each(&self.escapes, |id, loc| {
+            table.for_each(|id, loc| {
                 if let Some((_, blobs)) = out.get_mut(loc.pack as usize) {
                     blobs.push(PackedBlob {
                         blob_type: t,

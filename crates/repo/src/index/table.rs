@@ -1,10 +1,11 @@
 //! The compact sorted table of one blob type: ids split in buckets on their first two
-//! bytes, locations packed in 24-bit fields, and the escape table for those that do not fit.
+//! bytes, locations bit-packed in field widths chosen per table, and the escape list for
+//! the few locations that do not fit those widths.
 
 use crate::id::Id;
 use std::collections::HashMap;
 
-/// Where a blob is, unpacked (the compact table stores it in 12 bytes, see [`Entry`]).
+/// Where a blob is, unpacked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Location {
     pub(super) pack: u32,
@@ -17,22 +18,148 @@ pub(super) struct Location {
 pub(super) const PREFIX: usize = 2;
 pub(super) const SUFFIX: usize = 32 - PREFIX;
 pub(super) const BUCKETS: usize = 1 << (8 * PREFIX);
-/// Fields below this fit the 24-bit slots of an entry.
-pub(super) const FIELD_LIMIT: u32 = 1 << 24;
-/// A pack number of all ones marks an entry whose location is in the escape table.
-pub(super) const ESCAPE: u32 = FIELD_LIMIT - 1;
 /// No listed size for this pack.
 pub(super) const NO_SIZE: u64 = u64::MAX;
+/// The widest packed field: a value of 2^30 or more is always escaped, so a packed
+/// location is at most 120 bits and one unaligned 16-byte load reads any of them.
+pub(super) const MAX_WIDTH: u8 = 30;
+/// A field is made narrower as long as at most one entry in this many is escaped for it:
+/// one bit less over all entries saves n/8 bytes, an escape costs 20 (n/25.6 at most).
+const OUTLIER_SHARE: usize = 512;
+/// Bytes past the packed locations, so that the 16-byte load of the last one stays inside.
+pub(super) const PAD: usize = 16;
+/// Buckets per group while a table is built: entries are placed and sorted in groups that
+/// are freed one at a time as the table is packed, so that building peaks near the larger
+/// of the two forms instead of their sum (10M blobs: 1.48 GB -> see `Bucketed`).
+const GROUP_BUCKETS: usize = 256;
+const GROUPS: usize = BUCKETS / GROUP_BUCKETS;
+/// Bytes of one escape record (position, then the four fields), in memory and on disk.
+pub(super) const ESCAPE_LEN: usize = 4 + 16;
 
-/// One indexed blob in 42 bytes: the id without the two bytes its bucket implies, then
-/// pack number, offset, length and uncompressed length, 24 bits each (little-endian).
-/// The rare entry with a field that does not fit (a pack number past 16M, a pack larger
-/// than 16 MiB, a huge tree blob) keeps its location in the escape table: pack number
-/// `ESCAPE`, then the table position in the next 4 bytes. The full id is always kept.
+/// An entry while a table is built: the id without the bytes its bucket implies, and the
+/// location unpacked.
 #[derive(Clone, Copy)]
 pub(super) struct Entry {
     pub(super) suffix: [u8; SUFFIX],
-    pub(super) loc: [u8; 12],
+    pub(super) loc: Location,
+}
+
+impl Entry {
+    pub(super) const EMPTY: Entry = Entry {
+        suffix: [0; SUFFIX],
+        loc: Location {
+            pack: 0,
+            offset: 0,
+            length: 0,
+            uncompressed_length: 0,
+        },
+    };
+
+    pub(super) fn new(id: &Id, loc: Location) -> Entry {
+        let mut suffix = [0u8; SUFFIX];
+        suffix.copy_from_slice(&id.0[PREFIX..]);
+        Entry { suffix, loc }
+    }
+}
+
+/// Bit widths of a table's packed location fields: pack number, offset, length,
+/// uncompressed length. A pack field of all ones marks an escaped entry, whose location is
+/// in the table's escape list instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Widths(pub(super) [u8; 4]);
+
+fn bits(v: u64) -> usize {
+    (64 - v.leading_zeros()) as usize
+}
+
+fn mask(width: usize) -> u128 {
+    (1u128 << width) - 1
+}
+
+impl Widths {
+    /// Widths for these locations: each field as narrow as it can be with at most one in
+    /// [`OUTLIER_SHARE`] of the values escaped for it (none in a table of fewer entries).
+    pub(super) fn choose(locs: impl Iterator<Item = Location>) -> Widths {
+        let mut hist = [[0usize; 65]; 4];
+        let mut n = 0usize;
+        for l in locs {
+            n += 1;
+            // The pack field also needs room for the all-ones escape mark.
+            hist[0][bits(u64::from(l.pack) + 1)] += 1;
+            hist[1][bits(u64::from(l.offset))] += 1;
+            hist[2][bits(u64::from(l.length))] += 1;
+            hist[3][bits(u64::from(l.uncompressed_length))] += 1;
+        }
+        let allowed = n / OUTLIER_SHARE;
+        let mut widths = [MAX_WIDTH; 4];
+        for (field, w) in widths.iter_mut().enumerate() {
+            let mut over = 0usize;
+            for cand in (0..MAX_WIDTH).rev() {
+                over += hist[field][usize::from(cand) + 1];
+                if over > allowed {
+                    break;
+                }
+                *w = cand;
+            }
+        }
+        widths[0] = widths[0].max(1);
+        Widths(widths)
+    }
+
+    /// Whether every field is at most [`MAX_WIDTH`] (as [`Widths::choose`] makes them).
+    pub(super) fn valid(self) -> bool {
+        self.0.iter().all(|w| *w <= MAX_WIDTH)
+    }
+
+    pub(super) fn stride(self) -> usize {
+        self.0.iter().map(|w| usize::from(*w)).sum()
+    }
+
+    fn mark(self) -> u128 {
+        mask(usize::from(self.0[0]))
+    }
+
+    /// Bytes of `n` packed locations (without the padding).
+    pub(super) fn bytes_for(self, n: usize) -> usize {
+        (n * self.stride()).div_ceil(8)
+    }
+
+    /// The packed form of `loc`, or None if it must be escaped.
+    fn pack(self, loc: &Location) -> Option<u128> {
+        let fields = [loc.pack, loc.offset, loc.length, loc.uncompressed_length];
+        let mut packed = 0u128;
+        let mut shift = 0usize;
+        for (i, (v, w)) in fields.iter().zip(self.0).enumerate() {
+            let (v, w) = (u128::from(*v), usize::from(w));
+            if (i == 0 && v >= self.mark()) || v > mask(w) {
+                return None;
+            }
+            packed |= v << shift;
+            shift += w;
+        }
+        Some(packed)
+    }
+
+    /// The location packed in `packed`, or None if it is the escape mark.
+    fn unpack(self, packed: u128) -> Option<Location> {
+        let mut fields = [0u32; 4];
+        let mut shift = 0usize;
+        for (f, w) in fields.iter_mut().zip(self.0) {
+            let w = usize::from(w);
+            // Each field is at most 30 bits wide: the cast keeps every bit.
+            *f = ((packed >> shift) & mask(w)) as u32;
+            shift += w;
+        }
+        if u128::from(fields[0]) == self.mark() {
+            return None;
+        }
+        Some(Location {
+            pack: fields[0],
+            offset: fields[1],
+            length: fields[2],
+            uncompressed_length: fields[3],
+        })
+    }
 }
 
 /// An id's suffix to search for, its first 8 bytes as a number: almost every comparison of
@@ -53,11 +180,11 @@ impl<'a> Suffix<'a> {
         }
     }
 
-    /// This suffix against an entry's.
-    fn cmp_entry(&self, e: &Entry) -> std::cmp::Ordering {
+    /// This suffix against a table's.
+    fn cmp(&self, other: &[u8; SUFFIX]) -> std::cmp::Ordering {
         self.head
-            .cmp(&head_of(&e.suffix))
-            .then_with(|| self.bytes.cmp(&e.suffix[..]))
+            .cmp(&head_of(other))
+            .then_with(|| self.bytes.cmp(&other[..]))
     }
 }
 
@@ -80,84 +207,125 @@ pub(super) fn bucket_of(id: &Id) -> usize {
     usize::from(u16::from_be_bytes([id.0[0], id.0[1]]))
 }
 
-pub(super) fn u24(b: &[u8]) -> u32 {
-    u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16
+fn id_of(bucket: usize, suffix: &[u8; SUFFIX]) -> Id {
+    let mut id = [0u8; 32];
+    id[..PREFIX].copy_from_slice(&(bucket as u16).to_be_bytes());
+    id[PREFIX..].copy_from_slice(suffix);
+    Id(id)
 }
 
-pub(super) fn put_u24(out: &mut [u8], v: u32) {
-    out[..3].copy_from_slice(&v.to_le_bytes()[..3]);
-}
-
-impl Entry {
-    pub(super) fn new(id: &Id, loc: Location, escapes: &mut Vec<Location>) -> Entry {
-        let mut suffix = [0u8; SUFFIX];
-        suffix.copy_from_slice(&id.0[PREFIX..]);
-        let mut packed = [0u8; 12];
-        let fits = loc.pack < ESCAPE
-            && loc.offset < FIELD_LIMIT
-            && loc.length < FIELD_LIMIT
-            && loc.uncompressed_length < FIELD_LIMIT;
-        if fits {
-            put_u24(&mut packed[0..], loc.pack);
-            put_u24(&mut packed[3..], loc.offset);
-            put_u24(&mut packed[6..], loc.length);
-            put_u24(&mut packed[9..], loc.uncompressed_length);
-        } else {
-            // Callers keep the entries (and so the escapes) of a table below u32::MAX.
-            put_u24(&mut packed[0..], ESCAPE);
-            packed[3..7].copy_from_slice(&(escapes.len() as u32).to_le_bytes());
-            escapes.push(loc);
-        }
-        Entry {
-            suffix,
-            loc: packed,
-        }
-    }
-
-    pub(super) fn location(&self, escapes: &[Location]) -> Option<Location> {
-        let pack = u24(&self.loc[0..]);
-        if pack == ESCAPE {
-            let at = u32::from_le_bytes([self.loc[3], self.loc[4], self.loc[5], self.loc[6]]);
-            return escapes.get(at as usize).copied();
-        }
-        Some(Location {
-            pack,
-            offset: u24(&self.loc[3..]),
-            length: u24(&self.loc[6..]),
-            uncompressed_length: u24(&self.loc[9..]),
-        })
-    }
-
-    pub(super) fn id(&self, bucket: usize) -> Id {
-        let mut id = [0u8; 32];
-        id[..PREFIX].copy_from_slice(&(bucket as u16).to_be_bytes());
-        id[PREFIX..].copy_from_slice(&self.suffix);
-        Id(id)
-    }
-}
-
-/// The blobs of one type: a table sorted by id, split in buckets on the ids' first two
-/// bytes, plus a small side map of blobs added one pack at a time since the table was
-/// built (merged into the table when it grows).
-#[derive(Default)]
+/// The blobs of one type: ids sorted and split in buckets on their first two bytes, their
+/// locations bit-packed in the same order, plus a small side map of blobs added one pack at
+/// a time since the table was built (merged into the table when it grows).
+///
+/// Ids and locations are apart: a lookup of presence (a no-change backup asks that of every
+/// unchanged file's content) touches only ids, and the locations take the bits their table
+/// needs instead of 24 per field. Ids are always kept whole (never truncated): listing the
+/// index by pack (prune, check, repair) needs them.
 pub(super) struct Table {
-    /// Empty, or `BUCKETS + 1` start positions in `entries`.
+    /// Empty, or `BUCKETS + 1` start positions in `ids`.
     pub(super) starts: Vec<u32>,
-    pub(super) entries: Vec<Entry>,
+    /// Id suffixes, sorted within each bucket, unique.
+    pub(super) ids: Vec<[u8; SUFFIX]>,
+    pub(super) widths: Widths,
+    /// `ids.len()` packed locations of `widths.stride()` bits each (little-endian bit
+    /// order), then `PAD` zero bytes.
+    pub(super) locs: Vec<u8>,
+    /// Locations that do not fit the widths, by position in `ids` (sorted).
+    pub(super) escapes: Vec<(u32, Location)>,
     pub(super) side: HashMap<Id, Location>,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table {
+            starts: Vec::new(),
+            ids: Vec::new(),
+            widths: Widths::default(),
+            locs: vec![0; PAD],
+            escapes: Vec::new(),
+            side: HashMap::new(),
+        }
+    }
+}
+
+/// Builds a table bucket by bucket, entries in id order.
+struct Builder {
+    table: Table,
+    last: Option<[u8; SUFFIX]>,
+}
+
+impl Builder {
+    /// For at most `capacity` entries packed in `widths`.
+    fn new(widths: Widths, capacity: usize) -> Builder {
+        let mut starts = Vec::with_capacity(BUCKETS + 1);
+        starts.push(0);
+        Builder {
+            table: Table {
+                starts,
+                ids: Vec::with_capacity(capacity),
+                widths,
+                locs: vec![0; widths.bytes_for(capacity) + PAD],
+                escapes: Vec::new(),
+                side: HashMap::new(),
+            },
+            last: None,
+        }
+    }
+
+    /// Adds the next entry of the current bucket, unless its id equals the one before
+    /// (of equal ids the first added stays).
+    fn push(&mut self, suffix: &[u8; SUFFIX], loc: Location) {
+        if self.last.as_ref() == Some(suffix) {
+            return;
+        }
+        self.last = Some(*suffix);
+        let t = &mut self.table;
+        let i = t.ids.len();
+        t.ids.push(*suffix);
+        let packed = match t.widths.pack(&loc) {
+            Some(p) => p,
+            None => {
+                // Callers keep a table's entries below u32::MAX.
+                t.escapes.push((i as u32, loc));
+                t.widths.mark()
+            }
+        };
+        let bit = i * t.widths.stride();
+        let at = bit / 8;
+        let mut word = [0u8; 16];
+        word.copy_from_slice(&t.locs[at..at + 16]);
+        let word = u128::from_le_bytes(word) | packed << (bit % 8);
+        t.locs[at..at + 16].copy_from_slice(&word.to_le_bytes());
+    }
+
+    /// Closes the current bucket.
+    fn end_bucket(&mut self) {
+        self.table.starts.push(self.table.ids.len() as u32);
+        self.last = None;
+    }
+
+    fn finish(mut self) -> Table {
+        let t = &mut self.table;
+        t.ids.shrink_to_fit();
+        t.locs.truncate(t.widths.bytes_for(t.ids.len()) + PAD);
+        t.locs.shrink_to_fit();
+        t.escapes.shrink_to_fit();
+        self.table
+    }
 }
 
 impl Table {
     pub(super) fn len(&self) -> usize {
-        self.entries.len() + self.side.len()
+        self.ids.len() + self.side.len()
     }
 
     /// Asks the CPU to bring the table's lines for `ids` into the cache ahead of their
-    /// lookups: first every bucket's start, then (those now cached) every bucket's
-    /// entries. A lookup in a table larger than the caches is two dependent misses, each
-    /// with a TLB miss (on a virtual machine a two-dimensional page walk): a no-change
-    /// rerun spent 8% of its CPU in them, one at a time. Prefetched together, the misses
-    /// overlap. Only a hint: nothing changes if the lines are evicted before use.
+    /// lookups: first every bucket's start, then (those now cached) every bucket's ids.
+    /// A lookup in a table larger than the caches is two dependent misses, each with a TLB
+    /// miss (on a virtual machine a two-dimensional page walk): a no-change rerun spent 8%
+    /// of its CPU in them, one at a time. Prefetched together, the misses overlap. Only a
+    /// hint: nothing changes if the lines are evicted before use.
     pub(super) fn prefetch<'a>(&self, ids: impl Iterator<Item = &'a Id> + Clone) {
         if self.starts.is_empty() {
             return;
@@ -168,8 +336,8 @@ impl Table {
         for id in ids {
             let b = bucket_of(id);
             let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-            if let Some(bucket) = self.entries.get(lo..hi) {
-                // Entries are 42 bytes: a bucket's few span a handful of lines.
+            if let Some(bucket) = self.ids.get(lo..hi) {
+                // Ids are 30 bytes: every other one starts a new line at most.
                 for e in bucket.iter().step_by(2).chain(bucket.last()) {
                     prefetch(e);
                 }
@@ -177,27 +345,57 @@ impl Table {
         }
     }
 
-    pub(super) fn find(&self, id: &Id, escapes: &[Location]) -> Option<Location> {
-        if !self.starts.is_empty() {
-            let b = bucket_of(id);
-            let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-            let slice = self.entries.get(lo..hi)?;
-            let key = Suffix::of(id);
-            if let Ok(i) = slice.binary_search_by(|e| key.cmp_entry(e).reverse()) {
-                return slice[i].location(escapes);
+    /// The position of `id` in the sorted table.
+    fn position(&self, id: &Id) -> Option<usize> {
+        if self.starts.is_empty() {
+            return None;
+        }
+        let b = bucket_of(id);
+        let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        let bucket = self.ids.get(lo..hi)?;
+        let key = Suffix::of(id);
+        let i = bucket.binary_search_by(|s| key.cmp(s).reverse()).ok()?;
+        Some(lo + i)
+    }
+
+    /// The location of the entry at `pos` (None only for a position out of range, or an
+    /// escape mark without its record, which loading refuses).
+    fn location(&self, pos: usize) -> Option<Location> {
+        let bit = pos * self.widths.stride();
+        let at = bit / 8;
+        let word: [u8; 16] = self.locs.get(at..at + 16)?.try_into().ok()?;
+        let packed = (u128::from_le_bytes(word) >> (bit % 8)) & mask(self.widths.stride());
+        match self.widths.unpack(packed) {
+            Some(loc) => Some(loc),
+            None => {
+                let i = self
+                    .escapes
+                    .binary_search_by_key(&(pos as u32), |e| e.0)
+                    .ok()?;
+                Some(self.escapes[i].1)
             }
         }
-        self.side.get(id).copied()
+    }
+
+    pub(super) fn contains(&self, id: &Id) -> bool {
+        self.position(id).is_some() || self.side.contains_key(id)
+    }
+
+    pub(super) fn find(&self, id: &Id) -> Option<Location> {
+        match self.position(id) {
+            Some(pos) => self.location(pos),
+            None => self.side.get(id).copied(),
+        }
     }
 
     /// Every entry of the table and the side map: (id, location).
-    pub(super) fn for_each(&self, escapes: &[Location], mut f: impl FnMut(Id, Location)) {
+    pub(super) fn for_each(&self, mut f: impl FnMut(Id, Location)) {
         if !self.starts.is_empty() {
             for b in 0..BUCKETS {
                 let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-                for e in &self.entries[lo..hi] {
-                    if let Some(loc) = e.location(escapes) {
-                        f(e.id(b), loc);
+                for pos in lo..hi {
+                    if let Some(loc) = self.location(pos) {
+                        f(id_of(b, &self.ids[pos]), loc);
                     }
                 }
             }
@@ -207,112 +405,204 @@ impl Table {
         }
     }
 
-    /// Builds the sorted table from entries in the order they were added, grouped by
-    /// bucket (`counts[b]` entries of bucket b, in `entries` at the matching place): sorts
-    /// each bucket by id, keeping the first of equal ids.
-    pub(super) fn from_bucketed(mut entries: Vec<Entry>, counts: &[u32]) -> Table {
-        sort_buckets(&mut entries, counts);
-        let mut starts = Vec::with_capacity(BUCKETS + 1);
-        let (mut read, mut write) = (0usize, 0usize);
-        for &count in counts {
-            starts.push(write as u32);
-            let mut last: Option<[u8; SUFFIX]> = None;
-            for i in read..read + count as usize {
-                let e = entries[i];
-                if last == Some(e.suffix) {
-                    continue;
-                }
-                last = Some(e.suffix);
-                entries[write] = e;
-                write += 1;
+    /// Checks what lookups rely on and a snapshot could get wrong: every escape record
+    /// is at a marked position and every marked position has one.
+    pub(super) fn escapes_consistent(&self) -> bool {
+        if self.locs.len() != self.widths.bytes_for(self.ids.len()) + PAD
+            || !self.widths.valid()
+            || self.escapes.windows(2).any(|w| w[0].0 >= w[1].0)
+        {
+            return false;
+        }
+        let stride = self.widths.stride();
+        let mut next = self.escapes.iter().map(|e| e.0 as usize).peekable();
+        for pos in 0..self.ids.len() {
+            let bit = pos * stride;
+            let at = bit / 8;
+            let mut word = [0u8; 16];
+            word.copy_from_slice(&self.locs[at..at + 16]);
+            let packed = (u128::from_le_bytes(word) >> (bit % 8)) & mask(stride);
+            let marked = self.widths.unpack(packed).is_none();
+            let recorded = next.peek() == Some(&pos);
+            if marked != recorded {
+                return false;
             }
-            read += count as usize;
+            if recorded {
+                next.next();
+            }
         }
-        starts.push(write as u32);
-        entries.truncate(write);
-        entries.shrink_to_fit();
-        Table {
-            starts,
-            entries,
-            side: HashMap::new(),
+        next.peek().is_none()
+    }
+
+    /// Builds the sorted table from entries placed by bucket: sorts each bucket by id,
+    /// keeping the first added of equal ids.
+    pub(super) fn from_bucketed(mut placed: Bucketed) -> Table {
+        sort_buckets(&mut placed);
+        let all = placed.groups.iter().flatten();
+        let widths = Widths::choose(all.map(|e| e.loc));
+        let mut builder = Builder::new(widths, placed.groups.iter().map(Vec::len).sum());
+        let counts = placed.counts;
+        for (g, group) in placed.groups.into_iter().enumerate() {
+            let mut read = 0usize;
+            for &count in &counts[g * GROUP_BUCKETS..(g + 1) * GROUP_BUCKETS] {
+                for e in &group[read..read + count as usize] {
+                    builder.push(&e.suffix, e.loc);
+                }
+                builder.end_bucket();
+                read += count as usize;
+            }
+            // `group` is freed here, while the table grows.
         }
+        builder.finish()
     }
 
     /// Merges the side map into the sorted table (its ids are not in the table).
-    pub(super) fn merge_side(&mut self, escapes: &mut Vec<Location>) {
+    pub(super) fn merge_side(&mut self) {
         if self.side.is_empty() {
             return;
         }
         let mut side: Vec<(Id, Location)> = std::mem::take(&mut self.side).into_iter().collect();
         side.sort_unstable_by_key(|e| e.0);
-        let mut counts = vec![0u32; BUCKETS];
-        let mut merged = Vec::with_capacity(self.entries.len() + side.len());
+        let old_locs = (0..self.ids.len()).filter_map(|pos| self.location(pos));
+        let widths = Widths::choose(old_locs.chain(side.iter().map(|e| e.1)));
+        let mut builder = Builder::new(widths, self.ids.len() + side.len());
         let mut s = side.into_iter().peekable();
-        for (b, count) in counts.iter_mut().enumerate() {
-            let old: &[Entry] = if self.starts.is_empty() {
-                &[]
+        for b in 0..BUCKETS {
+            let (lo, hi) = if self.starts.is_empty() {
+                (0, 0)
             } else {
-                &self.entries[self.starts[b] as usize..self.starts[b + 1] as usize]
+                (self.starts[b] as usize, self.starts[b + 1] as usize)
             };
-            let mut old = old.iter().peekable();
+            let mut old = lo..hi;
+            let mut next_old = old.next();
             loop {
-                let take_side = match (old.peek(), s.peek()) {
+                let take_side = match (next_old, s.peek()) {
                     (_, Some((id, _))) if bucket_of(id) != b => false,
-                    (Some(e), Some((id, _))) => id.0[PREFIX..] < e.suffix[..],
+                    (Some(pos), Some((id, _))) => id.0[PREFIX..] < self.ids[pos][..],
                     (None, Some(_)) => true,
                     (_, None) => false,
                 };
                 if take_side {
                     if let Some((id, loc)) = s.next() {
-                        merged.push(Entry::new(&id, loc, escapes));
+                        builder.push(&Entry::new(&id, loc).suffix, loc);
                     }
-                } else if let Some(e) = old.next() {
-                    merged.push(*e);
+                } else if let Some(pos) = next_old {
+                    if let Some(loc) = self.location(pos) {
+                        builder.push(&self.ids[pos], loc);
+                    }
+                    next_old = old.next();
                 } else {
                     break;
                 }
-                *count += 1;
             }
+            builder.end_bucket();
         }
-        *self = Table::from_bucketed(merged, &counts);
+        *self = builder.finish();
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
         self.starts.capacity() * 4
-            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.ids.capacity() * SUFFIX
+            + self.locs.capacity()
+            + self.escapes.capacity() * std::mem::size_of::<(u32, Location)>()
             + map_bytes(&self.side)
+    }
+
+    /// A table read back from its parts (see the snapshot; `locs` followed by `PAD` zero
+    /// bytes), or None if they are not consistent.
+    pub(super) fn from_parts(
+        starts: Vec<u32>,
+        ids: Vec<[u8; SUFFIX]>,
+        widths: Widths,
+        locs: Vec<u8>,
+        escapes: Vec<(u32, Location)>,
+    ) -> Option<Table> {
+        if locs.len() != widths.bytes_for(ids.len()) + PAD || locs[locs.len() - PAD..] != [0; PAD] {
+            return None;
+        }
+        let table = Table {
+            starts,
+            ids,
+            widths,
+            locs,
+            escapes,
+            side: HashMap::new(),
+        };
+        table.escapes_consistent().then_some(table)
+    }
+
+    /// The packed locations without the padding (what a snapshot stores).
+    pub(super) fn packed_locations(&self) -> &[u8] {
+        &self.locs[..self.locs.len() - PAD]
     }
 }
 
-/// Sorts each bucket of `entries` (`counts[b]` entries of bucket b, in order) by id,
-/// stably (of equal ids the one added first stays first), on all cores for large tables.
-fn sort_buckets(entries: &mut [Entry], counts: &[u32]) {
-    let threads = if entries.len() < 1 << 16 {
+/// Entries placed in their buckets in the order added, in groups of buckets.
+pub(super) struct Bucketed {
+    /// Entries per bucket.
+    counts: Vec<u32>,
+    /// Where each bucket starts in its group.
+    first: Vec<u32>,
+    /// Where the next entry of each bucket goes in its group.
+    next: Vec<u32>,
+    groups: Vec<Vec<Entry>>,
+}
+
+impl Bucketed {
+    /// Room for `counts[b]` entries in bucket b (`BUCKETS` counts).
+    pub(super) fn new(counts: &[u32]) -> Bucketed {
+        let mut first = Vec::with_capacity(BUCKETS);
+        let mut groups = Vec::with_capacity(GROUPS);
+        for group in counts.chunks(GROUP_BUCKETS) {
+            let mut at = 0u32;
+            for c in group {
+                first.push(at);
+                at += c;
+            }
+            groups.push(vec![Entry::EMPTY; at as usize]);
+        }
+        Bucketed {
+            counts: counts.to_vec(),
+            next: first.clone(),
+            first,
+            groups,
+        }
+    }
+
+    /// Places the next entry of its bucket (beyond the bucket's count: ignored).
+    pub(super) fn place(&mut self, id: &Id, loc: Location) {
+        let b = bucket_of(id);
+        let g = b / GROUP_BUCKETS;
+        let at = self.next[b] as usize;
+        if at < (self.first[b] + self.counts[b]) as usize {
+            self.groups[g][at] = Entry::new(id, loc);
+            self.next[b] += 1;
+        }
+    }
+}
+
+/// Sorts each bucket by id, stably (of equal ids the one added first stays first), on all
+/// cores for large tables.
+fn sort_buckets(placed: &mut Bucketed) {
+    let total: usize = placed.groups.iter().map(Vec::len).sum();
+    let threads = if total < 1 << 16 {
         1
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
     };
-    let per = entries.len().div_ceil(threads).max(1);
+    let per = GROUPS.div_ceil(threads);
+    let counts = &placed.counts;
     std::thread::scope(|s| {
-        let mut rest: &mut [Entry] = entries;
-        let mut b = 0;
-        while b < counts.len() {
-            let first = b;
-            let mut n = 0usize;
-            while b < counts.len() && n < per {
-                n += counts[b] as usize;
-                b += 1;
-            }
-            let k = n.min(rest.len());
-            let (piece, tail) = std::mem::take(&mut rest).split_at_mut(k);
-            rest = tail;
-            let counts = &counts[first..b];
+        for (i, groups) in placed.groups.chunks_mut(per).enumerate() {
             s.spawn(move || {
-                let mut at = 0usize;
-                for &c in counts {
-                    let end = (at + c as usize).min(piece.len());
-                    piece[at..end].sort_by_key(|e| e.suffix);
-                    at = end;
+                for (j, group) in groups.iter_mut().enumerate() {
+                    let g = i * per + j;
+                    let mut at = 0usize;
+                    for &c in &counts[g * GROUP_BUCKETS..(g + 1) * GROUP_BUCKETS] {
+                        let end = (at + c as usize).min(group.len());
+                        group[at..end].sort_by_key(|e| e.suffix);
+                        at = end;
+                    }
                 }
             });
         }
@@ -324,21 +614,112 @@ pub(super) fn map_bytes<K, V>(m: &HashMap<K, V>) -> usize {
     m.capacity() * (std::mem::size_of::<(K, V)>() + 1)
 }
 
-impl Entry {
-    pub(super) const EMPTY: Entry = Entry {
-        suffix: [0; SUFFIX],
-        loc: [0; 12],
-    };
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Start position of each bucket (and the total at the end) from the counts.
-pub(super) fn starts_of(counts: &[u32]) -> Vec<u32> {
-    let mut starts = Vec::with_capacity(counts.len() + 1);
-    let mut sum = 0u32;
-    for c in counts {
-        starts.push(sum);
-        sum += c;
+    fn loc(pack: u32, offset: u32, length: u32, ulen: u32) -> Location {
+        Location {
+            pack,
+            offset,
+            length,
+            uncompressed_length: ulen,
+        }
     }
-    starts.push(sum);
-    starts
+
+    #[test]
+    fn widths_fit_the_values_and_escape_only_rare_outliers() {
+        // 4,096 ordinary locations and 5 outliers: the widths fit the ordinary ones.
+        let mut locs: Vec<Location> = (0..4096u32)
+            .map(|i| loc(i % 100, i * 1000, 300 + i % 200, 700 + i % 300))
+            .collect();
+        locs.extend([
+            loc(5, 1 << 29, 10, 10),
+            loc(u32::MAX - 1, 1, 1, 1),
+            loc(1, 1, u32::MAX, 1),
+            loc(1, 1, 1, 1 << 31),
+            loc(1, 1, 1 << 20, 1 << 21),
+        ]);
+        let w = Widths::choose(locs.iter().copied());
+        // 100 pack numbers and the mark: 7 bits; offsets < 4.1M: 22; lengths < 500: 9;
+        // uncompressed < 1000: 10.
+        assert_eq!(w, Widths([7, 22, 9, 10]));
+        for l in &locs[..4096] {
+            assert_eq!(w.unpack(w.pack(l).unwrap()), Some(*l));
+        }
+        for l in &locs[4096..] {
+            assert_eq!(w.pack(l), None, "{l:?} escapes");
+        }
+        // Small tables escape nothing that fits MAX_WIDTH.
+        let w = Widths::choose(locs[4090..].iter().copied());
+        assert_eq!(
+            w.pack(&locs[4100]).map(|p| w.unpack(p)),
+            Some(Some(locs[4100]))
+        );
+        assert_eq!(w.pack(&locs[4097]), None);
+        // A pack number just below the mark fits, the mark itself does not.
+        let w = Widths([3, 1, 1, 1]);
+        assert!(w.pack(&loc(6, 0, 0, 0)).is_some());
+        assert!(w.pack(&loc(7, 0, 0, 0)).is_none());
+        assert_eq!(Widths::choose(std::iter::empty()), Widths([1, 0, 0, 0]));
+    }
+
+    #[test]
+    fn a_built_table_finds_every_location_including_escaped_ones() {
+        let ids: Vec<Id> = (0..5000u32).map(|i| Id::hash(&i.to_le_bytes())).collect();
+        let locs: Vec<Location> = (0..5000u32)
+            .map(|i| match i % 1000 {
+                0 => loc(i, u32::MAX, 1, 2),
+                1 => loc(u32::MAX, 3, 4, 5),
+                _ => loc(i % 77, i * 13, i % 4000, 0),
+            })
+            .collect();
+        let mut counts = vec![0u32; BUCKETS];
+        for id in &ids {
+            counts[bucket_of(id)] += 1;
+        }
+        let mut placed = Bucketed::new(&counts);
+        for (id, l) in ids.iter().zip(&locs) {
+            placed.place(id, *l);
+        }
+        let table = Table::from_bucketed(placed);
+        assert_eq!(table.escapes.len(), 10);
+        assert!(table.escapes_consistent());
+        for (id, l) in ids.iter().zip(&locs) {
+            assert_eq!(table.find(id), Some(*l));
+            assert!(table.contains(id));
+        }
+        assert!(!table.contains(&Id::hash(b"absent")));
+        let mut seen = 0;
+        table.for_each(|id, l| {
+            seen += 1;
+            assert_eq!(locs[ids.iter().position(|x| *x == id).unwrap()], l);
+        });
+        assert_eq!(seen, 5000);
+        // Read back from its parts: the same; a wrong part is refused.
+        let parts = |t: &Table| {
+            (
+                t.starts.clone(),
+                t.ids.clone(),
+                t.widths,
+                t.packed_locations().to_vec(),
+                t.escapes.clone(),
+            )
+        };
+        let (s, i, w, l, e) = parts(&table);
+        let pad = |mut l: Vec<u8>| {
+            l.extend([0; PAD]);
+            l
+        };
+        let back = Table::from_parts(s, i, w, pad(l), e).unwrap();
+        assert_eq!(back.find(&ids[1]), Some(locs[1]));
+        let (s, i, w, l, mut e) = parts(&table);
+        e.pop();
+        assert!(Table::from_parts(s, i, w, pad(l), e).is_none());
+        let (s, i, w, mut l, e) = parts(&table);
+        l.pop();
+        assert!(Table::from_parts(s, i, w, pad(l), e).is_none());
+        let (s, i, _, l, e) = parts(&table);
+        assert!(Table::from_parts(s, i, Widths([31, 0, 0, 0]), pad(l), e).is_none());
+    }
 }

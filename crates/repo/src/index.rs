@@ -324,8 +324,8 @@ impl Index {
                 BlobType::Data => &mut self.data,
                 BlobType::Tree => &mut self.trees,
             };
-            if table.side.len() > (table.ids.len() / 4).max(1 << 14)
-                && table.ids.len() + table.side.len() < u32::MAX as usize
+            if table.side.len() > (table.len_sorted() / 4).max(1 << 14)
+                && table.len_sorted() + table.side.len() < u32::MAX as usize
             {
                 table.merge_side();
             }
@@ -348,7 +348,7 @@ impl Index {
     /// faster, but the index can then be saved as a snapshot).
     pub fn compact(&mut self) {
         for table in [&mut self.data, &mut self.trees] {
-            if !table.side.is_empty() && table.ids.len() + table.side.len() < u32::MAX as usize {
+            if !table.side.is_empty() && table.len_sorted() + table.side.len() < u32::MAX as usize {
                 table.merge_side();
             }
         }

@@ -22,7 +22,7 @@
 //!
 //! [`Repository::load_index`]: crate::repository::Repository::load_index
 
-use super::table::{Location, Table, Widths, BUCKETS, ESCAPE_LEN, PAD, SUFFIX};
+use super::table::{Location, Table, Widths, ESCAPE_LEN, PAD, PREFIX};
 use super::Index;
 use crate::id::Id;
 use crate::pack::BlobType;
@@ -154,6 +154,7 @@ fn write_body<W: Write>(
         w.put(why.as_bytes())?;
     }
     for table in [&index.data, &index.trees] {
+        w.put(&[table.prefix as u8])?;
         w.u64(table.starts.len() as u64)?;
         for s in &table.starts {
             w.put(&s.to_le_bytes())?;
@@ -162,7 +163,7 @@ fn write_body<W: Write>(
         w.u64(table.ids.len() as u64)?;
         // In steps: one write of hundreds of MB cost the kernel 2.5 s more than steps of
         // 1 MiB (10M blobs, `perf`: copy_folio_from_iter_atomic).
-        for chunk in table.ids.as_flattened().chunks(CHUNK_BYTES) {
+        for chunk in table.ids.chunks(CHUNK_BYTES) {
             w.put(chunk)?;
         }
         let locs = table.packed_locations();
@@ -394,8 +395,14 @@ fn fill_large<R: Read>(r: &mut MacReader<R>, dst: &mut [u8]) -> Option<()> {
 }
 
 fn read_table<R: Read>(r: &mut MacReader<R>) -> Option<Table> {
+    let mut prefix = [0u8; 1];
+    r.fill(&mut prefix)?;
+    let prefix = usize::from(prefix[0]);
+    if prefix > PREFIX {
+        return None;
+    }
     let n = r.count(4)?;
-    if n != 0 && n != BUCKETS + 1 {
+    if n != 0 && n != (1 << (8 * prefix)) + 1 {
         return None;
     }
     let mut starts = Vec::with_capacity(n);
@@ -407,19 +414,14 @@ fn read_table<R: Read>(r: &mut MacReader<R>) -> Option<Table> {
     if !widths.valid() {
         return None;
     }
-    let total = r.count(SUFFIX as u64)?;
-    // Starts must rise and end at the entry count: lookups slice by them.
-    if (n == 0 && total != 0)
-        || starts.first().is_some_and(|f| *f != 0)
-        || starts.windows(2).any(|w| w[0] > w[1])
-        || starts.last().is_some_and(|l| *l as usize != total)
-    {
+    let id_bytes = r.count(1)?;
+    if !id_bytes.is_multiple_of(32 - prefix) {
         return None;
     }
-    let mut ids = vec![[0u8; SUFFIX]; total];
-    fill_large(r, ids.as_flattened_mut())?;
+    let mut ids = vec![0u8; id_bytes];
+    fill_large(r, &mut ids)?;
     let n = r.count(1)?;
-    if n != widths.bytes_for(total) {
+    if n != widths.bytes_for(id_bytes / (32 - prefix)) {
         return None;
     }
     let mut locs = vec![0u8; n + PAD];
@@ -436,7 +438,8 @@ fn read_table<R: Read>(r: &mut MacReader<R>) -> Option<Table> {
         };
         escapes.push((pos, loc));
     }
-    Table::from_parts(starts, ids, widths, locs, escapes)
+    // Starts, lengths and escapes are checked there.
+    Table::from_parts(prefix, starts, ids, widths, locs, escapes)
 }
 
 #[cfg(test)]
@@ -661,7 +664,7 @@ mod tests {
         let files: Vec<IndexFile> = (0..12).map(|seed| index_file(seed, 500)).collect();
         let sizes = std::collections::HashMap::new();
         let idx = Index::from_files(sizes.clone(), &files);
-        assert!(idx.blob_count(BlobType::Data) * super::SUFFIX > 4 * super::CHUNK_BYTES);
+        assert!(idx.blob_count(BlobType::Data) * 30 > 4 * super::CHUNK_BYTES);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
         let covered = [Id::hash(b"1")];

@@ -1,6 +1,6 @@
-//! The compact sorted table of one blob type: ids split in buckets on their first two
-//! bytes, locations bit-packed in field widths chosen per table, and the escape list for
-//! the few locations that do not fit those widths.
+//! The compact sorted table of one blob type: ids split in buckets on their first bytes
+//! (two in a large table, fewer in a small one), locations bit-packed in field widths
+//! chosen per table, and the escape list for the few locations that do not fit them.
 
 use crate::id::Id;
 use std::collections::HashMap;
@@ -14,10 +14,25 @@ pub(super) struct Location {
     pub(super) uncompressed_length: u32,
 }
 
-/// Bytes of an id implied by its bucket (the table is split on the first two bytes).
+/// Bytes of an id implied by its bucket while a table is built (the placement is split
+/// on the first two bytes), and the most a built table's buckets imply.
 pub(super) const PREFIX: usize = 2;
 pub(super) const SUFFIX: usize = 32 - PREFIX;
 pub(super) const BUCKETS: usize = 1 << (8 * PREFIX);
+
+/// Bytes of id a table of `n` entries implies by its buckets: bucket starts cost 4 bytes
+/// each (256 KiB for two bytes), every implied byte saves one per entry. Two bytes from
+/// 8,192 entries, one from 64: a bucket stays a few lines long on average (at most 32
+/// entries of 31 bytes), so a lookup stays one or two cache misses; a tree table of a few
+/// hundred entries no longer carries 256 KiB of starts (1.2 B per blob of a 206k-blob
+/// repository).
+pub(super) fn prefix_for(n: usize) -> usize {
+    match n {
+        0..64 => 0,
+        64..8192 => 1,
+        _ => 2,
+    }
+}
 /// No listed size for this pack.
 pub(super) const NO_SIZE: u64 = u64::MAX;
 /// The widest packed field: a value of 2^30 or more is always escaped, so a packed
@@ -172,19 +187,19 @@ struct Suffix<'a> {
 }
 
 impl<'a> Suffix<'a> {
-    fn of(id: &'a Id) -> Suffix<'a> {
-        let bytes = &id.0[PREFIX..];
+    fn of(id: &'a Id, prefix: usize) -> Suffix<'a> {
+        let bytes = &id.0[prefix..];
         Suffix {
             head: head_of(bytes),
             bytes,
         }
     }
 
-    /// This suffix against a table's.
-    fn cmp(&self, other: &[u8; SUFFIX]) -> std::cmp::Ordering {
+    /// This suffix against a table's (of the same length).
+    fn cmp(&self, other: &[u8]) -> std::cmp::Ordering {
         self.head
             .cmp(&head_of(other))
-            .then_with(|| self.bytes.cmp(&other[..]))
+            .then_with(|| self.bytes.cmp(other))
     }
 }
 
@@ -207,26 +222,39 @@ pub(super) fn bucket_of(id: &Id) -> usize {
     usize::from(u16::from_be_bytes([id.0[0], id.0[1]]))
 }
 
-fn id_of(bucket: usize, suffix: &[u8; SUFFIX]) -> Id {
+/// The id in bucket `bucket` of a table splitting on `prefix` bytes, stored as `stored`.
+fn id_of(prefix: usize, bucket: usize, stored: &[u8]) -> Id {
     let mut id = [0u8; 32];
-    id[..PREFIX].copy_from_slice(&(bucket as u16).to_be_bytes());
-    id[PREFIX..].copy_from_slice(suffix);
+    id[..prefix].copy_from_slice(&(bucket as u16).to_be_bytes()[2 - prefix..]);
+    id[prefix..].copy_from_slice(stored);
     Id(id)
 }
 
-/// The blobs of one type: ids sorted and split in buckets on their first two bytes, their
-/// locations bit-packed in the same order, plus a small side map of blobs added one pack at
-/// a time since the table was built (merged into the table when it grows).
+/// The bucket of `id` in a table splitting on `prefix` bytes (0, 1 or 2).
+fn bucket_in(prefix: usize, id: &Id) -> usize {
+    match prefix {
+        0 => 0,
+        1 => usize::from(id.0[0]),
+        _ => bucket_of(id),
+    }
+}
+
+/// The blobs of one type: ids sorted and split in buckets on their first `prefix` bytes
+/// (which are then not stored), their locations bit-packed in the same order, plus a small
+/// side map of blobs added one pack at a time since the table was built (merged into the
+/// table when it grows).
 ///
 /// Ids and locations are apart: a lookup of presence (a no-change backup asks that of every
 /// unchanged file's content) touches only ids, and the locations take the bits their table
 /// needs instead of 24 per field. Ids are always kept whole (never truncated): listing the
 /// index by pack (prune, check, repair) needs them.
 pub(super) struct Table {
-    /// Empty, or `BUCKETS + 1` start positions in `ids`.
+    /// Bytes of each id implied by its bucket (see [`prefix_for`]).
+    pub(super) prefix: usize,
+    /// Empty, or `256^prefix + 1` start positions in `ids`.
     pub(super) starts: Vec<u32>,
-    /// Id suffixes, sorted within each bucket, unique.
-    pub(super) ids: Vec<[u8; SUFFIX]>,
+    /// Ids without their first `prefix` bytes, `32 - prefix` bytes each, sorted, unique.
+    pub(super) ids: Vec<u8>,
     pub(super) widths: Widths,
     /// `ids.len()` packed locations of `widths.stride()` bits each (little-endian bit
     /// order), then `PAD` zero bytes.
@@ -239,6 +267,7 @@ pub(super) struct Table {
 impl Default for Table {
     fn default() -> Table {
         Table {
+            prefix: PREFIX,
             starts: Vec::new(),
             ids: Vec::new(),
             widths: Widths::default(),
@@ -249,40 +278,51 @@ impl Default for Table {
     }
 }
 
-/// Builds a table bucket by bucket, entries in id order.
+/// Builds a table from entries in id order.
 struct Builder {
     table: Table,
-    last: Option<[u8; SUFFIX]>,
+    /// Buckets whose start is recorded (the one of the last entry included).
+    opened: usize,
+    last: Option<Id>,
 }
 
 impl Builder {
     /// For at most `capacity` entries packed in `widths`.
     fn new(widths: Widths, capacity: usize) -> Builder {
-        let mut starts = Vec::with_capacity(BUCKETS + 1);
+        let prefix = prefix_for(capacity);
+        let buckets = 1usize << (8 * prefix);
+        let mut starts = Vec::with_capacity(buckets + 1);
         starts.push(0);
         Builder {
             table: Table {
+                prefix,
                 starts,
-                ids: Vec::with_capacity(capacity),
+                ids: Vec::with_capacity(capacity * (32 - prefix)),
                 widths,
                 locs: vec![0; widths.bytes_for(capacity) + PAD],
                 escapes: Vec::new(),
                 side: HashMap::new(),
             },
+            opened: 1,
             last: None,
         }
     }
 
-    /// Adds the next entry of the current bucket, unless its id equals the one before
-    /// (of equal ids the first added stays).
-    fn push(&mut self, suffix: &[u8; SUFFIX], loc: Location) {
-        if self.last.as_ref() == Some(suffix) {
+    /// Adds the next entry (ids rising), unless its id equals the one before (of equal
+    /// ids the first added stays).
+    fn push(&mut self, id: &Id, loc: Location) {
+        if self.last.as_ref() == Some(id) {
             return;
         }
-        self.last = Some(*suffix);
+        self.last = Some(*id);
         let t = &mut self.table;
-        let i = t.ids.len();
-        t.ids.push(*suffix);
+        let i = t.ids.len() / (32 - t.prefix);
+        let bucket = bucket_in(t.prefix, id);
+        while self.opened <= bucket {
+            t.starts.push(i as u32);
+            self.opened += 1;
+        }
+        t.ids.extend_from_slice(&id.0[t.prefix..]);
         let packed = match t.widths.pack(&loc) {
             Some(p) => p,
             None => {
@@ -299,16 +339,15 @@ impl Builder {
         t.locs[at..at + 16].copy_from_slice(&word.to_le_bytes());
     }
 
-    /// Closes the current bucket.
-    fn end_bucket(&mut self) {
-        self.table.starts.push(self.table.ids.len() as u32);
-        self.last = None;
-    }
-
     fn finish(mut self) -> Table {
         let t = &mut self.table;
+        let n = t.len_sorted();
+        let buckets = 1usize << (8 * t.prefix);
+        while t.starts.len() <= buckets {
+            t.starts.push(n as u32);
+        }
         t.ids.shrink_to_fit();
-        t.locs.truncate(t.widths.bytes_for(t.ids.len()) + PAD);
+        t.locs.truncate(t.widths.bytes_for(n) + PAD);
         t.locs.shrink_to_fit();
         t.escapes.shrink_to_fit();
         self.table
@@ -317,7 +356,26 @@ impl Builder {
 
 impl Table {
     pub(super) fn len(&self) -> usize {
-        self.ids.len() + self.side.len()
+        self.len_sorted() + self.side.len()
+    }
+
+    /// Entries in the sorted table (not counting the side map).
+    pub(super) fn len_sorted(&self) -> usize {
+        self.ids.len() / (32 - self.prefix)
+    }
+
+    fn stored(&self, pos: usize) -> &[u8] {
+        let len = 32 - self.prefix;
+        &self.ids[pos * len..(pos + 1) * len]
+    }
+
+    /// Positions of the bucket of `id`.
+    fn bucket_range(&self, id: &Id) -> std::ops::Range<usize> {
+        let b = bucket_in(self.prefix, id);
+        match (self.starts.get(b), self.starts.get(b + 1)) {
+            (Some(lo), Some(hi)) => *lo as usize..*hi as usize,
+            _ => 0..0,
+        }
     }
 
     /// Asks the CPU to bring the table's lines for `ids` into the cache ahead of their
@@ -331,15 +389,18 @@ impl Table {
             return;
         }
         for id in ids.clone() {
-            prefetch(&self.starts[bucket_of(id)]);
+            prefetch(&self.starts[bucket_in(self.prefix, id)]);
         }
+        let len = 32 - self.prefix;
         for id in ids {
-            let b = bucket_of(id);
-            let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-            if let Some(bucket) = self.ids.get(lo..hi) {
-                // Ids are 30 bytes: every other one starts a new line at most.
-                for e in bucket.iter().step_by(2).chain(bucket.last()) {
-                    prefetch(e);
+            let range = self.bucket_range(id);
+            if let Some(bucket) = self.ids.get(range.start * len..range.end * len) {
+                // Ids are 30 to 32 bytes: a line every other one at most.
+                for at in (0..bucket.len())
+                    .step_by(2 * len)
+                    .chain(bucket.len().checked_sub(1))
+                {
+                    prefetch(&bucket[at]);
                 }
             }
         }
@@ -347,15 +408,20 @@ impl Table {
 
     /// The position of `id` in the sorted table.
     fn position(&self, id: &Id) -> Option<usize> {
-        if self.starts.is_empty() {
+        let std::ops::Range { mut start, mut end } = self.bucket_range(id);
+        if end > self.len_sorted() {
             return None;
         }
-        let b = bucket_of(id);
-        let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-        let bucket = self.ids.get(lo..hi)?;
-        let key = Suffix::of(id);
-        let i = bucket.binary_search_by(|s| key.cmp(s).reverse()).ok()?;
-        Some(lo + i)
+        let key = Suffix::of(id, self.prefix);
+        while start < end {
+            let mid = start + (end - start) / 2;
+            match key.cmp(self.stored(mid)) {
+                std::cmp::Ordering::Less => end = mid,
+                std::cmp::Ordering::Greater => start = mid + 1,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
     }
 
     /// The location of the entry at `pos` (None only for a position out of range, or an
@@ -390,14 +456,9 @@ impl Table {
 
     /// Every entry of the table and the side map: (id, location).
     pub(super) fn for_each(&self, mut f: impl FnMut(Id, Location)) {
-        if !self.starts.is_empty() {
-            for b in 0..BUCKETS {
-                let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-                for pos in lo..hi {
-                    if let Some(loc) = self.location(pos) {
-                        f(id_of(b, &self.ids[pos]), loc);
-                    }
-                }
+        for (id, loc) in self.sorted() {
+            if let Some(loc) = loc {
+                f(id, loc);
             }
         }
         for (id, loc) in &self.side {
@@ -405,10 +466,20 @@ impl Table {
         }
     }
 
+    /// The sorted table's entries in id order (a location is None only for an escape
+    /// mark without its record, which loading refuses).
+    fn sorted(&self) -> impl Iterator<Item = (Id, Option<Location>)> + '_ {
+        let buckets = self.starts.len().saturating_sub(1);
+        (0..buckets).flat_map(move |b| {
+            (self.starts[b] as usize..self.starts[b + 1] as usize)
+                .map(move |pos| (id_of(self.prefix, b, self.stored(pos)), self.location(pos)))
+        })
+    }
+
     /// Checks what lookups rely on and a snapshot could get wrong: every escape record
     /// is at a marked position and every marked position has one.
     pub(super) fn escapes_consistent(&self) -> bool {
-        if self.locs.len() != self.widths.bytes_for(self.ids.len()) + PAD
+        if self.locs.len() != self.widths.bytes_for(self.len_sorted()) + PAD
             || !self.widths.valid()
             || self.escapes.windows(2).any(|w| w[0].0 >= w[1].0)
         {
@@ -416,7 +487,7 @@ impl Table {
         }
         let stride = self.widths.stride();
         let mut next = self.escapes.iter().map(|e| e.0 as usize).peekable();
-        for pos in 0..self.ids.len() {
+        for pos in 0..self.len_sorted() {
             let bit = pos * stride;
             let at = bit / 8;
             let mut word = [0u8; 16];
@@ -444,11 +515,11 @@ impl Table {
         let counts = placed.counts;
         for (g, group) in placed.groups.into_iter().enumerate() {
             let mut read = 0usize;
-            for &count in &counts[g * GROUP_BUCKETS..(g + 1) * GROUP_BUCKETS] {
+            let first = g * GROUP_BUCKETS;
+            for (b, &count) in counts[first..first + GROUP_BUCKETS].iter().enumerate() {
                 for e in &group[read..read + count as usize] {
-                    builder.push(&e.suffix, e.loc);
+                    builder.push(&id_of(PREFIX, first + b, &e.suffix), e.loc);
                 }
-                builder.end_bucket();
                 read += count as usize;
             }
             // `group` is freed here, while the table grows.
@@ -463,46 +534,35 @@ impl Table {
         }
         let mut side: Vec<(Id, Location)> = std::mem::take(&mut self.side).into_iter().collect();
         side.sort_unstable_by_key(|e| e.0);
-        let old_locs = (0..self.ids.len()).filter_map(|pos| self.location(pos));
+        let old_locs = (0..self.len_sorted()).filter_map(|pos| self.location(pos));
         let widths = Widths::choose(old_locs.chain(side.iter().map(|e| e.1)));
-        let mut builder = Builder::new(widths, self.ids.len() + side.len());
-        let mut s = side.into_iter().peekable();
-        for b in 0..BUCKETS {
-            let (lo, hi) = if self.starts.is_empty() {
-                (0, 0)
-            } else {
-                (self.starts[b] as usize, self.starts[b + 1] as usize)
+        let mut builder = Builder::new(widths, self.len_sorted() + side.len());
+        let mut old = self.sorted().peekable();
+        let mut side = side.into_iter().peekable();
+        loop {
+            let take_side = match (old.peek(), side.peek()) {
+                (Some((o, _)), Some((s, _))) => s < o,
+                (None, Some(_)) => true,
+                (_, None) => false,
             };
-            let mut old = lo..hi;
-            let mut next_old = old.next();
-            loop {
-                let take_side = match (next_old, s.peek()) {
-                    (_, Some((id, _))) if bucket_of(id) != b => false,
-                    (Some(pos), Some((id, _))) => id.0[PREFIX..] < self.ids[pos][..],
-                    (None, Some(_)) => true,
-                    (_, None) => false,
-                };
-                if take_side {
-                    if let Some((id, loc)) = s.next() {
-                        builder.push(&Entry::new(&id, loc).suffix, loc);
-                    }
-                } else if let Some(pos) = next_old {
-                    if let Some(loc) = self.location(pos) {
-                        builder.push(&self.ids[pos], loc);
-                    }
-                    next_old = old.next();
-                } else {
-                    break;
-                }
+            let next = if take_side {
+                side.next().map(|(id, loc)| (id, Some(loc)))
+            } else {
+                old.next()
+            };
+            match next {
+                Some((id, Some(loc))) => builder.push(&id, loc),
+                Some((_, None)) => {}
+                None => break,
             }
-            builder.end_bucket();
         }
+        drop(old);
         *self = builder.finish();
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
         self.starts.capacity() * 4
-            + self.ids.capacity() * SUFFIX
+            + self.ids.capacity()
             + self.locs.capacity()
             + self.escapes.capacity() * std::mem::size_of::<(u32, Location)>()
             + map_bytes(&self.side)
@@ -511,16 +571,27 @@ impl Table {
     /// A table read back from its parts (see the snapshot; `locs` followed by `PAD` zero
     /// bytes), or None if they are not consistent.
     pub(super) fn from_parts(
+        prefix: usize,
         starts: Vec<u32>,
-        ids: Vec<[u8; SUFFIX]>,
+        ids: Vec<u8>,
         widths: Widths,
         locs: Vec<u8>,
         escapes: Vec<(u32, Location)>,
     ) -> Option<Table> {
-        if locs.len() != widths.bytes_for(ids.len()) + PAD || locs[locs.len() - PAD..] != [0; PAD] {
+        let n = ids.len() / (32 - prefix.min(PREFIX));
+        let consistent = prefix <= PREFIX
+            && ids.len().is_multiple_of(32 - prefix)
+            && (starts.is_empty() || starts.len() == (1 << (8 * prefix)) + 1)
+            && starts.first().is_none_or(|f| *f == 0)
+            && starts.windows(2).all(|w| w[0] <= w[1])
+            && starts.last().map_or(n == 0, |l| *l as usize == n)
+            && locs.len() == widths.bytes_for(n) + PAD
+            && locs[locs.len() - PAD..] == [0; PAD];
+        if !consistent {
             return None;
         }
         let table = Table {
+            prefix,
             starts,
             ids,
             widths,
@@ -699,6 +770,7 @@ mod tests {
         // Read back from its parts: the same; a wrong part is refused.
         let parts = |t: &Table| {
             (
+                t.prefix,
                 t.starts.clone(),
                 t.ids.clone(),
                 t.widths,
@@ -706,20 +778,49 @@ mod tests {
                 t.escapes.clone(),
             )
         };
-        let (s, i, w, l, e) = parts(&table);
+        let (p, s, i, w, l, e) = parts(&table);
+        assert_eq!(p, 1, "5,000 entries: one byte implied");
         let pad = |mut l: Vec<u8>| {
             l.extend([0; PAD]);
             l
         };
-        let back = Table::from_parts(s, i, w, pad(l), e).unwrap();
-        assert_eq!(back.find(&ids[1]), Some(locs[1]));
-        let (s, i, w, l, mut e) = parts(&table);
+        let back = Table::from_parts(p, s, i, w, pad(l), e).unwrap();
+        for (id, l) in ids.iter().zip(&locs) {
+            assert_eq!(back.find(id), Some(*l));
+        }
+        let (p, s, i, w, l, mut e) = parts(&table);
         e.pop();
-        assert!(Table::from_parts(s, i, w, pad(l), e).is_none());
-        let (s, i, w, mut l, e) = parts(&table);
+        assert!(Table::from_parts(p, s, i, w, pad(l), e).is_none());
+        let (p, s, i, w, mut l, e) = parts(&table);
         l.pop();
-        assert!(Table::from_parts(s, i, w, pad(l), e).is_none());
-        let (s, i, _, l, e) = parts(&table);
-        assert!(Table::from_parts(s, i, Widths([31, 0, 0, 0]), pad(l), e).is_none());
+        assert!(Table::from_parts(p, s, i, w, pad(l), e).is_none());
+        let (p, s, i, _, l, e) = parts(&table);
+        assert!(Table::from_parts(p, s, i, Widths([31, 0, 0, 0]), pad(l), e).is_none());
+        let (_, s, i, w, l, e) = parts(&table);
+        assert!(Table::from_parts(2, s, i, w, pad(l), e).is_none());
+        let (p, mut s, i, w, l, e) = parts(&table);
+        *s.last_mut().unwrap() += 1;
+        assert!(Table::from_parts(p, s, i, w, pad(l), e).is_none());
+    }
+
+    #[test]
+    fn merging_grows_the_implied_prefix_and_keeps_every_entry() {
+        let ids: Vec<Id> = (0..20_000u32).map(|i| Id::hash(&i.to_le_bytes())).collect();
+        let loc_of = |i: usize| loc(i as u32 % 50, i as u32 * 7, 100, 200);
+        let mut table = Table::default();
+        let mut added = 0;
+        for (step, prefix) in [(10, 0), (1000, 1), (20_000, 2)] {
+            for (i, id) in ids.iter().enumerate().take(step).skip(added) {
+                table.side.insert(*id, loc_of(i));
+            }
+            added = step;
+            table.merge_side();
+            assert_eq!(table.prefix, prefix);
+            assert!(table.side.is_empty());
+            assert_eq!(table.len(), step);
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(table.find(id), (i < step).then(|| loc_of(i)), "{i}");
+            }
+        }
     }
 }

@@ -425,7 +425,7 @@ pub fn backup(
         summary.total_duration = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
-    writer.finish()?;
+    let (index_files, written) = writer.finish_written()?;
     summary.data_blobs = writer.stats.data_blobs.load(Ordering::Relaxed);
     summary.tree_blobs = writer.stats.tree_blobs.load(Ordering::Relaxed);
     summary.data_added = writer.stats.data_added.load(Ordering::Relaxed);
@@ -451,6 +451,9 @@ pub fn backup(
         id: Id::default(),
     };
     summary.snapshot_id = Some(snap.save(repo)?);
+    // After the snapshot: only the local cache, never part of what the repository holds.
+    drop(writer);
+    repo.refresh_index_snapshot(index, &index_files, written);
     summary.total_duration = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -116,6 +116,9 @@ pub struct Index {
     damaged: HashMap<(BlobType, Id), String>,
     /// How this index was loaded (see [`Index::source`]).
     source: IndexSource,
+    /// The index files this index holds, sorted, when loaded from a repository (None for
+    /// one built in memory): what a snapshot of it may claim to cover.
+    covered: Option<Vec<Id>>,
 }
 
 /// How [`Repository::load_index`](crate::repository::Repository::load_index) built an
@@ -342,6 +345,25 @@ impl Index {
 
     pub(crate) fn set_source(&mut self, source: IndexSource) {
         self.source = source;
+    }
+
+    /// Records that this index holds exactly the entries of these index files.
+    pub(crate) fn set_covered(&mut self, mut files: Vec<Id>) {
+        files.sort_unstable();
+        files.dedup();
+        self.covered = Some(files);
+    }
+
+    pub(crate) fn covered(&self) -> Option<&[Id]> {
+        self.covered.as_deref()
+    }
+
+    /// Records the size of a pack not yet numbered (as the backend would list it), so
+    /// that its entries are checked against it when added.
+    pub(crate) fn note_pack_size(&mut self, pack: Id, size: u64) {
+        if self.pack_number(&pack).is_none() {
+            self.other_sizes.insert(pack, size);
+        }
     }
 
     /// Merges blobs added one pack at a time into the sorted tables (lookups get no

@@ -477,6 +477,7 @@ impl Repository {
             None => (Vec::new(), None),
         };
         let have: std::collections::HashSet<Id> = covered.iter().copied().collect();
+        let all = ids.clone();
         let todo: Vec<Id> = ids.into_iter().filter(|id| !have.contains(id)).collect();
         let parsed = todo.len();
         let files = crate::parallel::map(todo.clone(), 4, |id| {
@@ -516,9 +517,47 @@ impl Repository {
             parsed,
             snapshot_written: written,
         });
+        index.set_covered(all);
         self.backend
             .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
         Ok(index)
+    }
+
+    /// After a backup wrote `packs` (with their sizes) and listed them in the new index
+    /// files `files`, brings the cached index snapshot up to date from `index` (as
+    /// [`Repository::load_index`] returned it, before the backup) when the next load would
+    /// otherwise parse many new entries and rewrite it: a first backup of 200,000 files
+    /// left its rerun to parse a 200,000-blob index file and rewrite the snapshot (0.73
+    /// instead of 0.64 s). The entries added are exactly those of `packs`, which the index
+    /// files list; the next load still checks every pack's recorded size against the
+    /// listing and rebuilds on any difference. Only the cache: a failure costs the next
+    /// command that parse, nothing else.
+    pub fn refresh_index_snapshot(
+        &self,
+        mut index: Index,
+        files: &[Id],
+        packs: Vec<crate::writer::WrittenPack>,
+    ) {
+        let (Some(path), Some(before)) = (self.index_snapshot_path(), index.covered()) else {
+            return;
+        };
+        let held = index.blob_count(BlobType::Data) + index.blob_count(BlobType::Tree);
+        let new_blobs: usize = packs.iter().map(|(p, _)| p.blobs.len()).sum();
+        // The load_index rule for rewriting a snapshot.
+        if files.is_empty() || (files.len() <= 32 && new_blobs.saturating_mul(8) <= held) {
+            return;
+        }
+        let mut covered = before.to_vec();
+        covered.extend_from_slice(files);
+        covered.sort_unstable();
+        covered.dedup();
+        for (pack, size) in packs {
+            index.note_pack_size(pack.id, size);
+            index.add_pack(&pack);
+        }
+        index.compact();
+        let key = crate::index::snapshot::mac_key(&self.key);
+        let _ = crate::index::snapshot::write(&path, &key, &self.config.id, &covered, &index);
     }
 
     /// The index for commands that only read blobs (ls, browse, dump): from the cached

@@ -39,7 +39,7 @@ pub struct PackWriter<'r> {
     pack_size: usize,
     open: [Mutex<PackBuilder>; 2],
     known: Mutex<HashSet<(BlobType, Id)>>,
-    written: Arc<Mutex<Vec<IndexPack>>>,
+    written: Arc<Mutex<Vec<WrittenPack>>>,
     /// Buffers of stored packs, for the next packs.
     spare: Spare,
     /// Uploader threads, one per backend connection.
@@ -49,6 +49,9 @@ pub struct PackWriter<'r> {
 
 /// A finished pack, and its index entry once stored.
 type PackUpload = (FinishedPack, IndexPack);
+
+/// A pack stored by the writer: its index entry and its size in bytes.
+pub type WrittenPack = (IndexPack, u64);
 
 /// Pack buffers kept for reuse once their pack is stored: a new pack in fresh memory costs
 /// a page fault per 4 KiB (a tenth of a backup's CPU on a virtual machine). At most
@@ -85,7 +88,7 @@ struct Uploads {
 }
 
 impl Uploads {
-    fn start(repo: &Repository, written: Arc<Mutex<Vec<IndexPack>>>, spare: &Spare) -> Uploads {
+    fn start(repo: &Repository, written: Arc<Mutex<Vec<WrittenPack>>>, spare: &Spare) -> Uploads {
         // One connection gets a thread too: storing a pack (a disk flush, a round trip)
         // then overlaps chunking and compressing the next one.
         let n = repo.backend().connections().max(1);
@@ -106,12 +109,13 @@ impl Uploads {
                             continue; // drain: the writer reports the first failure
                         }
                         let name = pack.id.to_hex();
+                        let size = pack.bytes().len() as u64;
                         let stored = backend.write(FileType::Pack, &name, pack.bytes());
                         spare.give(pack.into_buffer());
                         match stored {
                             Ok(()) => {
                                 if let Ok(mut w) = written.lock() {
-                                    w.push(entry);
+                                    w.push((entry, size));
                                 }
                             }
                             Err(e) => {
@@ -333,9 +337,46 @@ impl<'r> PackWriter<'r> {
         write_index_files(self.repo, packs, Vec::new())
     }
 
+    /// As [`PackWriter::finish`], and also returns every pack written with its size (what
+    /// the index files list), for [`Repository::refresh_index_snapshot`].
+    ///
+    /// [`Repository::refresh_index_snapshot`]: crate::repository::Repository::refresh_index_snapshot
+    pub fn finish_written(&self) -> Result<(Vec<Id>, Vec<WrittenPack>)> {
+        let written = self.finish_written_packs()?;
+        // Written from the packs in place: a copy of every entry (about 50 bytes each)
+        // would sit beside the JSON being written.
+        let mut ids = Vec::new();
+        let mut rest = &written[..];
+        while !rest.is_empty() {
+            let mut blobs = 0;
+            let n = rest
+                .iter()
+                .take_while(|(p, _)| {
+                    let fits = blobs < INDEX_MAX_BLOBS;
+                    blobs += p.blobs.len();
+                    fits
+                })
+                .count();
+            let file = WrittenIndexFile {
+                packs: WrittenPacks(&rest[..n]),
+            };
+            ids.push(self.repo.save_json(FileType::Index, &file)?);
+            rest = &rest[n..];
+        }
+        Ok((ids, written))
+    }
+
     /// Uploads partly filled packs and returns every pack written, for a caller that
     /// writes the index itself.
     pub fn finish_packs(&self) -> Result<Vec<IndexPack>> {
+        Ok(self
+            .finish_written_packs()?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
+    }
+
+    fn finish_written_packs(&self) -> Result<Vec<WrittenPack>> {
         for slot in &self.open {
             let b = std::mem::take(&mut *slot.lock().map_err(|_| poisoned())?);
             if !b.is_empty() {
@@ -421,6 +462,21 @@ fn compress<'a>(
     c.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
     let n = c.ctx.compress_to_buffer(data, &mut c.out).ok()?;
     (n < data.len()).then_some(&c.out[..n])
+}
+
+/// An index file of packs the writer stored: the JSON of an [`IndexFile`] without
+/// `supersedes`, borrowing the packs.
+#[derive(serde::Serialize)]
+struct WrittenIndexFile<'a> {
+    packs: WrittenPacks<'a>,
+}
+
+struct WrittenPacks<'a>(&'a [WrittenPack]);
+
+impl serde::Serialize for WrittenPacks<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(p, _)| p))
+    }
 }
 
 /// Writes index files for `packs`, splitting large ones; `supersedes` goes into the first.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::backend::local::LocalBackend;
+use crate::index::Index;
 use std::sync::Arc;
 
 fn run(repo: &Repository, src: &std::path::Path, parent: ParentChoice) -> BackupSummary {
@@ -148,4 +149,50 @@ fn walker_threads_queue_subdirectories_and_write_the_same_trees() {
         assert_eq!(again.files_new + again.files_changed, 0, "{again:?}");
         assert_eq!(again.dirs_new, 0, "{again:?}");
     }
+}
+
+/// Every indexed blob, grouped by pack and sorted, with each pack's size.
+fn index_contents(idx: &Index) -> Vec<(Id, Option<u64>, Vec<crate::pack::PackedBlob>)> {
+    let mut v: Vec<_> = idx
+        .by_pack()
+        .into_iter()
+        .map(|(p, blobs)| (p, idx.pack_size(&p), blobs))
+        .collect();
+    v.sort_by_key(|e| e.0);
+    v
+}
+
+#[test]
+fn a_large_backup_leaves_an_index_snapshot_equal_to_a_full_parse_and_a_small_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..300u32 {
+        std::fs::write(src.join(format!("f{i}")), format!("file {i} ").repeat(50)).unwrap();
+    }
+    let be = Arc::new(LocalBackend::new(dir.path().join("repo")));
+    let mut repo = Repository::init(be, "pw", 2, None).unwrap();
+    repo.set_cache_dir(Some(dir.path().join("cache")));
+    run(&repo, &src, ParentChoice::Latest);
+    // The first backup's entries came from memory into the snapshot: the next load
+    // parses nothing and holds what a full parse of every index file holds.
+    let loaded = repo.load_index().unwrap();
+    let files = repo.list_ids(crate::backend::FileType::Index).unwrap();
+    assert_eq!(loaded.source().from_snapshot, files.len());
+    assert_eq!(loaded.source().parsed, 0);
+    let parsed: Vec<crate::index::IndexFile> = files
+        .iter()
+        .map(|id| repo.load_json(crate::backend::FileType::Index, id).unwrap())
+        .collect();
+    let full = Index::from_files(repo.pack_sizes().unwrap(), &parsed);
+    assert_eq!(index_contents(&loaded), index_contents(&full));
+    assert!(index_contents(&full)
+        .iter()
+        .all(|(_, size, _)| size.is_some()));
+    // One new file: a small addition, left for the next load to parse.
+    std::fs::write(src.join("new"), "something new").unwrap();
+    run(&repo, &src, ParentChoice::Latest);
+    let loaded = repo.load_index().unwrap();
+    assert_eq!(loaded.source().from_snapshot, files.len());
+    assert_eq!(loaded.source().parsed, 1);
 }

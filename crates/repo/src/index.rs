@@ -83,10 +83,12 @@ impl IndexPack {
 }
 
 mod json;
+mod location;
 pub(crate) mod snapshot;
 mod table;
 
-use table::{bucket_of, map_bytes, Bucketed, Location, Table, BUCKETS, NO_SIZE};
+use location::Location;
+use table::{bucket_of, map_bytes, Bucketed, Table, BUCKETS, NO_SIZE};
 
 /// A blob's location resolved to its pack id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,7 +22,8 @@
 //!
 //! [`Repository::load_index`]: crate::repository::Repository::load_index
 
-use super::table::{Location, Table, Widths, ESCAPE_LEN, PAD, PREFIX};
+use super::location::{Location, Widths};
+use super::table::{Table, ESCAPE_LEN, PAD, PREFIX};
 use super::Index;
 use crate::id::Id;
 use crate::pack::BlobType;

@@ -2,17 +2,9 @@
 //! (two in a large table, fewer in a small one), locations bit-packed in field widths
 //! chosen per table, and the escape list for the few locations that do not fit them.
 
+use super::location::{get_bits, put_bits, Location, Widths};
 use crate::id::Id;
 use std::collections::HashMap;
-
-/// Where a blob is, unpacked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Location {
-    pub(super) pack: u32,
-    pub(super) offset: u32,
-    pub(super) length: u32,
-    pub(super) uncompressed_length: u32,
-}
 
 /// Bytes of an id implied by its bucket while a table is built (the placement is split
 /// on the first two bytes), and the most a built table's buckets imply.
@@ -35,12 +27,6 @@ pub(super) fn prefix_for(n: usize) -> usize {
 }
 /// No listed size for this pack.
 pub(super) const NO_SIZE: u64 = u64::MAX;
-/// The widest packed field: a value of 2^30 or more is always escaped, so a packed
-/// location is at most 120 bits and one unaligned 16-byte load reads any of them.
-pub(super) const MAX_WIDTH: u8 = 30;
-/// A field is made narrower as long as at most one entry in this many is escaped for it:
-/// one bit less over all entries saves n/8 bytes, an escape costs 20 (n/25.6 at most).
-const OUTLIER_SHARE: usize = 512;
 /// Bytes past the packed locations, so that the 16-byte load of the last one stays inside.
 pub(super) const PAD: usize = 16;
 /// Buckets per group while a table is built: entries are placed and sorted in groups that
@@ -74,106 +60,6 @@ impl Entry {
         let mut suffix = [0u8; SUFFIX];
         suffix.copy_from_slice(&id.0[PREFIX..]);
         Entry { suffix, loc }
-    }
-}
-
-/// Bit widths of a table's packed location fields: pack number, offset, length,
-/// uncompressed length. A pack field of all ones marks an escaped entry, whose location is
-/// in the table's escape list instead.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Widths(pub(super) [u8; 4]);
-
-fn bits(v: u64) -> usize {
-    (64 - v.leading_zeros()) as usize
-}
-
-fn mask(width: usize) -> u128 {
-    (1u128 << width) - 1
-}
-
-impl Widths {
-    /// Widths for these locations: each field as narrow as it can be with at most one in
-    /// [`OUTLIER_SHARE`] of the values escaped for it (none in a table of fewer entries).
-    pub(super) fn choose(locs: impl Iterator<Item = Location>) -> Widths {
-        let mut hist = [[0usize; 65]; 4];
-        let mut n = 0usize;
-        for l in locs {
-            n += 1;
-            // The pack field also needs room for the all-ones escape mark.
-            hist[0][bits(u64::from(l.pack) + 1)] += 1;
-            hist[1][bits(u64::from(l.offset))] += 1;
-            hist[2][bits(u64::from(l.length))] += 1;
-            hist[3][bits(u64::from(l.uncompressed_length))] += 1;
-        }
-        let allowed = n / OUTLIER_SHARE;
-        let mut widths = [MAX_WIDTH; 4];
-        for (field, w) in widths.iter_mut().enumerate() {
-            let mut over = 0usize;
-            for cand in (0..MAX_WIDTH).rev() {
-                over += hist[field][usize::from(cand) + 1];
-                if over > allowed {
-                    break;
-                }
-                *w = cand;
-            }
-        }
-        widths[0] = widths[0].max(1);
-        Widths(widths)
-    }
-
-    /// Whether every field is at most [`MAX_WIDTH`] (as [`Widths::choose`] makes them).
-    pub(super) fn valid(self) -> bool {
-        self.0.iter().all(|w| *w <= MAX_WIDTH)
-    }
-
-    pub(super) fn stride(self) -> usize {
-        self.0.iter().map(|w| usize::from(*w)).sum()
-    }
-
-    fn mark(self) -> u128 {
-        mask(usize::from(self.0[0]))
-    }
-
-    /// Bytes of `n` packed locations (without the padding).
-    pub(super) fn bytes_for(self, n: usize) -> usize {
-        (n * self.stride()).div_ceil(8)
-    }
-
-    /// The packed form of `loc`, or None if it must be escaped.
-    fn pack(self, loc: &Location) -> Option<u128> {
-        let fields = [loc.pack, loc.offset, loc.length, loc.uncompressed_length];
-        let mut packed = 0u128;
-        let mut shift = 0usize;
-        for (i, (v, w)) in fields.iter().zip(self.0).enumerate() {
-            let (v, w) = (u128::from(*v), usize::from(w));
-            if (i == 0 && v >= self.mark()) || v > mask(w) {
-                return None;
-            }
-            packed |= v << shift;
-            shift += w;
-        }
-        Some(packed)
-    }
-
-    /// The location packed in `packed`, or None if it is the escape mark.
-    fn unpack(self, packed: u128) -> Option<Location> {
-        let mut fields = [0u32; 4];
-        let mut shift = 0usize;
-        for (f, w) in fields.iter_mut().zip(self.0) {
-            let w = usize::from(w);
-            // Each field is at most 30 bits wide: the cast keeps every bit.
-            *f = ((packed >> shift) & mask(w)) as u32;
-            shift += w;
-        }
-        if u128::from(fields[0]) == self.mark() {
-            return None;
-        }
-        Some(Location {
-            pack: fields[0],
-            offset: fields[1],
-            length: fields[2],
-            uncompressed_length: fields[3],
-        })
     }
 }
 
@@ -331,12 +217,7 @@ impl Builder {
                 t.widths.mark()
             }
         };
-        let bit = i * t.widths.stride();
-        let at = bit / 8;
-        let mut word = [0u8; 16];
-        word.copy_from_slice(&t.locs[at..at + 16]);
-        let word = u128::from_le_bytes(word) | packed << (bit % 8);
-        t.locs[at..at + 16].copy_from_slice(&word.to_le_bytes());
+        put_bits(&mut t.locs, i, t.widths.stride(), packed);
     }
 
     fn finish(mut self) -> Table {
@@ -427,10 +308,7 @@ impl Table {
     /// The location of the entry at `pos` (None only for a position out of range, or an
     /// escape mark without its record, which loading refuses).
     fn location(&self, pos: usize) -> Option<Location> {
-        let bit = pos * self.widths.stride();
-        let at = bit / 8;
-        let word: [u8; 16] = self.locs.get(at..at + 16)?.try_into().ok()?;
-        let packed = (u128::from_le_bytes(word) >> (bit % 8)) & mask(self.widths.stride());
+        let packed = get_bits(&self.locs, pos, self.widths.stride())?;
         match self.widths.unpack(packed) {
             Some(loc) => Some(loc),
             None => {
@@ -488,11 +366,9 @@ impl Table {
         let stride = self.widths.stride();
         let mut next = self.escapes.iter().map(|e| e.0 as usize).peekable();
         for pos in 0..self.len_sorted() {
-            let bit = pos * stride;
-            let at = bit / 8;
-            let mut word = [0u8; 16];
-            word.copy_from_slice(&self.locs[at..at + 16]);
-            let packed = (u128::from_le_bytes(word) >> (bit % 8)) & mask(stride);
+            let Some(packed) = get_bits(&self.locs, pos, stride) else {
+                return false;
+            };
             let marked = self.widths.unpack(packed).is_none();
             let recorded = next.peek() == Some(&pos);
             if marked != recorded {
@@ -689,60 +565,14 @@ pub(super) fn map_bytes<K, V>(m: &HashMap<K, V>) -> usize {
 mod tests {
     use super::*;
 
-    fn loc(pack: u32, offset: u32, length: u32, ulen: u32) -> Location {
-        Location {
-            pack,
-            offset,
-            length,
-            uncompressed_length: ulen,
-        }
-    }
-
-    #[test]
-    fn widths_fit_the_values_and_escape_only_rare_outliers() {
-        // 4,096 ordinary locations and 5 outliers: the widths fit the ordinary ones.
-        let mut locs: Vec<Location> = (0..4096u32)
-            .map(|i| loc(i % 100, i * 1000, 300 + i % 200, 700 + i % 300))
-            .collect();
-        locs.extend([
-            loc(5, 1 << 29, 10, 10),
-            loc(u32::MAX - 1, 1, 1, 1),
-            loc(1, 1, u32::MAX, 1),
-            loc(1, 1, 1, 1 << 31),
-            loc(1, 1, 1 << 20, 1 << 21),
-        ]);
-        let w = Widths::choose(locs.iter().copied());
-        // 100 pack numbers and the mark: 7 bits; offsets < 4.1M: 22; lengths < 500: 9;
-        // uncompressed < 1000: 10.
-        assert_eq!(w, Widths([7, 22, 9, 10]));
-        for l in &locs[..4096] {
-            assert_eq!(w.unpack(w.pack(l).unwrap()), Some(*l));
-        }
-        for l in &locs[4096..] {
-            assert_eq!(w.pack(l), None, "{l:?} escapes");
-        }
-        // Small tables escape nothing that fits MAX_WIDTH.
-        let w = Widths::choose(locs[4090..].iter().copied());
-        assert_eq!(
-            w.pack(&locs[4100]).map(|p| w.unpack(p)),
-            Some(Some(locs[4100]))
-        );
-        assert_eq!(w.pack(&locs[4097]), None);
-        // A pack number just below the mark fits, the mark itself does not.
-        let w = Widths([3, 1, 1, 1]);
-        assert!(w.pack(&loc(6, 0, 0, 0)).is_some());
-        assert!(w.pack(&loc(7, 0, 0, 0)).is_none());
-        assert_eq!(Widths::choose(std::iter::empty()), Widths([1, 0, 0, 0]));
-    }
-
     #[test]
     fn a_built_table_finds_every_location_including_escaped_ones() {
         let ids: Vec<Id> = (0..5000u32).map(|i| Id::hash(&i.to_le_bytes())).collect();
         let locs: Vec<Location> = (0..5000u32)
             .map(|i| match i % 1000 {
-                0 => loc(i, u32::MAX, 1, 2),
-                1 => loc(u32::MAX, 3, 4, 5),
-                _ => loc(i % 77, i * 13, i % 4000, 0),
+                0 => Location::of(i, u32::MAX, 1, 2),
+                1 => Location::of(u32::MAX, 3, 4, 5),
+                _ => Location::of(i % 77, i * 13, i % 4000, 0),
             })
             .collect();
         let mut counts = vec![0u32; BUCKETS];
@@ -806,7 +636,7 @@ mod tests {
     #[test]
     fn merging_grows_the_implied_prefix_and_keeps_every_entry() {
         let ids: Vec<Id> = (0..20_000u32).map(|i| Id::hash(&i.to_le_bytes())).collect();
-        let loc_of = |i: usize| loc(i as u32 % 50, i as u32 * 7, 100, 200);
+        let loc_of = |i: usize| Location::of(i as u32 % 50, i as u32 * 7, 100, 200);
         let mut table = Table::default();
         let mut added = 0;
         for (step, prefix) in [(10, 0), (1000, 1), (20_000, 2)] {

@@ -531,7 +531,10 @@ impl Repository {
     /// instead of 0.64 s). The entries added are exactly those of `packs`, which the index
     /// files list; the next load still checks every pack's recorded size against the
     /// listing and rebuilds on any difference. Only the cache: a failure costs the next
-    /// command that parse, nothing else.
+    /// command that parse, nothing else. Memory: merging the new entries builds the new
+    /// table beside the old one, as the next load would (the writer's buffers are freed
+    /// by then); in a repository of millions of blobs that a backup grows by an eighth,
+    /// the backup's peak then is that of the next command's load.
     pub fn refresh_index_snapshot(
         &self,
         mut index: Index,

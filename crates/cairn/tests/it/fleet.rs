@@ -321,11 +321,31 @@ fn a_fleet_backs_up_into_one_s3_repository_while_forget_and_prune_wait_for_the_l
             .all(|h| env.path(&format!("{h}.reached")).exists())
     });
     let repo = f.open();
-    let mut in_flight = BTreeSet::new();
-    wait_for("pack of a running backup", || {
+    let start = Instant::now();
+    let mut in_flight = unindexed_packs(&repo);
+    while in_flight.len() < 2 {
+        if start.elapsed() > Duration::from_secs(60) {
+            // Say why: a writer that ended (its stream's `cat` then still marks the gate
+            // as reached) or one that never stored a pack.
+            let states: Vec<String> = ["h6", "h7"]
+                .iter()
+                .zip(slow.0.iter_mut())
+                .map(|(h, c)| {
+                    format!(
+                        "{h}: {:?}, stderr: {}",
+                        c.try_wait(),
+                        std::fs::read_to_string(env.path(&format!("{h}.err"))).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!(
+                "no pack of each running backup within 60 s (unindexed: {in_flight:?})\n{}",
+                states.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
         in_flight = unindexed_packs(&repo);
-        in_flight.len() >= 2
-    });
+    }
 
     phase("slow writers at their gates");
     // Without --retry-lock, forget refuses at once and says why.

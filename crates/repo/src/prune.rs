@@ -549,7 +549,7 @@ impl PrunePlan {
             })
             .collect();
         index_packs.extend(new_packs);
-        let written = write_index_files(repo, index_packs, self.old_indexes.clone())?;
+        let written = write_index_files(repo, &index_packs, &self.old_indexes)?;
         self.stats.index_files_written = written.len();
 
         // 3. Old index files, now superseded.

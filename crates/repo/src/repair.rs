@@ -85,7 +85,7 @@ pub fn repair_index(repo: &Repository, read_all_packs: bool) -> Result<IndexRepa
         }
     }
     packs.sort_by_key(|p| p.id);
-    let written = write_index_files(repo, packs, old_ids.clone())?;
+    let written = write_index_files(repo, &packs, &old_ids)?;
     report.index_files_written = written.len();
     for id in &old_ids {
         if !written.contains(id) {

@@ -496,10 +496,8 @@ impl Repository {
                 for f in &files {
                     index.add_file(f);
                 }
-                // Rewriting a snapshot costs about what reading it does: only once the
-                // files it misses are many or large.
                 let held = index.blob_count(BlobType::Data) + index.blob_count(BlobType::Tree);
-                (index, parsed > 32 || new_blobs.saturating_mul(8) > held)
+                (index, snapshot_worth_rewriting(parsed, new_blobs, held))
             }
             None => (Index::from_files(sizes, &files), parsed > 0),
         };
@@ -545,18 +543,17 @@ impl Repository {
             return;
         };
         let held = index.blob_count(BlobType::Data) + index.blob_count(BlobType::Tree);
-        let new_blobs: usize = packs.iter().map(|(p, _)| p.blobs.len()).sum();
-        // The load_index rule for rewriting a snapshot.
-        if files.is_empty() || (files.len() <= 32 && new_blobs.saturating_mul(8) <= held) {
+        let new_blobs: usize = packs.iter().map(|w| w.pack.blobs.len()).sum();
+        if files.is_empty() || !snapshot_worth_rewriting(files.len(), new_blobs, held) {
             return;
         }
         let mut covered = before.to_vec();
         covered.extend_from_slice(files);
         covered.sort_unstable();
         covered.dedup();
-        for (pack, size) in packs {
-            index.note_pack_size(pack.id, size);
-            index.add_pack(&pack);
+        for w in packs {
+            index.note_pack_size(w.pack.id, w.size);
+            index.add_pack(&w.pack);
         }
         index.compact();
         let key = crate::index::snapshot::mac_key(&self.key);
@@ -713,6 +710,13 @@ fn open_key_file(backend: &dyn Backend, name: &str, size: u64, password: &str) -
     let kj: KeyJson = serde_json::from_slice(&plain)
         .map_err(|e| Error::corrupt(format!("key file {name}: master key: {e}")))?;
     Key::from_json(&kj)
+}
+
+/// Whether an index snapshot that misses `files` index files of `blobs` entries, beside
+/// the `held` entries of the index, is worth rewriting: rewriting costs about what reading
+/// it does, so only once the files it misses are many or large.
+fn snapshot_worth_rewriting(files: usize, blobs: usize, held: usize) -> bool {
+    files > 32 || blobs.saturating_mul(8) > held
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::backend::FileType;
 use crate::crypto::OVERHEAD;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{Index, IndexFile, IndexPack};
+use crate::index::{Index, IndexPack};
 use crate::pack::{BlobType, FinishedPack, PackBuilder};
 use crate::repository::Repository;
 use std::collections::HashSet;
@@ -51,7 +51,16 @@ pub struct PackWriter<'r> {
 type PackUpload = (FinishedPack, IndexPack);
 
 /// A pack stored by the writer: its index entry and its size in bytes.
-pub type WrittenPack = (IndexPack, u64);
+pub struct WrittenPack {
+    pub pack: IndexPack,
+    pub size: u64,
+}
+
+impl std::borrow::Borrow<IndexPack> for WrittenPack {
+    fn borrow(&self) -> &IndexPack {
+        &self.pack
+    }
+}
 
 /// Pack buffers kept for reuse once their pack is stored: a new pack in fresh memory costs
 /// a page fault per 4 KiB (a tenth of a backup's CPU on a virtual machine). At most
@@ -115,7 +124,7 @@ impl Uploads {
                         match stored {
                             Ok(()) => {
                                 if let Ok(mut w) = written.lock() {
-                                    w.push((entry, size));
+                                    w.push(WrittenPack { pack: entry, size });
                                 }
                             }
                             Err(e) => {
@@ -333,8 +342,7 @@ impl<'r> PackWriter<'r> {
     /// Uploads partly filled packs, then writes index files for everything uploaded.
     /// Returns the ids of the new index files.
     pub fn finish(&self) -> Result<Vec<Id>> {
-        let packs = self.finish_packs()?;
-        write_index_files(self.repo, packs, Vec::new())
+        Ok(self.finish_written()?.0)
     }
 
     /// As [`PackWriter::finish`], and also returns every pack written with its size (what
@@ -343,27 +351,7 @@ impl<'r> PackWriter<'r> {
     /// [`Repository::refresh_index_snapshot`]: crate::repository::Repository::refresh_index_snapshot
     pub fn finish_written(&self) -> Result<(Vec<Id>, Vec<WrittenPack>)> {
         let written = self.finish_written_packs()?;
-        // Written from the packs in place: a copy of every entry (about 50 bytes each)
-        // would sit beside the JSON being written.
-        let mut ids = Vec::new();
-        let mut rest = &written[..];
-        while !rest.is_empty() {
-            let mut blobs = 0;
-            let n = rest
-                .iter()
-                .take_while(|(p, _)| {
-                    let fits = blobs < INDEX_MAX_BLOBS;
-                    blobs += p.blobs.len();
-                    fits
-                })
-                .count();
-            let file = WrittenIndexFile {
-                packs: WrittenPacks(&rest[..n]),
-            };
-            ids.push(self.repo.save_json(FileType::Index, &file)?);
-            rest = &rest[n..];
-        }
-        Ok((ids, written))
+        Ok((write_index_files(self.repo, &written, &[])?, written))
     }
 
     /// Uploads partly filled packs and returns every pack written, for a caller that
@@ -372,7 +360,7 @@ impl<'r> PackWriter<'r> {
         Ok(self
             .finish_written_packs()?
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|w| w.pack)
             .collect())
     }
 
@@ -464,44 +452,50 @@ fn compress<'a>(
     (n < data.len()).then_some(&c.out[..n])
 }
 
-/// An index file of packs the writer stored: the JSON of an [`IndexFile`] without
-/// `supersedes`, borrowing the packs.
+/// An index file as [`IndexFile`](crate::index::IndexFile) writes it, borrowing its packs: they are serialised
+/// in place (a copy of every entry, about 50 bytes each, would sit beside the JSON).
 #[derive(serde::Serialize)]
-struct WrittenIndexFile<'a> {
-    packs: WrittenPacks<'a>,
+#[serde(bound(serialize = "P: std::borrow::Borrow<IndexPack>"))]
+struct IndexFileOf<'a, P> {
+    #[serde(skip_serializing_if = "<[Id]>::is_empty")]
+    supersedes: &'a [Id],
+    packs: PacksOf<'a, P>,
 }
 
-struct WrittenPacks<'a>(&'a [WrittenPack]);
+struct PacksOf<'a, P>(&'a [P]);
 
-impl serde::Serialize for WrittenPacks<'_> {
+impl<P: std::borrow::Borrow<IndexPack>> serde::Serialize for PacksOf<'_, P> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(p, _)| p))
+        s.collect_seq(self.0.iter().map(|p| p.borrow()))
     }
 }
 
-/// Writes index files for `packs`, splitting large ones; `supersedes` goes into the first.
-pub fn write_index_files(
+/// Writes index files for `packs`, a new file once one holds `INDEX_MAX_BLOBS` blobs;
+/// `supersedes` goes into the first.
+pub fn write_index_files<P: std::borrow::Borrow<IndexPack>>(
     repo: &Repository,
-    packs: Vec<IndexPack>,
-    supersedes: Vec<Id>,
+    packs: &[P],
+    supersedes: &[Id],
 ) -> Result<Vec<Id>> {
     let mut ids = Vec::new();
-    let mut file = IndexFile {
-        supersedes,
-        packs: Vec::new(),
-    };
-    let mut blobs = 0;
-    for p in packs {
-        blobs += p.blobs.len();
-        file.packs.push(p);
-        if blobs >= INDEX_MAX_BLOBS {
-            ids.push(repo.save_json(FileType::Index, &file)?);
-            file = IndexFile::default();
-            blobs = 0;
-        }
-    }
-    if !file.packs.is_empty() || !file.supersedes.is_empty() {
+    let (mut rest, mut supersedes) = (packs, supersedes);
+    while !rest.is_empty() || !supersedes.is_empty() {
+        let mut blobs = 0;
+        let n = rest
+            .iter()
+            .take_while(|p| {
+                let fits = blobs < INDEX_MAX_BLOBS;
+                blobs += p.borrow().blobs.len();
+                fits
+            })
+            .count();
+        let file = IndexFileOf {
+            supersedes,
+            packs: PacksOf(&rest[..n]),
+        };
         ids.push(repo.save_json(FileType::Index, &file)?);
+        rest = &rest[n..];
+        supersedes = &[];
     }
     Ok(ids)
 }

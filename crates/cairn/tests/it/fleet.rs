@@ -151,14 +151,16 @@ fn unindexed_packs(repo: &cairn_repo::repository::Repository) -> BTreeSet<cairn_
         .collect()
 }
 
-/// Waits for `what` up to a minute (a bound against hanging, not a timing assertion).
+/// Waits for `what` up to a minute (a bound against hanging, not a timing assertion);
+/// on timeout the panic message adds what `explain` says.
 #[track_caller]
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+fn wait_for(what: &str, mut done: impl FnMut() -> bool, mut explain: impl FnMut() -> String) {
     let start = Instant::now();
     while !done() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "no {what} within 60 s"
+            "no {what} within 60 s\n{}",
+            explain()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -315,19 +317,27 @@ fn a_fleet_backs_up_into_one_s3_repository_while_forget_and_prune_wait_for_the_l
     phase("fast backups done");
     // The slow writers are inside their backups (lock held, command running) and have
     // uploaded a pack no index names yet.
-    wait_for("slow writer at its gate", || {
-        ["h6", "h7"]
-            .iter()
-            .all(|h| env.path(&format!("{h}.reached")).exists())
-    });
+    wait_for(
+        "slow writer at its gate",
+        || {
+            ["h6", "h7"]
+                .iter()
+                .all(|h| env.path(&format!("{h}.reached")).exists())
+        },
+        String::new,
+    );
     let repo = f.open();
-    let start = Instant::now();
-    let mut in_flight = unindexed_packs(&repo);
-    while in_flight.len() < 2 {
-        if start.elapsed() > Duration::from_secs(60) {
-            // Say why: a writer that ended (its stream's `cat` then still marks the gate
-            // as reached) or one that never stored a pack.
-            let states: Vec<String> = ["h6", "h7"]
+    let mut in_flight = BTreeSet::new();
+    wait_for(
+        "pack of each running backup",
+        || {
+            in_flight = unindexed_packs(&repo);
+            in_flight.len() >= 2
+        },
+        // Why: a writer that ended (its stream's `cat` then still marks the gate as
+        // reached) or one that never stored a pack.
+        || {
+            ["h6", "h7"]
                 .iter()
                 .zip(slow.0.iter_mut())
                 .map(|(h, c)| {
@@ -337,15 +347,10 @@ fn a_fleet_backs_up_into_one_s3_repository_while_forget_and_prune_wait_for_the_l
                         std::fs::read_to_string(env.path(&format!("{h}.err"))).unwrap_or_default()
                     )
                 })
-                .collect();
-            panic!(
-                "no pack of each running backup within 60 s (unindexed: {in_flight:?})\n{}",
-                states.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        in_flight = unindexed_packs(&repo);
-    }
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
 
     phase("slow writers at their gates");
     // Without --retry-lock, forget refuses at once and says why.

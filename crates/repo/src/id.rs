@@ -3,7 +3,6 @@
 //! Owns parsing and printing ids (64 lowercase hex digits in JSON, as restic writes them).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// Hex digit values; 0x80 marks a byte that is not a hex digit.
@@ -30,7 +29,7 @@ pub struct Id(pub [u8; 32]);
 impl Id {
     /// The id of `data`: its SHA-256.
     pub fn hash(data: &[u8]) -> Id {
-        Id(Sha256::digest(data).into())
+        Id(crate::sha256::digest(data))
     }
 
     /// Parses 64 hex digits.

@@ -30,6 +30,7 @@ pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod rewrite;
+pub mod sha256;
 pub mod snapshot;
 pub mod writer;
 

@@ -320,6 +320,7 @@ pub fn backup(
             .map(|m| format!("{m}: does not exist, skipped"))
             .collect::<Vec<_>>(),
     );
+    let lane_failed = Mutex::new(None::<Error>);
     let root_id = std::thread::scope(|s| -> Result<Id> {
         let (file_tx, file_rx) = bounded::<FileJob>(threads * 64);
         let (dir_tx, dir_rx) = bounded::<DirJob>(1024);
@@ -327,11 +328,19 @@ pub fn backup(
             let rx = file_rx.clone();
             let writer = &writer;
             let watch = &watch;
+            let lane_failed = &lane_failed;
             s.spawn(move || {
                 let mut bufs = Buffers::default();
+                let mut lane = writer.lane();
                 for job in rx {
-                    let r = store_file(&job.path, writer, pol, progress, &mut bufs, watch);
+                    let r = store_file(&job.path, &mut lane, pol, progress, &mut bufs, watch);
                     let _ = job.done.send(r);
+                }
+                // Its last pack, before the index (after this scope) can list its blobs.
+                if let Err(e) = lane.finish() {
+                    if let Ok(mut f) = lane_failed.lock() {
+                        f.get_or_insert(e);
+                    }
                 }
             });
         }
@@ -405,6 +414,9 @@ pub fn backup(
             .map_err(|_| Error::new(crate::Kind::Io, "internal error: tree finisher panicked"))??;
         root
     })?;
+    if let Some(e) = lane_failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
     watch.finish();
     let mut summary = BackupSummary {
         files_new: counts.files_new.load(Ordering::Relaxed),

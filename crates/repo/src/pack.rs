@@ -8,6 +8,7 @@
 use crate::crypto::{Key, OVERHEAD};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::sha256::Sha256;
 use serde::{Deserialize, Serialize};
 
 /// What a blob holds.
@@ -104,6 +105,10 @@ pub struct PackBuilder {
     bytes: Vec<u8>,
     start: usize,
     blobs: Vec<PackedBlob>,
+    /// The pack id's SHA-256 over `bytes[start..hashed]`, for a builder whose owner hashes
+    /// as it goes ([`PackBuilder::id_beside`]); `finish` hashes the rest.
+    hasher: Sha256,
+    hashed: usize,
 }
 
 /// A finished pack, still in its builder's buffer (after `start` padding bytes).
@@ -138,8 +143,7 @@ impl PackBuilder {
         buf.clear();
         PackBuilder {
             bytes: buf,
-            start: 0,
-            blobs: Vec::new(),
+            ..PackBuilder::default()
         }
     }
 
@@ -158,6 +162,8 @@ impl PackBuilder {
         let pad = self.bytes.as_ptr().align_offset(PACK_ALIGN);
         self.start = if pad < PACK_ALIGN { pad } else { 0 };
         self.bytes.resize(self.start, 0);
+        self.hasher = Sha256::new();
+        self.hashed = self.start;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -216,6 +222,17 @@ impl PackBuilder {
         length
     }
 
+    /// The id of `data`, hashed together with the pack bytes added since the last call
+    /// (two messages interleaved, see [`crate::sha256`]): a blob's id is needed before it
+    /// is packed, the pack's once it is full.
+    pub fn id_beside(&mut self, data: &[u8]) -> Id {
+        if self.blobs.is_empty() {
+            return Id::hash(data);
+        }
+        let from = std::mem::replace(&mut self.hashed, self.bytes.len());
+        crate::sha256::id_beside(data, &mut self.hasher, &self.bytes[from..])
+    }
+
     /// Writes the header; returns the pack (its bytes, its id and its blobs).
     pub fn finish(mut self, key: &Key) -> FinishedPack {
         let mut header = Vec::with_capacity(self.blobs.len() * COMPRESSED_ENTRY_LEN);
@@ -238,7 +255,9 @@ impl PackBuilder {
         key.seal_into(&header, &mut self.bytes);
         let header_len = (self.bytes.len() - before) as u32;
         self.bytes.extend_from_slice(&header_len.to_le_bytes());
-        let id = Id::hash(&self.bytes[self.start..]);
+        self.hasher
+            .update(&self.bytes[self.hashed.max(self.start)..]);
+        let id = Id(self.hasher.finish());
         FinishedPack {
             buf: self.bytes,
             start: self.start,

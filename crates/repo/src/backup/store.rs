@@ -6,7 +6,7 @@ use crate::chunker::{Chunker, Polynomial};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::BlobType;
-use crate::writer::PackWriter;
+use crate::writer::{Lane, PackWriter};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -136,7 +136,7 @@ impl<'a> ChangeWatch<'a> {
 
 pub(super) fn store_file(
     path: &Path,
-    writer: &PackWriter,
+    lane: &mut Lane,
     pol: Polynomial,
     progress: &Progress,
     bufs: &mut Buffers,
@@ -163,7 +163,7 @@ pub(super) fn store_file(
     let mut chunker = Chunker::with_buffer(&f, pol, std::mem::take(&mut bufs.read));
     let mut ids = Vec::new();
     let mut size = 0u64;
-    let result = store_chunks(&mut chunker, writer, progress, &mut ids, &mut size, source);
+    let result = store_chunks(&mut chunker, lane, progress, &mut ids, &mut size, source);
     bufs.read = chunker.into_buffer();
     result?;
     // Written to while we read it: what we stored may mix old and new content (its size is
@@ -176,7 +176,7 @@ pub(super) fn store_file(
 
 fn store_chunks<R: Read>(
     chunker: &mut Chunker<R>,
-    writer: &PackWriter,
+    lane: &mut Lane,
     progress: &Progress,
     ids: &mut Vec<Id>,
     size: &mut u64,
@@ -192,9 +192,7 @@ fn store_chunks<R: Read>(
         progress
             .bytes_done
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let (id, _) = writer
-            .save(BlobType::Data, buf)
-            .map_err(FileError::Repository)?;
+        let (id, _) = lane.save(buf).map_err(FileError::Repository)?;
         ids.push(id);
     }
     Ok(())

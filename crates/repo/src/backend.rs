@@ -108,6 +108,12 @@ pub trait Backend: Send + Sync {
     fn connections(&self) -> usize {
         1
     }
+    /// True for a directory on this machine: a writer may then store a pack on whichever
+    /// thread finished it, beside its uploader (see `writer`). A remote backend's
+    /// connection count is a limit the user set, so it never gets more uploads at once.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 pub mod conformance;

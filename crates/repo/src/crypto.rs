@@ -85,36 +85,52 @@ impl Key {
 
     /// Encrypts `plaintext` with a fresh random IV, appending `IV || ciphertext || MAC` to `out`.
     pub fn seal_into(&self, plaintext: &[u8], out: &mut Vec<u8>) {
+        out.reserve(plaintext.len() + OVERHEAD);
+        let at = out.len();
+        out.extend_from_slice(&[0; IV_LEN]);
+        self.seal_at(out, at, Some(plaintext));
+    }
+
+    /// Seals in place the plaintext in `buf[at + IV_LEN..]`, behind `IV_LEN` bytes the
+    /// caller left at `at` for the IV: `buf` ends as `seal_into` would have left it.
+    pub fn seal_in_place(&self, buf: &mut Vec<u8>, at: usize) {
+        self.seal_at(buf, at, None);
+    }
+
+    /// Fills the IV at `buf[at..]`, then encrypts and MACs the plaintext behind it: copied
+    /// from `src` piece by piece, or already there (`None`); appends the tag.
+    fn seal_at(&self, buf: &mut Vec<u8>, at: usize, src: Option<&[u8]>) {
         let mut iv = [0u8; IV_LEN];
         rand::thread_rng().fill_bytes(&mut iv);
         use poly1305::universal_hash::{KeyInit as _, UniversalHash as _};
-        out.reserve(plaintext.len() + OVERHEAD);
-        out.extend_from_slice(&iv);
+        buf[at..at + IV_LEN].copy_from_slice(&iv);
         let mut cipher = Aes256Ctr::new(&self.encrypt.into(), &iv.into());
         let mut mac = poly1305::Poly1305::new(&self.poly_key(&iv));
-        // One pass over the data in pieces that stay in the L1 cache: copy a piece into
-        // place, encrypt it there, MAC the ciphertext while it is still hot (three passes
+        let start = at + IV_LEN;
+        let total = src.map_or(buf.len() - start, <[u8]>::len);
+        // One pass over the data in pieces that stay in the L1 cache: (copy a piece into
+        // place,) encrypt it there, MAC the ciphertext while it is still hot (three passes
         // over a whole blob went to memory twice more). The pieces are whole 16-byte blocks
         // but the last, so the keystream and the MAC see the same bytes as in one call.
-        let mut pieces = plaintext.chunks(SEAL_PIECE).peekable();
-        while let Some(piece) = pieces.next() {
-            let at = out.len();
-            out.extend_from_slice(piece);
-            let ct = &mut out[at..];
+        let mut done = 0;
+        loop {
+            let n = SEAL_PIECE.min(total - done);
+            if let Some(src) = src {
+                buf.extend_from_slice(&src[done..done + n]);
+            }
+            let ct = &mut buf[start + done..start + done + n];
             cipher.apply_keystream(ct);
-            if pieces.peek().is_some() {
+            done += n;
+            if done < total {
                 mac.update_padded(ct);
             } else {
                 let (full, tail) = ct.split_at(ct.len() & !15);
                 mac.update_padded(full);
                 let tag: [u8; 16] = mac.compute_unpadded(tail).into();
-                out.extend_from_slice(&tag);
+                buf.extend_from_slice(&tag);
                 return;
             }
         }
-        // Empty plaintext: the MAC of nothing.
-        let tag: [u8; 16] = mac.compute_unpadded(&[]).into();
-        out.extend_from_slice(&tag);
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
@@ -352,8 +368,8 @@ mod tests {
         }
     }
 
-    /// `seal_into` works in pieces: every length around the piece size opens with the
-    /// whole-buffer MAC and keystream of `open`, and appends after what `out` held.
+    /// `seal_into` and `seal_in_place` work in pieces: every length around the piece size
+    /// opens with the whole-buffer MAC and keystream of `open`, after what the buffer held.
     #[test]
     fn sealing_in_pieces_matches_the_whole_buffer_mac_and_keystream() {
         let key = Key::random();
@@ -375,6 +391,17 @@ mod tests {
             assert_eq!(&out[..3], &[9, 9, 9]);
             assert_eq!(out.len(), 3 + len + OVERHEAD);
             assert_eq!(key.open(&out[3..]).unwrap(), &data[..len], "length {len}");
+            // In place: the plaintext already behind room for the IV.
+            let mut buf = vec![9u8; 3 + IV_LEN];
+            buf.extend_from_slice(&data[..len]);
+            key.seal_in_place(&mut buf, 3);
+            assert_eq!(&buf[..3], &[9, 9, 9]);
+            assert_eq!(buf.len(), 3 + len + OVERHEAD);
+            assert_eq!(
+                key.open(&buf[3..]).unwrap(),
+                &data[..len],
+                "in place, length {len}"
+            );
         }
     }
 

@@ -111,6 +111,17 @@ pub struct PackBuilder {
     hashed: usize,
 }
 
+/// What [`PackBuilder::compress_seal_and_add`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InPlace {
+    /// Stored compressed, this many bytes.
+    Stored(usize),
+    /// Nothing: the output was not smaller than the input (store it as it is).
+    NotSmaller,
+    /// Nothing: the buffer has no room for zstd's bound behind the pack.
+    NoRoom,
+}
+
 /// A finished pack, still in its builder's buffer (after `start` padding bytes).
 pub struct FinishedPack {
     buf: Vec<u8>,
@@ -220,6 +231,51 @@ impl PackBuilder {
             uncompressed_length,
         });
         length
+    }
+
+    /// Compresses `data` with `ctx` straight into the pack behind its last blob and seals
+    /// it there: no buffer for the compressed bytes (a worker's would stay resident at
+    /// the size of its largest compressed chunk) and no copy of them.
+    pub fn compress_seal_and_add(
+        &mut self,
+        key: &Key,
+        ctx: &mut zstd::bulk::Compressor<'static>,
+        blob_type: BlobType,
+        id: Id,
+        data: &[u8],
+        reserve: usize,
+    ) -> InPlace {
+        if self.blobs.is_empty() {
+            self.begin(reserve);
+        }
+        let at = self.bytes.len();
+        let body = at + crate::crypto::IV_LEN;
+        // With room for zstd's bound the output always fits, so a failure below is not
+        // about room: the blob is then stored as it is, as for any failed compression.
+        if self.bytes.capacity().saturating_sub(body) < zstd::zstd_safe::compress_bound(data.len())
+        {
+            return InPlace::NoRoom;
+        }
+        self.bytes.resize(body, 0);
+        let mut out = std::io::Cursor::new(&mut self.bytes);
+        out.set_position(body as u64);
+        match ctx.compress_to_buffer(data, &mut out) {
+            Ok(n) if n < data.len() && self.bytes.len() == body + n => {}
+            _ => {
+                self.bytes.truncate(at);
+                return InPlace::NotSmaller;
+            }
+        }
+        key.seal_in_place(&mut self.bytes, at);
+        let length = self.bytes.len() - at;
+        self.blobs.push(PackedBlob {
+            blob_type,
+            id,
+            offset: (at - self.start) as u32,
+            length: length as u32,
+            uncompressed_length: data.len() as u32,
+        });
+        InPlace::Stored(length)
     }
 
     /// The id of `data`, hashed together with the pack bytes added since the last call
@@ -485,6 +541,54 @@ mod tests {
                 assert_eq!(&decode_blob(&key, p, stored).unwrap(), want);
             }
             buf = pack.into_buffer();
+        }
+    }
+
+    /// Compressing in place: a compressible blob is stored compressed in the pack, an
+    /// incompressible one and one without room for zstd's bound leave the pack as it was,
+    /// and the pack (its id hashed partly as it went) reads back.
+    #[test]
+    fn compressing_in_place_stores_compressible_blobs_and_leaves_others_alone() {
+        let key = Key::random();
+        let mut ctx = zstd::bulk::Compressor::new(1).unwrap();
+        let text: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| format!("line {}\n", i % 1000).into_bytes())
+            .take(300_000)
+            .collect();
+        let mut x = 0x9e37_79b9u32;
+        let noise: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let mut b = PackBuilder::new();
+        let add = |b: &mut PackBuilder, ctx: &mut zstd::bulk::Compressor<'static>, d: &[u8]| {
+            b.compress_seal_and_add(&key, ctx, BlobType::Data, Id::hash(d), d, 400_000)
+        };
+        assert_eq!(add(&mut b, &mut ctx, &noise), InPlace::NotSmaller);
+        assert!(b.is_empty());
+        assert!(matches!(add(&mut b, &mut ctx, &text), InPlace::Stored(n) if n < text.len() / 4));
+        let id = b.id_beside(&noise);
+        assert_eq!(id, Id::hash(&noise));
+        // The buffer was sized for 400,000 bytes: no room for the bound of 1.2 MB.
+        let big = text.repeat(4);
+        assert_eq!(add(&mut b, &mut ctx, &big), InPlace::NoRoom);
+        assert_eq!(b.count(), 1);
+        b.seal_and_add(&key, BlobType::Data, id, &noise, 0, 0);
+        let pack = b.finish(&key);
+        let bytes = pack.bytes();
+        assert_eq!(pack.id, Id::hash(bytes));
+        let hl = header_length(bytes, bytes.len() as u64).unwrap() as usize;
+        let hdr = &bytes[bytes.len() - 4 - hl..bytes.len() - 4];
+        let parsed = parse_header(&key, hdr, bytes.len() as u64).unwrap();
+        assert_eq!(parsed, pack.blobs);
+        assert_eq!(parsed[0].uncompressed_length as usize, text.len());
+        for (p, want) in parsed.iter().zip([&text, &noise]) {
+            let stored = &bytes[p.offset as usize..(p.offset + p.length) as usize];
+            assert_eq!(&decode_blob(&key, p, stored).unwrap(), want);
         }
     }
 

@@ -10,7 +10,7 @@ use crate::crypto::OVERHEAD;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{Index, IndexPack};
-use crate::pack::{BlobType, FinishedPack, PackBuilder};
+use crate::pack::{BlobType, FinishedPack, InPlace, PackBuilder};
 use crate::repository::Repository;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +46,9 @@ pub struct PackWriter<'r> {
     uploads: Uploads,
     pub stats: WriteStats,
 }
+
+/// Packs closed by adding a blob: the one before it (no room left), the one it filled.
+type Closed = (Option<PackBuilder>, Option<PackBuilder>);
 
 /// A finished pack, and its index entry once stored.
 type PackUpload = (FinishedPack, IndexPack);
@@ -166,12 +169,12 @@ impl Uploads {
         }
     }
 
-    /// Hands the pack to an idle uploader or, when none is idle and the backend has a
-    /// single connection (a local directory), stores it on this thread: waiting for the
-    /// uploader would idle this thread as long, and a worker holding its finished pack
-    /// while it fills the next would hold one more pack buffer (16 MiB of peak RSS).
+    /// Hands the pack to an idle uploader or, when none is idle and the backend is a local
+    /// directory, stores it on this thread: waiting for the uploader would idle this
+    /// thread as long, and a worker holding its finished pack while it fills the next
+    /// would hold one more pack buffer (16 MiB of peak RSS).
     fn send_or_store(&self, pack: FinishedPack, entry: IndexPack) -> Result<()> {
-        if self.store.backend.connections() > 1 {
+        if !self.store.backend.is_local() {
             return self.send(pack, entry);
         }
         self.check()?;
@@ -280,7 +283,7 @@ impl<'r> PackWriter<'r> {
         if !self.claim(t, id)? {
             return Ok(false);
         }
-        self.store_new(t, id, data, || {
+        self.store_new(t, id, data, false, || {
             self.open[t as usize].lock().map_err(|_| poisoned())
         })?;
         Ok(true)
@@ -301,36 +304,35 @@ impl<'r> PackWriter<'r> {
     }
 
     /// Compresses (if the repository does) and encrypts a new blob into the pack `open`
-    /// gives: the shared pack of its type under its lock, or a lane's own pack.
+    /// gives: the shared pack of its type under its lock, or a lane's own pack. A lane
+    /// (`in_place`) compresses a large blob straight into its pack (no lock to hold).
     fn store_new<B: std::ops::DerefMut<Target = PackBuilder>>(
         &self,
         t: BlobType,
         id: Id,
         data: &[u8],
+        in_place: bool,
         open: impl FnOnce() -> Result<B>,
     ) -> Result<()> {
         let level = self.repo.compression().level();
         COMPRESSOR.with(|cell| -> Result<()> {
             let mut slot = cell.borrow_mut();
-            let payload: (&[u8], u32) = match level.and_then(|l| compress(&mut slot, l, data)) {
-                Some(c) => (c, data.len() as u32),
-                None => (data, 0),
-            };
-            let (before, full) = {
-                let mut b = open()?;
-                let before = self.make_room(&mut b, payload.0.len() + OVERHEAD);
-                let sealed = b.seal_and_add(
-                    self.repo.key(),
-                    t,
-                    id,
-                    payload.0,
-                    payload.1,
-                    self.reserve(payload.0.len()),
-                );
-                self.stats
-                    .data_added_packed
-                    .fetch_add(sealed as u64, Ordering::Relaxed);
-                (before, self.take_full(&mut b))
+            let c = level
+                .and_then(|l| thread_compressor(&mut slot, l))
+                .and_then(|c| c.worth(data).then_some(c));
+            let (before, full) = match c {
+                Some(c) if in_place && data.len() > c.small.len() => {
+                    self.add_in_place(&mut *open()?, c, t, id, data)
+                }
+                Some(c) => {
+                    // Compressed before the shared pack's lock is taken.
+                    let payload = match c.aside(data) {
+                        Some(p) => (p, data.len() as u32),
+                        None => (data, 0),
+                    };
+                    self.add(&mut *open()?, t, id, payload)
+                }
+                None => self.add(&mut *open()?, t, id, (data, 0)),
             };
             if let Some(b) = before {
                 self.upload(b)?;
@@ -349,6 +351,58 @@ impl<'r> PackWriter<'r> {
             Ok(())
         })
     }
+
+    /// Seals `payload` (and its uncompressed length, 0 if stored as it is) into `b`;
+    /// returns the packs closed before and after it, to upload.
+    fn add(&self, b: &mut PackBuilder, t: BlobType, id: Id, payload: (&[u8], u32)) -> Closed {
+        let before = self.make_room(b, payload.0.len() + OVERHEAD);
+        let sealed = b.seal_and_add(
+            self.repo.key(),
+            t,
+            id,
+            payload.0,
+            payload.1,
+            self.reserve(payload.0.len()),
+        );
+        self.stats
+            .data_added_packed
+            .fetch_add(sealed as u64, Ordering::Relaxed);
+        (before, self.take_full(b))
+    }
+
+    /// Compresses `data` into `b` in place when its worst case (zstd's bound) fits in
+    /// the pack; near a pack's end, aside first to learn its size (then that buffer is
+    /// freed: it would otherwise stay resident at the largest size it ever took).
+    fn add_in_place(
+        &self,
+        b: &mut PackBuilder,
+        c: &mut ThreadCompressor,
+        t: BlobType,
+        id: Id,
+        data: &[u8],
+    ) -> Closed {
+        let bound = zstd::zstd_safe::compress_bound(data.len());
+        if b.is_empty() || b.len() + bound + OVERHEAD <= self.pack_size {
+            let key = self.repo.key();
+            match b.compress_seal_and_add(key, &mut c.ctx, t, id, data, self.reserve(bound)) {
+                InPlace::Stored(sealed) => {
+                    self.stats
+                        .data_added_packed
+                        .fetch_add(sealed as u64, Ordering::Relaxed);
+                    return (None, self.take_full(b));
+                }
+                InPlace::NotSmaller => return self.add(b, t, id, (data, 0)),
+                InPlace::NoRoom => {}
+            }
+        }
+        let closed = match c.aside(data) {
+            Some(p) => self.add(b, t, id, (p, data.len() as u32)),
+            None => self.add(b, t, id, (data, 0)),
+        };
+        c.release_out();
+        closed
+    }
+
     /// Stores a blob that is already encrypted (and maybe compressed) as it was in another
     /// pack of this repository: prune's repacking copies blobs without re-encoding them.
     /// The caller has verified it. Returns false if the blob was already added.
@@ -469,7 +523,8 @@ impl Lane<'_, '_> {
         if !self.writer.claim(t, id)? {
             return Ok((id, false));
         }
-        self.writer.store_new(t, id, data, || Ok(&mut self.pack))?;
+        self.writer
+            .store_new(t, id, data, true, || Ok(&mut self.pack))?;
         Ok((id, true))
     }
 
@@ -506,55 +561,88 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Compresses `data` at `level` into the thread's buffer; None when that fails or would
-/// not make the blob smaller (then it is stored uncompressed, like restic does).
-fn compress<'a>(
-    slot: &'a mut Option<ThreadCompressor>,
+/// The thread's compressor for `level` (made on first use).
+fn thread_compressor(
+    slot: &mut Option<ThreadCompressor>,
     level: i32,
-    data: &[u8],
-) -> Option<&'a [u8]> {
+) -> Option<&mut ThreadCompressor> {
     if slot.as_ref().is_none_or(|c| c.level != level) {
         *slot = Some(ThreadCompressor {
             level,
             ctx: zstd::bulk::Compressor::new(level).ok()?,
             out: Vec::new(),
-            small: Vec::new(),
+            small: vec![0u8; 8 * SAMPLE],
         });
     }
-    let c = slot.as_mut()?;
-    // The output must come out smaller than the input or it is not used. Small inputs
-    // (below the sampling size) get only that much room, so on incompressible data zstd
-    // gives up (an error) instead of copying the input into a raw block we would throw
-    // away. Larger ones write into the spare capacity of `out`: a buffer zeroed to the
-    // largest chunk would keep up to 8 MiB per thread resident.
-    if data.len() < 2 {
+    slot.as_mut()
+}
+
+/// Compresses `data` at `level` into the thread's buffer; None when that fails or would
+/// not make the blob smaller (then it is stored uncompressed, like restic does).
+#[cfg(test)]
+fn compress<'a>(
+    slot: &'a mut Option<ThreadCompressor>,
+    level: i32,
+    data: &[u8],
+) -> Option<&'a [u8]> {
+    let c = thread_compressor(slot, level)?;
+    if !c.worth(data) {
         return None;
     }
-    if c.small.is_empty() {
-        c.small = vec![0u8; 8 * SAMPLE];
+    c.aside(data)
+}
+
+impl ThreadCompressor {
+    /// False when `data` is too short to compress or, for large inputs, when two samples
+    /// do not compress (skipped: compressing it would cost as much as the rest).
+    fn worth(&mut self, data: &[u8]) -> bool {
+        if data.len() < 2 {
+            return false;
+        }
+        if self.level < 10 && data.len() >= 8 * SAMPLE {
+            let mid = data.len() / 2;
+            // Incompressible: not even 2% smaller (no room for more output than that).
+            let mut incompressible = |s: &[u8]| {
+                let room = s.len() * 98 / 100;
+                self.ctx
+                    .compress_to_buffer(s, &mut self.small[..room])
+                    .is_err()
+            };
+            if incompressible(&data[..SAMPLE]) && incompressible(&data[mid..mid + SAMPLE]) {
+                return false;
+            }
+        }
+        true
     }
-    if level < 10 && data.len() >= 8 * SAMPLE {
-        let mid = data.len() / 2;
-        // Incompressible: not even 2% smaller (no room for more output than that).
-        let mut incompressible = |s: &[u8]| {
-            let room = s.len() * 98 / 100;
-            c.ctx.compress_to_buffer(s, &mut c.small[..room]).is_err()
-        };
-        if incompressible(&data[..SAMPLE]) && incompressible(&data[mid..mid + SAMPLE]) {
-            return None;
+
+    /// Compresses `data` into the thread's own buffer; None when that fails or would not
+    /// make it smaller.
+    fn aside(&mut self, data: &[u8]) -> Option<&[u8]> {
+        // The output must come out smaller than the input or it is not used. Small inputs
+        // (below the sampling size) get only that much room, so on incompressible data zstd
+        // gives up (an error) instead of copying the input into a raw block we would throw
+        // away. Larger ones write into the spare capacity of `out`: a buffer zeroed to the
+        // largest chunk would keep up to 8 MiB per thread resident.
+        if data.len() <= self.small.len() {
+            let n = self
+                .ctx
+                .compress_to_buffer(data, &mut self.small[..data.len() - 1])
+                .ok()?;
+            return Some(&self.small[..n]);
+        }
+        self.out.clear();
+        self.out
+            .reserve(zstd::zstd_safe::compress_bound(data.len()));
+        let n = self.ctx.compress_to_buffer(data, &mut self.out).ok()?;
+        (n < data.len()).then_some(&self.out[..n])
+    }
+
+    /// Frees `out` if it grew past the mmap threshold (back to the kernel at once).
+    fn release_out(&mut self) {
+        if self.out.capacity() > 1024 * 1024 {
+            self.out = Vec::new();
         }
     }
-    if data.len() <= c.small.len() {
-        let n = c
-            .ctx
-            .compress_to_buffer(data, &mut c.small[..data.len() - 1])
-            .ok()?;
-        return Some(&c.small[..n]);
-    }
-    c.out.clear();
-    c.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
-    let n = c.ctx.compress_to_buffer(data, &mut c.out).ok()?;
-    (n < data.len()).then_some(&c.out[..n])
 }
 
 /// An index file as [`IndexFile`](crate::index::IndexFile) writes it, borrowing its packs: they are serialised
@@ -665,6 +753,9 @@ pub(crate) mod tests {
         fn connections(&self) -> usize {
             self.connections
         }
+        fn is_local(&self) -> bool {
+            self.connections == 1
+        }
     }
 
     fn repo(fail: bool) -> (tempfile::TempDir, Arc<Slow>, Repository) {
@@ -756,8 +847,9 @@ pub(crate) mod tests {
     /// Two file workers with a lane each, saving overlapping blobs of odd sizes (partial
     /// SHA-256 blocks on both messages), some compressible: every blob is stored once,
     /// every pack file is named by the SHA-256 of its bytes (checked with sha2, not with
-    /// the interleaved code that computed the names), everything reads back. With one
-    /// connection (a slow one), workers store packs themselves while the uploader is busy.
+    /// the interleaved code that computed the names), everything reads back. As a local
+    /// backend (`Slow` says it is one with one connection), workers store packs themselves
+    /// while the uploader is busy.
     #[test]
     fn lanes_name_packs_by_their_hash_and_share_dedup() {
         for connections in [1, 4] {
@@ -769,12 +861,20 @@ pub(crate) mod tests {
         let (_dir, be, repo) = repo_with(false, connections);
         let index = Index::new();
         let w = PackWriter::new(&repo, &index).with_pack_size(16 * 1024);
+        // Every fifth blob is large (compressed in place into an empty pack, aside near a
+        // pack's end), the others small; a third of them text, the rest noise.
         let content = |i: u32| -> Vec<u8> {
-            let len = 700 + 97 * i as usize;
+            let len = match i % 5 {
+                0 => 150_000 + 1_000 * i as usize,
+                _ => 700 + 97 * i as usize,
+            };
             if i.is_multiple_of(3) {
                 format!("line {i}\n").repeat(len / 6).as_bytes()[..len].to_vec()
             } else {
-                blob(i).repeat(2)[..len].to_vec()
+                (0..len / 8192 + 1)
+                    .flat_map(|k| blob(i * 1000 + k as u32))
+                    .take(len)
+                    .collect()
             }
         };
         let saved: Vec<Vec<(Id, bool)>> = std::thread::scope(|s| {

@@ -340,6 +340,9 @@ impl Backend for CachedBackend {
     fn connections(&self) -> usize {
         self.inner.connections()
     }
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
 }
 
 #[cfg(test)]

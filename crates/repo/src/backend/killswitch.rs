@@ -69,4 +69,7 @@ impl Backend for KillSwitch {
     fn connections(&self) -> usize {
         self.inner.connections()
     }
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
 }

@@ -245,6 +245,9 @@ impl Backend for LocalBackend {
     fn connections(&self) -> usize {
         1
     }
+    fn is_local(&self) -> bool {
+        true
+    }
     fn location(&self) -> String {
         self.root.display().to_string()
     }

@@ -222,6 +222,17 @@ impl PackBuilder {
         }
         let at = self.bytes.len();
         key.seal_into(payload, &mut self.bytes);
+        self.record(blob_type, id, at, uncompressed_length)
+    }
+
+    /// Lists the blob sealed at `at` (to the end of the buffer); returns its length.
+    fn record(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        at: usize,
+        uncompressed_length: u32,
+    ) -> usize {
         let length = self.bytes.len() - at;
         self.blobs.push(PackedBlob {
             blob_type,
@@ -267,15 +278,7 @@ impl PackBuilder {
             }
         }
         key.seal_in_place(&mut self.bytes, at);
-        let length = self.bytes.len() - at;
-        self.blobs.push(PackedBlob {
-            blob_type,
-            id,
-            offset: (at - self.start) as u32,
-            length: length as u32,
-            uncompressed_length: data.len() as u32,
-        });
-        InPlace::Stored(length)
+        InPlace::Stored(self.record(blob_type, id, at, data.len() as u32))
     }
 
     /// The id of `data`, hashed together with the pack bytes added since the last call

@@ -103,6 +103,9 @@ pub struct GlobalOpts {
         default_value = "auto"
     )]
     pub compression: String,
+    /// Target size of new pack files in MiB, 4 to 128 (default 16)
+    #[arg(long, global = true, env = "RESTIC_PACK_SIZE", value_name = "MiB")]
+    pub pack_size: Option<u32>,
     /// Don't show progress bars
     #[arg(long, global = true)]
     pub no_progress: bool,
@@ -614,6 +617,17 @@ impl GlobalOpts {
         let password = self.password(false)?;
         let mut repo = open_repository(backend, &password)?;
         repo.set_compression(Compression::parse(&self.compression)?);
+        if let Some(mib) = self.pack_size {
+            // restic's bounds: below 4 MiB a repository of many packs gets slow to list
+            // and prune; above 128 MiB a pack's memory (cairn builds packs in memory, one
+            // per file worker) and its upload retries get large.
+            if !(4..=128).contains(&mib) {
+                anyhow::bail!(
+                    "--pack-size {mib} (or RESTIC_PACK_SIZE): give a size in MiB from 4 to 128"
+                );
+            }
+            repo.set_pack_size(mib as usize * 1024 * 1024);
+        }
         // The index snapshot lives in the metadata cache (also for local repositories).
         repo.set_cache_dir(self.backend_options()?.cache_dir);
         Ok(repo)

@@ -152,6 +152,8 @@ pub struct Repository {
     config: Config,
     key_id: String,
     compression: Compression,
+    /// Target size of the pack files new data goes into (`--pack-size`).
+    pack_size: usize,
     /// File sizes from the latest listing of each type, to bound reads before they happen.
     sizes: Arc<std::sync::Mutex<SizeCache>>,
     /// The local cache directory (of all repositories) where `load_index` keeps its
@@ -189,6 +191,7 @@ impl Repository {
             config,
             key_id,
             compression: Compression::Auto,
+            pack_size: crate::writer::DEFAULT_PACK_SIZE,
             sizes: Arc::default(),
             cache_base: None,
         };
@@ -235,6 +238,7 @@ impl Repository {
                         config,
                         key_id: k.name.clone(),
                         compression: Compression::Auto,
+                        pack_size: crate::writer::DEFAULT_PACK_SIZE,
                         sizes: Arc::default(),
                         cache_base: None,
                     });
@@ -294,6 +298,17 @@ impl Repository {
 
     pub fn set_compression(&mut self, c: Compression) {
         self.compression = c;
+    }
+
+    /// Sets the target size of new pack files, in bytes (restic's `--pack-size`, which
+    /// takes MiB): a pack is finished before the next blob would take it past this size (a
+    /// larger blob gets a pack of its own).
+    pub fn set_pack_size(&mut self, bytes: usize) {
+        self.pack_size = bytes;
+    }
+
+    pub fn pack_size(&self) -> usize {
+        self.pack_size
     }
 
     /// The compression to use for new data: none in format v1.

@@ -238,7 +238,7 @@ impl<'r> PackWriter<'r> {
         PackWriter {
             repo,
             index,
-            pack_size: DEFAULT_PACK_SIZE,
+            pack_size: repo.pack_size(),
             open: [
                 Mutex::new(PackBuilder::new()),
                 Mutex::new(PackBuilder::new()),

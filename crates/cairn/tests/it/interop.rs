@@ -178,3 +178,53 @@ fn relative_targets_are_stored_like_restic_stores_them() {
     ok(env.cairn(&["restore", "latest", "--target", t.to_str().unwrap()]));
     assert_same_tree(&src, &t.join("src"));
 }
+
+/// The sizes of the data pack files of `repo`.
+fn data_pack_sizes(repo: &Path) -> Vec<u64> {
+    files_under(&repo.join("data"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect()
+}
+
+#[test]
+fn pack_size_bounds_new_packs_and_restic_reads_them() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // 24 MiB that neither compresses nor deduplicates: ~24 chunks of ~1 MiB (at most 8).
+    for i in 0..3u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(i + 7, 8 << 20)).unwrap();
+    }
+    ok(env.cairn(&["init"]));
+    ok(env.cairn(&["backup", "--pack-size", "4", src.to_str().unwrap()]));
+    let sizes = data_pack_sizes(&env.repo());
+    // A pack is finished before the next blob would take it past 4 MiB (a blob larger
+    // than that would get a pack of its own; these chunks are all smaller): 24 MiB make
+    // at least 6 packs, none above 4 MiB but for its header.
+    assert!(sizes.len() >= 6, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|&s| s <= (4 << 20) + (64 << 10)),
+        "{sizes:?}"
+    );
+    ok(env.restic(&["check", "--read-data"]));
+
+    // The default (16 MiB) through restic's variable, for a second repository: fewer packs.
+    let other = env.path("repo16");
+    ok(env.cairn_repo(&other, &["init"]));
+    let out = env
+        .cairn_cmd(&other, &["backup", src.to_str().unwrap()])
+        .env("RESTIC_PACK_SIZE", "16")
+        .output()
+        .unwrap();
+    ok(out);
+    let sixteen = data_pack_sizes(&other);
+    assert!(sixteen.len() < sizes.len(), "{sixteen:?} vs {sizes:?}");
+
+    for bad in ["2", "129"] {
+        let out = env.cairn(&["backup", "--pack-size", bad, src.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("from 4 to 128"), "{err}");
+    }
+}

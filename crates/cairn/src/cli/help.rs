@@ -59,7 +59,7 @@ pub enum Flags {
     Backend,
     /// `--no-lock`, `--retry-lock`
     Locking,
-    /// `--compression` (for commands that write data)
+    /// `--compression`, `--pack-size` (for commands that write data)
     Compression,
     /// `--json`
     Json,
@@ -97,7 +97,7 @@ impl Flags {
                 "no_cache",
             ],
             Flags::Locking => &["no_lock", "retry_lock"],
-            Flags::Compression => &["compression"],
+            Flags::Compression => &["compression", "pack_size"],
             Flags::Json => &["json"],
             Flags::Quiet => &["quiet"],
             Flags::Progress => &["no_progress"],

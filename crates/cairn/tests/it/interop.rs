@@ -192,16 +192,17 @@ fn pack_size_bounds_new_packs_and_restic_reads_them() {
     let env = Env::new();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
-    // 24 MiB that neither compresses nor deduplicates: ~24 chunks of ~1 MiB (at most 8).
-    for i in 0..3u64 {
-        std::fs::write(src.join(format!("f{i}")), random_bytes(i + 7, 8 << 20)).unwrap();
+    // 24 MiB that neither compresses nor deduplicates, in files below the chunker's
+    // minimum (one blob each, whatever the repository's random polynomial): no blob is
+    // larger than a pack, so every pack stays within the size.
+    for i in 0..60u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(i + 7, 400 << 10)).unwrap();
     }
     ok(env.cairn(&["init"]));
     ok(env.cairn(&["backup", "--pack-size", "4", src.to_str().unwrap()]));
     let sizes = data_pack_sizes(&env.repo());
-    // A pack is finished before the next blob would take it past 4 MiB (a blob larger
-    // than that would get a pack of its own; these chunks are all smaller): 24 MiB make
-    // at least 6 packs, none above 4 MiB but for its header.
+    // A pack is finished before the next blob would take it past 4 MiB: 24 MiB make at
+    // least 6 packs, none above 4 MiB but for its header.
     assert!(sizes.len() >= 6, "{sizes:?}");
     assert!(
         sizes.iter().all(|&s| s <= (4 << 20) + (64 << 10)),

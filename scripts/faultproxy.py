@@ -3,6 +3,7 @@
 
     faultproxy.py --target 127.0.0.1:3900 [--seed 1] [--rate 0.3] [--chunk-rate 0.01]
                   [--faults drop,stall,5xx,truncate] [--stall-secs 3] [--port 0] [--log FILE]
+                  [--stall-request REGEX [--stall-count 1]]
 
 Prints `PORT=<n>` on its first line once it listens, then proxies every connection to the
 target. Each new connection draws (from a generator seeded with --seed, in accept order)
@@ -21,12 +22,21 @@ Then every 64 KiB or less moved on a connection breaks it with probability --chu
 (drop or truncate: cut there and closed; stall: cut there, silent, closed), so the long
 keep-alive connections of a client's pool meet faults in the middle of their requests.
 
+--stall-request REGEX stalls the first --stall-count requests whose bytes match REGEX, per
+value of its first group if it has one (`POST [^ ]*/(data|index)/` stalls a pack upload and
+an index upload): the piece holding the match reaches the server, then nothing moves for
+--stall-secs and the connection is closed both ways. The client times out and retries while
+the server still holds half of the first request: a server that cleans up a broken upload
+only when its connection ends (rclone serve restic removes the file) does so after the
+retry has written the same name. Deterministic, unlike the random faults.
+
 Faults are counted per kind and written to --log (one line per fault) for diagnosis.
 Stdlib only (Python 3.8+), one thread per connection direction; the tests start it.
 """
 
 import argparse
 import random
+import re
 import socket
 import sys
 import threading
@@ -50,6 +60,12 @@ def pump(args, src, dst, limit, stall, done, n, way):
         while True:
             data = src.recv(65536)
             if not data:
+                break
+            if way == "up" and limit is None and args.take_stall_request(data):
+                dst.sendall(data)
+                log(args, "conn %d: stall-request after %d bytes" % (n, sent + len(data)))
+                time.sleep(args.stall_secs)
+                log(args, "conn %d: stall-request ended, closing" % n)
                 break
             if limit is None and args.chunk_kinds and args.rng_draw(lambda r: r.random()) < args.chunk_rate:
                 kind = args.rng_draw(lambda r: r.choice(args.chunk_kinds))
@@ -146,6 +162,8 @@ def main():
     p.add_argument("--stall-secs", type=float, default=3.0)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--log")
+    p.add_argument("--stall-request")
+    p.add_argument("--stall-count", type=int, default=1)
     args = p.parse_args()
     host, port = args.target.rsplit(":", 1)
     args.target = (host, int(port))
@@ -159,6 +177,21 @@ def main():
             return f(rng)
 
     args.rng_draw = draw
+    pattern = re.compile(args.stall_request.encode()) if args.stall_request else None
+    stalled = {}
+
+    def take_stall_request(data):
+        m = pattern.search(data) if pattern else None
+        if m is None:
+            return False
+        key = m.group(1) if m.re.groups else b""
+        with rng_lock:
+            if stalled.get(key, 0) >= args.stall_count:
+                return False
+            stalled[key] = stalled.get(key, 0) + 1
+            return True
+
+    args.take_stall_request = take_stall_request
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))

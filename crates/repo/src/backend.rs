@@ -114,6 +114,63 @@ pub trait Backend: Send + Sync {
     fn is_local(&self) -> bool {
         false
     }
+    /// How `write` retries, for a backend whose server may lose the file of a retried
+    /// upload (see [`write_renewing`]); `None` (the default): retrying `write` as it is
+    /// is safe. S3 stores an object whole or not at all, SFTP and local directories write
+    /// a temporary file and rename it, so only REST servers need this.
+    fn renaming_retry(&self) -> Option<retry::Retry> {
+        None
+    }
+    /// One attempt at `write`, without the backend's own retries: [`write_renewing`]
+    /// retries itself, under a new name.
+    fn write_once(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.write(t, name, data)
+    }
+}
+
+/// A content-addressed file that can be sealed again with a fresh nonce: the same content
+/// under a new name.
+pub trait Renewable {
+    fn name(&self) -> String;
+    fn bytes(&self) -> &[u8];
+    fn renew(&mut self);
+}
+
+/// Stores `file`; after a failed attempt, the next one is under a new name.
+///
+/// rest-server's changelog names the data loss this prevents ("interrupted network
+/// connections"): the server still holds a broken upload when the client's retry of the
+/// same name succeeds, and its cleanup of the broken one removes the file the retry wrote
+/// (rclone serve restic writes in place and removes a failed upload's file; a test
+/// reproduces it, `a_server_cleaning_up_a_broken_upload_late_loses_no_pack`). A file under
+/// a name no broken upload used cannot be taken that way. The abandoned names are removed
+/// once the file is stored (a best effort: a broken upload the server finishes later is an
+/// unreferenced file, which prune removes and `check` accepts).
+pub fn write_renewing(backend: &dyn Backend, t: FileType, file: &mut dyn Renewable) -> Result<()> {
+    let Some(retry) = backend.renaming_retry() else {
+        return backend.write(t, &file.name(), file.bytes());
+    };
+    let mut abandoned = Vec::new();
+    let mut failed = false;
+    retry.run(
+        &|| format!("the upload to {}/ under a new name", t.dir()),
+        || {
+            if failed {
+                file.renew();
+            }
+            let name = file.name();
+            let stored = backend.write_once(t, &name, file.bytes());
+            failed = stored.is_err();
+            if failed {
+                abandoned.push(name);
+            }
+            stored
+        },
+    )?;
+    for name in abandoned {
+        let _ = backend.remove(t, &name);
+    }
+    Ok(())
 }
 
 pub mod conformance;

@@ -140,6 +140,20 @@ impl FinishedPack {
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf
     }
+
+    /// Seals the header again with a fresh nonce: the same blobs in a pack of a new name,
+    /// for an upload retried under a new name (see [`crate::backend::write_renewing`]).
+    pub fn reseal(&mut self, key: &Key) {
+        let len = self.buf.len();
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&self.buf[len - 4..]);
+        let header_start = len - 4 - u32::from_le_bytes(n) as usize;
+        self.buf.truncate(header_start);
+        key.seal_into(&header_plaintext(&self.blobs), &mut self.buf);
+        let header_len = (self.buf.len() - header_start) as u32;
+        self.buf.extend_from_slice(&header_len.to_le_bytes());
+        self.id = Id::hash(self.bytes());
+    }
 }
 
 impl PackBuilder {
@@ -294,22 +308,7 @@ impl PackBuilder {
 
     /// Writes the header; returns the pack (its bytes, its id and its blobs).
     pub fn finish(mut self, key: &Key) -> FinishedPack {
-        let mut header = Vec::with_capacity(self.blobs.len() * COMPRESSED_ENTRY_LEN);
-        for b in &self.blobs {
-            let compressed = b.uncompressed_length != 0;
-            let t: u8 = match (b.blob_type, compressed) {
-                (BlobType::Data, false) => 0,
-                (BlobType::Tree, false) => 1,
-                (BlobType::Data, true) => 2,
-                (BlobType::Tree, true) => 3,
-            };
-            header.push(t);
-            header.extend_from_slice(&b.length.to_le_bytes());
-            if compressed {
-                header.extend_from_slice(&b.uncompressed_length.to_le_bytes());
-            }
-            header.extend_from_slice(&b.id.0);
-        }
+        let header = header_plaintext(&self.blobs);
         let before = self.bytes.len();
         key.seal_into(&header, &mut self.bytes);
         let header_len = (self.bytes.len() - before) as u32;
@@ -324,6 +323,27 @@ impl PackBuilder {
             blobs: self.blobs,
         }
     }
+}
+
+/// A pack header's plaintext: one entry per blob, in pack order.
+fn header_plaintext(blobs: &[PackedBlob]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(blobs.len() * COMPRESSED_ENTRY_LEN);
+    for b in blobs {
+        let compressed = b.uncompressed_length != 0;
+        let t: u8 = match (b.blob_type, compressed) {
+            (BlobType::Data, false) => 0,
+            (BlobType::Tree, false) => 1,
+            (BlobType::Data, true) => 2,
+            (BlobType::Tree, true) => 3,
+        };
+        header.push(t);
+        header.extend_from_slice(&b.length.to_le_bytes());
+        if compressed {
+            header.extend_from_slice(&b.uncompressed_length.to_le_bytes());
+        }
+        header.extend_from_slice(&b.id.0);
+    }
+    header
 }
 
 /// How many bytes at the end of a pack to read first: enough for the header of most packs.

@@ -388,21 +388,22 @@ impl Repository {
     }
 
     /// Encrypts (compressing in v2) and stores an unpacked file; returns its id.
+    /// A failed upload is retried under a new name (see [`crate::backend::write_renewing`]).
     pub fn save_file(&self, t: FileType, plain: &[u8]) -> Result<Id> {
-        let sealed = match (self.config.version, self.compression.level()) {
+        let encoded = match (self.config.version, self.compression.level()) {
             (2, Some(level)) => {
                 let mut buf = vec![2u8];
                 buf.extend_from_slice(
                     &zstd::bulk::compress(plain, level)
                         .map_err(|e| Error::io("zstd compression", e))?,
                 );
-                self.key.seal(&buf)
+                std::borrow::Cow::Owned(buf)
             }
-            _ => self.key.seal(plain),
+            _ => std::borrow::Cow::Borrowed(plain),
         };
-        let id = Id::hash(&sealed);
-        self.backend.write(t, &id.to_hex(), &sealed)?;
-        Ok(id)
+        let mut file = SealedFile::new(&self.key, &encoded);
+        crate::backend::write_renewing(self.backend.as_ref(), t, &mut file)?;
+        Ok(file.id)
     }
 
     pub fn load_json<T: DeserializeOwned>(&self, t: FileType, id: &Id) -> Result<T> {
@@ -678,6 +679,39 @@ fn write_key_file(backend: &dyn Backend, master: &Key, password: &str) -> Result
     let id = Id::hash(&bytes).to_hex();
     backend.write(FileType::Key, &id, &bytes)?;
     Ok(id)
+}
+
+/// An unpacked file's encoded bytes, encrypted: a new nonce gives a new name.
+struct SealedFile<'a> {
+    key: &'a Key,
+    plain: &'a [u8],
+    sealed: Vec<u8>,
+    id: Id,
+}
+
+impl<'a> SealedFile<'a> {
+    fn new(key: &'a Key, plain: &'a [u8]) -> SealedFile<'a> {
+        let sealed = key.seal(plain);
+        let id = Id::hash(&sealed);
+        SealedFile {
+            key,
+            plain,
+            sealed,
+            id,
+        }
+    }
+}
+
+impl crate::backend::Renewable for SealedFile<'_> {
+    fn name(&self) -> String {
+        self.id.to_hex()
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.sealed
+    }
+    fn renew(&mut self) {
+        *self = SealedFile::new(self.key, self.plain);
+    }
 }
 
 fn check_file_size(t: FileType, name: &str, size: u64) -> Result<()> {

@@ -108,19 +108,26 @@ struct Uploads {
 #[derive(Clone)]
 struct Store {
     backend: Arc<dyn crate::backend::Backend>,
+    /// To seal a pack's header again when its upload is retried under a new name.
+    key: Arc<crate::crypto::Key>,
     written: Arc<Mutex<Vec<WrittenPack>>>,
     failed: Arc<Mutex<Option<Error>>>,
     spare: Spare,
 }
 
 impl Store {
-    fn store(&self, pack: FinishedPack, entry: IndexPack) {
+    fn store(&self, mut pack: FinishedPack, mut entry: IndexPack) {
         if self.failed.lock().map(|f| f.is_some()).unwrap_or(true) {
             return; // the writer reports the first failure
         }
-        let name = pack.id.to_hex();
         let size = pack.bytes().len() as u64;
-        let stored = self.backend.write(FileType::Pack, &name, pack.bytes());
+        let mut renewable = RenewablePack {
+            pack: &mut pack,
+            key: &self.key,
+        };
+        let stored =
+            crate::backend::write_renewing(self.backend.as_ref(), FileType::Pack, &mut renewable);
+        entry.id = pack.id; // a retried upload stored the pack under a new name
         self.spare.give(pack.into_buffer());
         match stored {
             Ok(()) => {
@@ -137,6 +144,24 @@ impl Store {
     }
 }
 
+/// A finished pack whose header can be sealed again: the same blobs under a new name.
+struct RenewablePack<'a> {
+    pack: &'a mut FinishedPack,
+    key: &'a crate::crypto::Key,
+}
+
+impl crate::backend::Renewable for RenewablePack<'_> {
+    fn name(&self) -> String {
+        self.pack.id.to_hex()
+    }
+    fn bytes(&self) -> &[u8] {
+        self.pack.bytes()
+    }
+    fn renew(&mut self) {
+        self.pack.reseal(self.key);
+    }
+}
+
 impl Uploads {
     fn start(repo: &Repository, written: Arc<Mutex<Vec<WrittenPack>>>, spare: &Spare) -> Uploads {
         // One connection gets a thread too: storing a pack (a disk flush, a round trip)
@@ -147,6 +172,7 @@ impl Uploads {
         let failed = Arc::new(Mutex::new(None::<Error>));
         let store = Store {
             backend: repo.backend().clone(),
+            key: Arc::new(repo.key().clone()),
             written,
             failed: failed.clone(),
             spare: spare.clone(),
@@ -932,5 +958,101 @@ pub(crate) mod tests {
         let err = first_err.or_else(|| w.finish().err()).expect("an error");
         assert!(err.to_string().contains("server gone"), "{err}");
         assert!(repo.list_ids(FileType::Index).unwrap().is_empty());
+    }
+
+    /// A REST-like server that stores the first upload of a pack and of an index file but
+    /// breaks the connection before answering, and removes those files later (its late
+    /// cleanup of a broken upload, see `backend::write_renewing`).
+    struct LateCleanup {
+        inner: LocalBackend,
+        broken: Mutex<Vec<(FileType, String)>>,
+    }
+
+    impl Backend for LateCleanup {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> Result<()> {
+            self.inner.create()
+        }
+        fn has_config(&self) -> Result<bool> {
+            self.inner.has_config()
+        }
+        fn list(&self, t: FileType) -> Result<Vec<FileInfo>> {
+            self.inner.list(t)
+        }
+        fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+            self.inner.read(t, name)
+        }
+        fn read_range(&self, t: FileType, name: &str, o: u64, l: u64) -> Result<Vec<u8>> {
+            self.inner.read_range(t, name, o, l)
+        }
+        fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+            self.inner.write(t, name, data)
+        }
+        fn remove(&self, t: FileType, name: &str) -> Result<()> {
+            self.inner.remove(t, name)
+        }
+        fn renaming_retry(&self) -> Option<crate::backend::retry::Retry> {
+            Some(crate::backend::retry::Retry {
+                max_time: Duration::from_secs(5),
+                first_wait: Duration::from_millis(1),
+                max_wait: Duration::from_millis(5),
+            })
+        }
+        fn write_once(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+            self.inner.write(t, name, data)?;
+            let mut broken = self.broken.lock().unwrap();
+            if matches!(t, FileType::Pack | FileType::Index) && !broken.iter().any(|b| b.0 == t) {
+                broken.push((t, name.to_string()));
+                return Err(Error::new(crate::error::Kind::Network, "connection reset"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_upload_retried_after_a_broken_connection_goes_under_a_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let be = Arc::new(LateCleanup {
+            inner: LocalBackend::new(dir.path().join("r")),
+            broken: Mutex::new(Vec::new()),
+        });
+        let repo = Repository::init(be.clone(), "pw", 2, None).unwrap();
+        let index = Index::new();
+        let w = PackWriter::new(&repo, &index).with_pack_size(16 * 1024);
+        let ids: Vec<Id> = (0..16)
+            .map(|i| w.save(BlobType::Data, &blob(i)).unwrap().0)
+            .collect();
+        w.finish().unwrap();
+        // The server's late cleanup of the broken uploads.
+        let broken = be.broken.lock().unwrap().clone();
+        assert_eq!(broken.len(), 2, "one pack and one index upload broke");
+        for (t, name) in &broken {
+            be.inner.remove(*t, name).unwrap();
+        }
+        let loaded = repo.load_index().unwrap();
+        for id in &ids {
+            assert_eq!(
+                repo.load_blob(&loaded, BlobType::Data, id).unwrap(),
+                blob_of(&ids, id)
+            );
+        }
+        let stored: HashSet<String> = be
+            .inner
+            .list(FileType::Pack)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let indexed: HashSet<String> = loaded.pack_ids().iter().map(|p| p.to_hex()).collect();
+        assert_eq!(
+            stored, indexed,
+            "every stored pack indexed, every indexed pack stored"
+        );
+    }
+
+    fn blob_of(ids: &[Id], id: &Id) -> Vec<u8> {
+        blob(ids.iter().position(|i| i == id).unwrap() as u32)
     }
 }

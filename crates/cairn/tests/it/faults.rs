@@ -31,12 +31,18 @@ impl FaultProxy {
     /// `rate`: the share of new connections broken; `chunk_rate`: the chance that each
     /// piece (≤ 64 KiB) moved on a connection breaks it.
     fn start(target: &str, seed: u64, rate: f64, chunk_rate: f64, log: PathBuf) -> FaultProxy {
+        let (seed, rate, chunk_rate) = (seed.to_string(), rate.to_string(), chunk_rate.to_string());
+        let args = ["--seed", &seed, "--rate", &rate, "--stall-secs", "3"];
+        FaultProxy::spawn(target, &args, &["--chunk-rate", &chunk_rate], log)
+    }
+
+    fn spawn(target: &str, args: &[&str], more: &[&str], log: PathBuf) -> FaultProxy {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/faultproxy.py");
         let mut child = Command::new("python3")
             .arg(script)
-            .args(["--target", target, "--seed", &seed.to_string()])
-            .args(["--rate", &rate.to_string(), "--stall-secs", "3"])
-            .args(["--chunk-rate", &chunk_rate.to_string()])
+            .args(["--target", target])
+            .args(args)
+            .args(more)
             .arg("--log")
             .arg(&log)
             .stdout(Stdio::piped())
@@ -250,6 +256,58 @@ fn backup_and_restore_through_a_faulty_link_to_rest_are_correct_or_fail_cleanly(
     let proxy = FaultProxy::start(&target, 11, 0.3, 0.01, env.path("proxy.log"));
     let link = rest_link(&p, &proxy, "repo");
     backup_and_restore_through(&env, &link, &proxy);
+}
+
+/// rest-server's changelog names this data loss ("interrupted network connections"): the
+/// server is still holding a broken upload of a pack when the client's retry of it
+/// succeeds, and its cleanup of the broken one removes the file the retry wrote (rclone
+/// serve restic writes in place and removes a failed upload's file). Here the proxy stalls
+/// the first upload of a pack, of an index file and of the snapshot for 6 s each (the
+/// client gives up on it after 2 s and retries), then closes it. A file whose upload failed
+/// is uploaded again under a new name (a new nonce), so whatever the server does with the
+/// broken one, every file the index and the snapshot list name stays.
+#[test]
+fn a_server_cleaning_up_a_broken_upload_late_loses_no_pack() {
+    let p = peers::rest();
+    let env = Env::new();
+    let target = p
+        .var("REST_URL")
+        .trim_end_matches('/')
+        .trim_start_matches("http://")
+        .to_string();
+    let stall = ["--rate", "0", "--stall-secs", "6"];
+    // One upload of each: a pack, an index file, the snapshot.
+    let matcher = [
+        "--stall-request",
+        "POST [^ ]*/(data|index|snapshots)/[0-9a-f]{64} ",
+    ];
+    let proxy = FaultProxy::spawn(&target, &stall, &matcher, env.path("proxy.log"));
+    let link = rest_link(&p, &proxy, "late-cleanup");
+    let src = source(&env);
+    ok(link.cmd(&env, &link.direct, &["init"]));
+    let out = link.cmd(&env, &link.faulty, &["backup", src.to_str().unwrap()]);
+    assert_no_panic(&out);
+    ok(out);
+    // Wait until the proxy closed the stalled upload and the server cleaned it up.
+    let start = Instant::now();
+    let log = || std::fs::read_to_string(&proxy.log).unwrap_or_default();
+    while log().matches("stall-request ended").count() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the proxy did not stall a pack, an index and a snapshot upload: the test proved nothing ({})",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    ok(link.restic(&env, &["check", "--read-data"]));
+    let t = env.path("restored");
+    ok(link.cmd(
+        &env,
+        &link.direct,
+        &["restore", "latest", "--target", t.to_str().unwrap()],
+    ));
+    assert_same_tree(&src, &restored(&t, &src));
 }
 
 #[test]

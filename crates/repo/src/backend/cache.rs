@@ -61,6 +61,15 @@ pub struct CachedBackend {
 }
 
 impl CachedBackend {
+    /// Keeps a copy of a snapshot or index file just stored.
+    fn written(&self, t: FileType, name: &str, data: &[u8]) {
+        if matches!(t, FileType::Snapshot | FileType::Index) {
+            if let Some(path) = self.path(t, name) {
+                self.store(t, name, &path, data);
+            }
+        }
+    }
+
     pub fn new(inner: Arc<dyn Backend>, base: PathBuf) -> CachedBackend {
         CachedBackend {
             inner,
@@ -299,11 +308,15 @@ impl Backend for CachedBackend {
     }
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.inner.write(t, name, data)?;
-        if matches!(t, FileType::Snapshot | FileType::Index) {
-            if let Some(path) = self.path(t, name) {
-                self.store(t, name, &path, data);
-            }
-        }
+        self.written(t, name, data);
+        Ok(())
+    }
+    fn renaming_retry(&self) -> Option<super::retry::Retry> {
+        self.inner.renaming_retry()
+    }
+    fn write_once(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.inner.write_once(t, name, data)?;
+        self.written(t, name, data);
         Ok(())
     }
     fn remove(&self, t: FileType, name: &str) -> Result<()> {

@@ -56,6 +56,13 @@ impl Backend for KillSwitch {
         self.before_mutation(t);
         self.inner.write(t, name, data)
     }
+    fn renaming_retry(&self) -> Option<super::retry::Retry> {
+        self.inner.renaming_retry()
+    }
+    fn write_once(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.before_mutation(t);
+        self.inner.write_once(t, name, data)
+    }
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         self.before_mutation(t);
         self.inner.remove(t, name)

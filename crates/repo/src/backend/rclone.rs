@@ -184,4 +184,12 @@ impl Backend for RcloneBackend {
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         self.rest.remove(t, name).map_err(|e| self.explain(e))
     }
+    fn renaming_retry(&self) -> Option<super::retry::Retry> {
+        self.rest.renaming_retry()
+    }
+    fn write_once(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.rest
+            .write_once(t, name, data)
+            .map_err(|e| self.explain(e))
+    }
 }

@@ -220,11 +220,26 @@ impl Backend for RestBackend {
     }
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.http
+            .retry
+            .run(&|| format!("POST {}", self.what(t, name)), || {
+                self.write_once(t, name, data)
+            })
+    }
+
+    /// A REST server may remove the file of a retried upload when it cleans up the broken
+    /// one late (see [`crate::backend::write_renewing`]).
+    fn renaming_retry(&self) -> Option<crate::backend::retry::Retry> {
+        Some(self.http.retry.clone())
+    }
+
+    fn write_once(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let headers = self.headers(&[("Content-Type", "application/octet-stream".into())]);
         let what = self.what(t, name);
-        self.http.send_retry(
+        self.http.send(
             "POST",
             &self.url(t, name),
-            &|| self.headers(&[("Content-Type", "application/octet-stream".into())]),
+            &headers,
             Some(data),
             MAX_DOCUMENT,
             &what,

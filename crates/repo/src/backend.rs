@@ -142,7 +142,7 @@ pub trait Renewable {
 /// connections"): the server still holds a broken upload when the client's retry of the
 /// same name succeeds, and its cleanup of the broken one removes the file the retry wrote
 /// (rclone serve restic writes in place and removes a failed upload's file; a test
-/// reproduces it, `a_server_cleaning_up_a_broken_upload_late_loses_no_pack`). A file under
+/// reproduces it, `a_server_cleaning_up_a_broken_upload_late_loses_no_file`). A file under
 /// a name no broken upload used cannot be taken that way. The abandoned names are removed
 /// once the file is stored (a best effort: a broken upload the server finishes later is an
 /// unreferenced file, which prune removes and `check` accepts).

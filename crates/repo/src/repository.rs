@@ -673,12 +673,42 @@ fn write_key_file(backend: &dyn Backend, master: &Key, password: &str) -> Result
         r: KDF_R,
         p: KDF_P,
         salt: b64.encode(salt),
-        data: b64.encode(user_key.seal(&master_json)),
+        data: String::new(),
     };
-    let bytes = serde_json::to_vec(&kf).map_err(|e| Error::invalid(e.to_string()))?;
-    let id = Id::hash(&bytes).to_hex();
-    backend.write(FileType::Key, &id, &bytes)?;
-    Ok(id)
+    let mut file = NewKeyFile {
+        kf,
+        user_key,
+        master_json,
+        bytes: Vec::new(),
+    };
+    crate::backend::Renewable::renew(&mut file);
+    // A lost key file is a lost repository: retried under a new name like any other file.
+    crate::backend::write_renewing(backend, FileType::Key, &mut file)?;
+    Ok(crate::backend::Renewable::name(&file))
+}
+
+/// A key file being written: the master key sealed under the password's key (a new nonce
+/// gives a new name).
+struct NewKeyFile {
+    kf: KeyFile,
+    user_key: Key,
+    master_json: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl crate::backend::Renewable for NewKeyFile {
+    fn name(&self) -> String {
+        Id::hash(&self.bytes).to_hex()
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn renew(&mut self) {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.kf.data = b64.encode(self.user_key.seal(&self.master_json));
+        // A struct of strings and numbers always serializes.
+        self.bytes = serde_json::to_vec(&self.kf).unwrap_or_default();
+    }
 }
 
 /// An unpacked file's encoded bytes, encrypted: a new nonce gives a new name.

@@ -262,12 +262,12 @@ fn backup_and_restore_through_a_faulty_link_to_rest_are_correct_or_fail_cleanly(
 /// server is still holding a broken upload of a pack when the client's retry of it
 /// succeeds, and its cleanup of the broken one removes the file the retry wrote (rclone
 /// serve restic writes in place and removes a failed upload's file). Here the proxy stalls
-/// the first upload of a pack, of an index file and of the snapshot for 6 s each (the
+/// the first upload of the key file, a pack, an index file and the snapshot for 6 s each (the
 /// client gives up on it after 2 s and retries), then closes it. A file whose upload failed
 /// is uploaded again under a new name (a new nonce), so whatever the server does with the
 /// broken one, every file the index and the snapshot list name stays.
 #[test]
-fn a_server_cleaning_up_a_broken_upload_late_loses_no_pack() {
+fn a_server_cleaning_up_a_broken_upload_late_loses_no_file() {
     let p = peers::rest();
     let env = Env::new();
     let target = p
@@ -276,25 +276,25 @@ fn a_server_cleaning_up_a_broken_upload_late_loses_no_pack() {
         .trim_start_matches("http://")
         .to_string();
     let stall = ["--rate", "0", "--stall-secs", "6"];
-    // One upload of each: a pack, an index file, the snapshot.
+    // One upload of each: the key file, a pack, an index file, the snapshot.
     let matcher = [
         "--stall-request",
-        "POST [^ ]*/(data|index|snapshots)/[0-9a-f]{64} ",
+        "POST [^ ]*/(keys|data|index|snapshots)/[0-9a-f]{64} ",
     ];
     let proxy = FaultProxy::spawn(&target, &stall, &matcher, env.path("proxy.log"));
     let link = rest_link(&p, &proxy, "late-cleanup");
     let src = source(&env);
-    ok(link.cmd(&env, &link.direct, &["init"]));
+    ok(link.cmd(&env, &link.faulty, &["init"]));
     let out = link.cmd(&env, &link.faulty, &["backup", src.to_str().unwrap()]);
     assert_no_panic(&out);
     ok(out);
     // Wait until the proxy closed the stalled upload and the server cleaned it up.
     let start = Instant::now();
     let log = || std::fs::read_to_string(&proxy.log).unwrap_or_default();
-    while log().matches("stall-request ended").count() < 3 {
+    while log().matches("stall-request ended").count() < 4 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "the proxy did not stall a pack, an index and a snapshot upload: the test proved nothing ({})",
+            "the proxy did not stall a key, a pack, an index and a snapshot upload: the test proved nothing ({})",
             log()
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -1,8 +1,10 @@
 //! The local filesystem backend, with restic's on-disk layout (`data/` split into 256
 //! subdirectories by the first two hex digits of the pack id).
 //!
-//! Writes go to a temporary file in the target directory, are fsynced, renamed into place
-//! and the directory is fsynced, so a file that exists is complete.
+//! Writes go to a temporary file in the target directory, renamed into place, so a file
+//! that exists is complete. Every file but a pack is fsynced before the rename and its
+//! directory after; packs are synced together before the next file of another type is
+//! written to the repository (see `PENDING`).
 //!
 //! Modes, like restic's local backend: directories 0700, files 0600 while written and
 //! read-only (0400) once stored, so no other local user can read `keys/` and attack the
@@ -238,6 +240,71 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Packs stored (renamed into place) but not yet synced, by repository root.
+///
+/// A pack is synced when the next file of another type (an index, a snapshot, a lock, a
+/// key) is written to its repository, not when it is stored: that keeps the write order
+/// packs -> index -> snapshot (nothing refers to a pack before it is durable), and the
+/// syncs of a whole backup's packs cost a journal commit or two instead of two per pack
+/// (the file, then its directory). Until then a stored pack is complete in the kernel (a
+/// kill loses nothing; its bytes went to the disk with O_DIRECT); only a power loss can
+/// cut it short, and then nothing refers to it (an unreferenced pack: `check` notes it,
+/// prune removes it). Per root, not per backend value: every backend of one repository
+/// in this process shares it. Measured on the AMD EPYC VM (ext4 on virtio, 1.05 GiB first
+/// backup, 7 alternating runs each): 3.42–3.83 s (median 3.67) with a sync per pack,
+/// 3.29–3.59 s (median 3.43) deferred; a disk with a slower flush (a NAS, a spinning disk)
+/// saves far more, two flushes per 16 MiB.
+static PENDING: std::sync::Mutex<Vec<(PathBuf, Vec<PathBuf>)>> = std::sync::Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<(PathBuf, Vec<PathBuf>)>> {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LocalBackend {
+    fn add_pending(&self, pack: PathBuf) {
+        let mut all = pending();
+        match all.iter_mut().find(|(root, _)| *root == self.root) {
+            Some((_, packs)) => packs.push(pack),
+            None => all.push((self.root.clone(), vec![pack])),
+        }
+    }
+
+    /// True while `pack` (a path in this repository) is stored but not yet synced.
+    #[cfg(test)]
+    fn is_pending(&self, pack: &Path) -> bool {
+        pending()
+            .iter()
+            .any(|(root, packs)| *root == self.root && packs.iter().any(|p| p == pack))
+    }
+
+    /// Syncs every pack of this repository stored and not yet synced, then their
+    /// directories. A pack removed since is skipped. On a failure the packs stay pending,
+    /// so every later write fails too: a pack whose sync failed may be lost, and no index
+    /// may name it.
+    pub fn sync_pending_packs(&self) -> Result<()> {
+        let mut all = pending();
+        let Some(at) = all.iter().position(|(root, _)| *root == self.root) else {
+            return Ok(());
+        };
+        let mut dirs: Vec<&Path> = Vec::new();
+        for p in &all[at].1 {
+            match fs::File::open(p).and_then(|f| f.sync_all()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("syncing {}", p.display()), e)),
+            }
+            if let Some(d) = p.parent().filter(|d| !dirs.contains(d)) {
+                dirs.push(d);
+            }
+        }
+        for d in dirs {
+            fsync_dir(d).map_err(|e| Error::io(format!("syncing {}", d.display()), e))?;
+        }
+        all.swap_remove(at);
+        Ok(())
+    }
+}
+
 impl Backend for LocalBackend {
     /// One pack write in flight (on its own thread, so the backup's workers keep chunking
     /// and compressing meanwhile): packs go to disk past the page cache, several times
@@ -417,6 +484,10 @@ impl Backend for LocalBackend {
         if t == FileType::Pack {
             self.mkdir(&dir).map_err(|e| Error::io(dir.display(), e))?;
         }
+        if t != FileType::Pack {
+            // Every pack stored before this file is durable before this file exists.
+            self.sync_pending_packs()?;
+        }
         let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
         let mode = self.modes().file;
         let result = (|| -> std::io::Result<()> {
@@ -426,6 +497,12 @@ impl Backend for LocalBackend {
             // Stored files are immutable: read-only, as restic does; set on the open file,
             // so the umask plays no part, and before the sync, so the mode is durable too.
             f.set_permissions(fs::Permissions::from_mode(mode))?;
+            if t == FileType::Pack {
+                drop(f);
+                fs::rename(&tmp, &p)?;
+                self.add_pending(p.clone());
+                return Ok(());
+            }
             f.sync_all()?;
             drop(f);
             fs::rename(&tmp, &p)?;
@@ -451,6 +528,33 @@ impl Backend for LocalBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Packs are synced when the next file of another type is written, not before: then
+    /// none is pending. A pack removed before that does not fail the write.
+    #[test]
+    fn packs_are_synced_before_the_next_other_file_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let be = LocalBackend::new(dir.path().join("r"));
+        be.create().unwrap();
+        let names = ["aa01", "aa02", "bb03"];
+        for n in names {
+            be.write(FileType::Pack, n, b"pack bytes").unwrap();
+        }
+        let path = |n: &str| be.path(FileType::Pack, n);
+        assert!(names.iter().all(|n| be.is_pending(&path(n))));
+        assert_eq!(be.read(FileType::Pack, "aa02").unwrap(), b"pack bytes");
+        be.remove(FileType::Pack, "bb03").unwrap();
+        be.write(FileType::Index, "ff00", b"index").unwrap();
+        assert!(names.iter().all(|n| !be.is_pending(&path(n))));
+        // Another repository's packs are its own.
+        let other = LocalBackend::new(dir.path().join("o"));
+        other.create().unwrap();
+        other.write(FileType::Pack, "cc04", b"pack").unwrap();
+        be.write(FileType::Snapshot, "ee00", b"snapshot").unwrap();
+        assert!(other.is_pending(&other.path(FileType::Pack, "cc04")));
+        other.write(FileType::Lock, "dd00", b"lock").unwrap();
+        assert!(!other.is_pending(&other.path(FileType::Pack, "cc04")));
+    }
 
     /// A reused buffer gets exactly the range asked for, whatever it held before; a range
     /// past the end is damage, not a short read; a prefetch hint never fails.

@@ -3,7 +3,7 @@
 
     faultproxy.py --target 127.0.0.1:3900 [--seed 1] [--rate 0.3] [--chunk-rate 0.01]
                   [--faults drop,stall,5xx,truncate] [--stall-secs 3] [--port 0] [--log FILE]
-                  [--stall-request REGEX [--stall-count 1]]
+                  [--stall-request REGEX [--stall-count 1] [--cut-client]]
 
 Prints `PORT=<n>` on its first line once it listens, then proxies every connection to the
 target. Each new connection draws (from a generator seeded with --seed, in accept order)
@@ -28,7 +28,9 @@ an index upload): the piece holding the match reaches the server, then nothing m
 --stall-secs and the connection is closed both ways. The client times out and retries while
 the server still holds half of the first request: a server that cleans up a broken upload
 only when its connection ends (rclone serve restic removes the file) does so after the
-retry has written the same name. Deterministic, unlike the random faults.
+retry has written the same name. With --cut-client the client's side is closed at once
+(the client sees a reset and may send the request again at once) while the server's side
+is held. Deterministic, unlike the random faults.
 
 Faults are counted per kind and written to --log (one line per fault) for diagnosis.
 Stdlib only (Python 3.8+), one thread per connection direction; the tests start it.
@@ -64,6 +66,8 @@ def pump(args, src, dst, limit, stall, done, n, way):
             if way == "up" and limit is None and args.take_stall_request(data):
                 dst.sendall(data)
                 log(args, "conn %d: stall-request after %d bytes" % (n, sent + len(data)))
+                if args.cut_client:
+                    src.shutdown(socket.SHUT_RDWR)
                 time.sleep(args.stall_secs)
                 log(args, "conn %d: stall-request ended, closing" % n)
                 break
@@ -164,6 +168,7 @@ def main():
     p.add_argument("--log")
     p.add_argument("--stall-request")
     p.add_argument("--stall-count", type=int, default=1)
+    p.add_argument("--cut-client", action="store_true")
     args = p.parse_args()
     host, port = args.target.rsplit(":", 1)
     args.target = (host, int(port))

@@ -9,8 +9,8 @@
 //! before every read of a response, which needs the socket ureq keeps to itself.
 //!
 //! What it does: keep-alive connections pooled per host (checked for a server-side close
-//! before reuse, and a request that fails on a reused connection before any answer came is
-//! sent once more on a new one); `Content-Length`, chunked and read-to-close bodies;
+//! before reuse, and a request without a body that fails on a reused connection before any
+//! answer came is sent once more on a new one); `Content-Length`, chunked and read-to-close bodies;
 //! timeouts on connecting and on every read and write; every read bounded (the head at
 //! [`MAX_HEAD`], a body at the caller's limit). No redirects (a 3xx is answered to the
 //! caller), no proxies, no TLS.
@@ -186,8 +186,12 @@ impl Client {
             match self.exchange(conn, &url, req) {
                 Ok(r) => return Ok(r),
                 // The server closed the kept connection as we sent: once more on a new one.
-                Err(Failed::NoAnswer(_)) => {}
-                Err(Failed::Final(e)) => return Err(e),
+                // Not a request with a body: the server may hold part of it and still be
+                // handling it, and a REST server that notices the broken upload late
+                // removes its file, which would be this copy's too (the same name). The
+                // caller's retry sends it under a new name (`backend::write_renewing`).
+                Err(Failed::NoAnswer(_)) if req.body.is_none_or(|b| b.is_empty()) => {}
+                Err(Failed::NoAnswer(e) | Failed::Final(e)) => return Err(e),
             }
         }
         let conn = self.connect(&url, req.what)?;

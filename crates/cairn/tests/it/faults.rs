@@ -109,6 +109,14 @@ impl Link {
     }
 }
 
+/// The REST peer's `host:port`, for the proxy to forward to.
+fn rest_target(p: &Peer) -> String {
+    p.var("REST_URL")
+        .trim_end_matches('/')
+        .trim_start_matches("http://")
+        .to_string()
+}
+
 fn rest_link(p: &Peer, proxy: &FaultProxy, dir: &str) -> Link {
     let url = |port: String| {
         format!(
@@ -248,11 +256,7 @@ fn backup_and_restore_through(env: &Env, link: &Link, proxy: &FaultProxy) -> usi
 fn backup_and_restore_through_a_faulty_link_to_rest_are_correct_or_fail_cleanly() {
     let p = peers::rest();
     let env = Env::new();
-    let target = p
-        .var("REST_URL")
-        .trim_end_matches('/')
-        .trim_start_matches("http://")
-        .to_string();
+    let target = rest_target(&p);
     let proxy = FaultProxy::start(&target, 11, 0.3, 0.01, env.path("proxy.log"));
     let link = rest_link(&p, &proxy, "repo");
     backup_and_restore_through(&env, &link, &proxy);
@@ -283,11 +287,7 @@ fn a_reset_upload_is_not_sent_again_under_the_same_name() {
 fn late_cleanup(cut_client: bool) {
     let p = peers::rest();
     let env = Env::new();
-    let target = p
-        .var("REST_URL")
-        .trim_end_matches('/')
-        .trim_start_matches("http://")
-        .to_string();
+    let target = rest_target(&p);
     let stall = ["--rate", "0", "--stall-secs", "6"];
     // One upload of each: the key file, a pack, an index file, the snapshot.
     let matcher = [
@@ -347,11 +347,7 @@ fn backup_and_restore_through_a_faulty_link_to_s3_are_correct_or_fail_cleanly() 
 fn a_link_breaking_most_connections_never_damages_the_repository() {
     let p = peers::rest();
     let env = Env::new();
-    let target = p
-        .var("REST_URL")
-        .trim_end_matches('/')
-        .trim_start_matches("http://")
-        .to_string();
+    let target = rest_target(&p);
     let proxy = FaultProxy::start(&target, 13, 0.7, 0.05, env.path("proxy.log"));
     let link = rest_link(&p, &proxy, "repo");
     backup_and_restore_through(&env, &link, &proxy);

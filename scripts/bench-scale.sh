@@ -11,7 +11,8 @@
 #          The first SCALE_SNAP_REAL (100) are real backups; beyond, scripts/gen_snapshots.py
 #          adds copies of them with new times (1,000 backups would take 10-30 min of scrypt).
 # Steps, each timed with GNU time (wall, user+sys CPU, peak RSS) and the load average noted:
-#   backup (first), nochange (rerun, nothing changed), snapshots (list), restore-one
+#   backup (first), nochange (rerun, nothing changed), onechange (rerun after appending to
+#   one file), snapshots (list), restore-one
 #   (`restore ID --target T --include /one/file`), open-index (`cat blob ID` of that file's
 #   blob: key, index load, one blob), forget-prune (`forget ... --prune`: files/data forget
 #   the first of two identical snapshots, so prune finds nothing to delete and measures the
@@ -169,6 +170,10 @@ backup_steps() {
   smeasure "$dim" "$size" "$tool" backup "${bin[@]}" -r "$repo" backup "$src"
   note "$dim" "$size" "$tool" repo-bytes "$(du -sb "$repo" | cut -f1)"
   smeasure "$dim" "$size" "$tool" nochange "${bin[@]}" -r "$repo" backup "$src"
+  # One file changed: what a rerun costs when it has something to store (the data index
+  # is needed to deduplicate it; the later steps read this newest snapshot).
+  echo "changed for $tool at $(date +%s%N)" >> "$one"
+  smeasure "$dim" "$size" "$tool" onechange "${bin[@]}" -r "$repo" backup "$src"
   reads "$dim" "$size" "$tool" "$repo" "$one"
   first=$(snapshot_ids "$tool" "$repo" | awk 'NR == 1')
   smeasure "$dim" "$size" "$tool" forget-prune "${bin[@]}" -r "$repo" forget "$first" --prune
@@ -295,7 +300,7 @@ for l in open(notes):
     if not l.strip(): continue
     dim, size, tool, key, val = l.rstrip("\n").split("\t")
     N[(dim, size)][(tool, key)] = float(val)
-steps = ["backup", "nochange", "snapshots", "restore-one", "open-index", "forget-prune"]
+steps = ["backup", "nochange", "onechange", "snapshots", "restore-one", "open-index", "forget-prune"]
 unit = {"files": ("files", "µs CPU/file", 1e6), "data": ("GiB", "s CPU/GiB", 1.0), "snaps": ("snapshots", "ms CPU/snapshot", 1e3)}
 fmt = lambda x, p=2: "–" if x is None or math.isnan(x) else f"{x:.{p}f}"
 print("\n" + open(header).read().strip().replace("\n", "  \n"))

@@ -224,7 +224,6 @@ pub fn backup(
     progress: &Progress,
 ) -> Result<BackupSummary> {
     let started = std::time::Instant::now();
-    let index = repo.load_index()?;
     let host = opts.host.clone().unwrap_or_else(hostname);
     let mut targets = Targets::default();
     let mut paths = Vec::new();
@@ -294,6 +293,7 @@ pub fn backup(
     let mut seen = std::collections::HashSet::new();
     paths.retain(|p| seen.insert(p.clone()));
     let parent = choose_parent(repo, &opts, &host, &paths)?;
+    let (index, vouched) = repo.load_index_for_backup(parent.as_ref().map(|p| &p.id))?;
     let parent_root = match &parent {
         Some(s) => {
             let (nodes, canonical) =
@@ -349,6 +349,7 @@ pub fn backup(
         let walker = Walker {
             repo,
             index: &index,
+            vouched,
             opts: WalkOptions {
                 excludes: &opts.excludes,
                 exclude_if_present: &opts.exclude_if_present,
@@ -462,9 +463,13 @@ pub fn backup(
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         id: Id::default(),
     };
-    summary.snapshot_id = Some(snap.save(repo)?);
+    let snapshot_id = snap.save(repo)?;
+    summary.snapshot_id = Some(snapshot_id);
     // After the snapshot: only the local cache, never part of what the repository holds.
     drop(writer);
+    let mut vouchers = index.covered().unwrap_or_default().to_vec();
+    vouchers.extend_from_slice(&index_files);
+    repo.vouch_for(&snapshot_id, &vouchers);
     repo.refresh_index_snapshot(index, &index_files, written);
     summary.total_duration = started.elapsed().as_secs_f64();
     Ok(summary)

@@ -86,6 +86,7 @@ mod json;
 mod location;
 pub(crate) mod snapshot;
 mod table;
+pub(crate) mod vouch;
 
 use location::Location;
 use table::{bucket_of, map_bytes, Bucketed, Table, BUCKETS, NO_SIZE};
@@ -121,6 +122,39 @@ pub struct Index {
     /// The index files this index holds, sorted, when loaded from a repository (None for
     /// one built in memory): what a snapshot of it may claim to cover.
     covered: Option<Vec<Id>>,
+    /// The data table, when it is read only on first use (see [`Index::ensure_complete`]);
+    /// `data` is then empty.
+    deferred: Option<Box<Deferred>>,
+}
+
+/// A data table not read yet, and the data entries of index files parsed after it.
+struct Deferred {
+    table: snapshot::DeferredTable,
+    /// In the order added; of duplicates the first wins, after the table's own entries.
+    pending: Vec<(Id, Location)>,
+    /// The table with the pending entries, once read (None: it could not be read again).
+    loaded: std::sync::OnceLock<Option<Table>>,
+}
+
+impl Deferred {
+    fn table(&self) -> &Table {
+        static EMPTY: std::sync::LazyLock<Table> = std::sync::LazyLock::new(Table::default);
+        self.loaded
+            .get_or_init(|| {
+                let mut t = self.table.load()?;
+                for (id, loc) in &self.pending {
+                    if !t.contains(id) {
+                        t.side.insert(*id, *loc);
+                    }
+                }
+                if !t.side.is_empty() && t.len_sorted() + t.side.len() < u32::MAX as usize {
+                    t.merge_side();
+                }
+                Some(t)
+            })
+            .as_ref()
+            .unwrap_or(&EMPTY)
+    }
 }
 
 /// How [`Repository::load_index`](crate::repository::Repository::load_index) built an
@@ -140,10 +174,70 @@ impl Index {
         Index::default()
     }
 
+    /// A table for lookups: a deferred data table is read here on first use.
     fn table(&self, t: BlobType) -> &Table {
-        match t {
-            BlobType::Data => &self.data,
-            BlobType::Tree => &self.trees,
+        match (t, &self.deferred) {
+            (BlobType::Data, Some(d)) => d.table(),
+            (BlobType::Data, None) => &self.data,
+            (BlobType::Tree, _) => &self.trees,
+        }
+    }
+
+    /// Holds the data table deferred: read (and authenticated again) on the first data
+    /// lookup or [`Index::ensure_complete`]. Until then the index answers tree lookups and
+    /// knows its packs, and data entries added go to a pending list.
+    fn defer_data(&mut self, table: snapshot::DeferredTable) {
+        self.data = Table::default();
+        self.deferred = Some(Box::new(Deferred {
+            table,
+            pending: Vec::new(),
+            loaded: std::sync::OnceLock::new(),
+        }));
+    }
+
+    /// Whether the data table is deferred and not read yet.
+    pub fn data_deferred(&self) -> bool {
+        self.deferred
+            .as_ref()
+            .is_some_and(|d| d.loaded.get().is_none())
+    }
+
+    /// Reads a deferred data table now: an error if it cannot be read again as it was
+    /// authenticated (the cache changed under us or the disk failed). Call before relying on
+    /// data lookups (a failed read leaves data lookups answering "absent").
+    pub fn ensure_complete(&self) -> crate::error::Result<()> {
+        let Some(d) = &self.deferred else {
+            return Ok(());
+        };
+        d.table();
+        if d.loaded.get().is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        Err(crate::error::Error::new(
+            crate::Kind::Io,
+            "the index cached on this machine could not be read again (it changed while in use, or the disk failed): run the command again",
+        ))
+    }
+
+    /// Takes a deferred data table that was read into the index proper; false if it is
+    /// still deferred (the index then lacks data entries and must not be saved).
+    pub(crate) fn undefer(&mut self) -> bool {
+        let Some(d) = self.deferred.take() else {
+            return true;
+        };
+        match d.loaded.into_inner() {
+            Some(Some(t)) => {
+                self.data = t;
+                true
+            }
+            loaded => {
+                self.deferred = Some(Box::new(Deferred {
+                    table: d.table,
+                    pending: d.pending,
+                    loaded: loaded.map(std::sync::OnceLock::from).unwrap_or_default(),
+                }));
+                false
+            }
         }
     }
 
@@ -288,6 +382,13 @@ impl Index {
     /// that cannot be right are refused (see [`Index::damage`]). For many packs at once,
     /// [`Index::from_files`] is faster.
     pub fn add_pack(&mut self, pack: &IndexPack) {
+        if self
+            .deferred
+            .as_ref()
+            .is_some_and(|d| d.loaded.get().is_some())
+        {
+            self.undefer();
+        }
         let n = match self.pack_number(&pack.id) {
             Some(n) => n,
             None => {
@@ -304,6 +405,20 @@ impl Index {
             if let Some(problem) = entry_problem_sized(&pack.id, size, b) {
                 self.damaged.entry((b.blob_type, b.id)).or_insert(problem);
                 continue;
+            }
+            if let (BlobType::Data, Some(d)) = (b.blob_type, &mut self.deferred) {
+                if !matches!(d.loaded.get(), Some(Some(_))) {
+                    d.pending.push((
+                        b.id,
+                        Location {
+                            pack: n,
+                            offset: b.offset,
+                            length: b.length,
+                            uncompressed_length: b.uncompressed_length,
+                        },
+                    ));
+                    continue;
+                }
             }
             if self.has(b.blob_type, &b.id) {
                 continue;
@@ -383,7 +498,10 @@ impl Index {
 
     /// Whether everything is in the sorted tables (nothing in side maps).
     fn is_compact(&self) -> bool {
-        self.data.side.is_empty() && self.trees.side.is_empty() && self.new_packs.is_empty()
+        self.deferred.is_none()
+            && self.data.side.is_empty()
+            && self.trees.side.is_empty()
+            && self.new_packs.is_empty()
     }
 
     pub fn add_file(&mut self, file: &IndexFile) {
@@ -416,8 +534,22 @@ impl Index {
         })
     }
 
+    /// Blobs of type `t` indexed (a deferred data table not read yet counts none).
     pub fn blob_count(&self, t: BlobType) -> usize {
-        self.table(t).len()
+        self.table_now(t).len()
+    }
+
+    /// As `table`, but never reads a deferred data table (empty until read).
+    fn table_now(&self, t: BlobType) -> &Table {
+        match (t, &self.deferred) {
+            (BlobType::Data, Some(d)) => d
+                .loaded
+                .get()
+                .and_then(Option::as_ref)
+                .unwrap_or(&self.data),
+            (BlobType::Data, None) => &self.data,
+            (BlobType::Tree, _) => &self.trees,
+        }
     }
 
     /// Bytes of memory the index holds (tables, pack list, side maps), for `stats`.
@@ -427,7 +559,7 @@ impl Index {
             + self.pack_order.capacity() * 4
             + map_bytes(&self.new_packs)
             + map_bytes(&self.other_sizes)
-            + self.data.heap_bytes()
+            + self.table_now(BlobType::Data).heap_bytes()
             + self.trees.heap_bytes()
             + map_bytes(&self.damaged)
             + self.damaged.values().map(String::capacity).sum::<usize>()
@@ -454,7 +586,8 @@ impl Index {
     pub fn by_pack(&self) -> Vec<(Id, Vec<PackedBlob>)> {
         let mut out: Vec<(Id, Vec<PackedBlob>)> =
             self.packs.iter().map(|p| (*p, Vec::new())).collect();
-        for (t, table) in [(BlobType::Data, &self.data), (BlobType::Tree, &self.trees)] {
+        let data = self.table(BlobType::Data);
+        for (t, table) in [(BlobType::Data, data), (BlobType::Tree, &self.trees)] {
             table.for_each(|id, loc| {
                 if let Some((_, blobs)) = out.get_mut(loc.pack as usize) {
                     blobs.push(PackedBlob {

@@ -467,11 +467,99 @@ impl Repository {
 
     /// Where the index snapshot of this repository lives, if anywhere.
     fn index_snapshot_path(&self) -> Option<std::path::PathBuf> {
+        Some(self.local_cache_dir()?.join("index.snapshot"))
+    }
+
+    /// This repository's directory in the local cache, if there is a cache.
+    pub(crate) fn local_cache_dir(&self) -> Option<std::path::PathBuf> {
         let id = &self.config.id;
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        Some(self.cache_base.as_ref()?.join(id).join("index.snapshot"))
+        Some(self.cache_base.as_ref()?.join(id))
+    }
+
+    /// The index for a backup whose parent is `parent`, and whether the parent's data
+    /// blobs are vouched for (see `index::vouch`): then the backup need not look up the
+    /// content of unchanged files, and the data table stays on disk until a changed file
+    /// has blobs to deduplicate (a no-change run of 10M files then holds no data index).
+    /// Otherwise (no voucher, an index file it names is gone, an entry refused, no cached
+    /// snapshot) the whole index as [`Repository::load_index`] loads it, not vouched.
+    pub fn load_index_for_backup(&self, parent: Option<&Id>) -> Result<(Index, bool)> {
+        let full = |me: &Self| Ok((me.load_index()?, false));
+        let (Some(parent), Some(dir), Some(path)) =
+            (parent, self.local_cache_dir(), self.index_snapshot_path())
+        else {
+            return full(self);
+        };
+        let key = crate::index::snapshot::mac_key(&self.key);
+        let Some(vouchers) =
+            crate::index::vouch::read(&dir.join("vouchers"), &key, &self.config.id, parent)
+        else {
+            return full(self);
+        };
+        let ids = self.list_ids(FileType::Index)?;
+        let listed: std::collections::HashSet<Id> = ids.iter().copied().collect();
+        if !vouchers.iter().all(|id| listed.contains(id)) {
+            return full(self);
+        }
+        let mut sizes = self.pack_sizes()?;
+        let Some(base) = crate::index::snapshot::read_deferring_data(
+            &path,
+            &key,
+            &self.config.id,
+            &listed,
+            &mut sizes,
+        ) else {
+            return full(self);
+        };
+        let have: std::collections::HashSet<Id> = base.covered.iter().copied().collect();
+        let todo: Vec<Id> = ids
+            .iter()
+            .filter(|id| !have.contains(id))
+            .copied()
+            .collect();
+        let files = crate::parallel::map(todo.clone(), 4, |id| {
+            let bytes = self.load_file(FileType::Index, &id)?;
+            IndexFile::from_json(&bytes)
+                .map_err(|e| Error::corrupt(format!("index/{id}: invalid JSON: {e}")))
+        })?;
+        let mut index = base.index;
+        for f in &files {
+            index.add_file(f);
+        }
+        drop(files);
+        if !index.damaged_entries().is_empty() {
+            // A refused entry may be one of the parent's blobs: check every file.
+            drop(index);
+            return full(self);
+        }
+        index.set_source(crate::index::IndexSource {
+            from_snapshot: base.covered.len(),
+            parsed: todo.len(),
+            snapshot_written: false,
+        });
+        index.set_covered(ids);
+        self.backend
+            .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
+        Ok((index, true))
+    }
+
+    /// Records that every data blob of the snapshot `snapshot` is in one of `files` (index
+    /// file ids): the index files listed when its backup started and those it wrote. Only
+    /// the cache; a failure costs the next backup a full index load, nothing else.
+    pub fn vouch_for(&self, snapshot: &Id, files: &[Id]) {
+        let Some(dir) = self.local_cache_dir() else {
+            return;
+        };
+        let key = crate::index::snapshot::mac_key(&self.key);
+        let _ = crate::index::vouch::write(
+            &dir.join("vouchers"),
+            &key,
+            &self.config.id,
+            snapshot,
+            files,
+        );
     }
 
     /// Loads the index: from the cached snapshot (see [`Repository::set_cache_dir`]) when
@@ -555,6 +643,11 @@ impl Repository {
         files: &[Id],
         packs: Vec<crate::writer::WrittenPack>,
     ) {
+        // A deferred data table never read (nothing was deduplicated) cannot be saved;
+        // the next load parses this backup's index files instead.
+        if !index.undefer() {
+            return;
+        }
         let (Some(path), Some(before)) = (self.index_snapshot_path(), index.covered()) else {
             return;
         };

@@ -326,6 +326,10 @@ impl<'r> PackWriter<'r> {
     /// True if the blob is new to the repository and to this writer, and notes it as
     /// being stored.
     fn claim(&self, t: BlobType, id: Id) -> Result<bool> {
+        if t == BlobType::Data {
+            // A backup may hold the data index deferred until the first blob to store.
+            self.index.ensure_complete()?;
+        }
         Ok(!self.index.has(t, &id) && self.known.lock().map_err(|_| poisoned())?.insert((t, id)))
     }
 

@@ -196,3 +196,160 @@ fn a_large_backup_leaves_an_index_snapshot_equal_to_a_full_parse_and_a_small_one
     assert_eq!(loaded.source().from_snapshot, files.len());
     assert_eq!(loaded.source().parsed, 1);
 }
+
+/// A repository with a cache and a first backup of 300 files; its snapshot id.
+fn cached_repo(dir: &std::path::Path) -> (Repository, std::path::PathBuf, Id) {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..300u32 {
+        std::fs::write(src.join(format!("f{i}")), format!("file {i} ").repeat(50)).unwrap();
+    }
+    let be = Arc::new(LocalBackend::new(dir.join("repo")));
+    let mut repo = Repository::init(be, "pw", 2, None).unwrap();
+    repo.set_cache_dir(Some(dir.join("cache")));
+    let first = run(&repo, &src, ParentChoice::Latest);
+    (repo, src, first.snapshot_id.unwrap())
+}
+
+fn full_parse(repo: &Repository) -> Index {
+    let files = repo.list_ids(crate::backend::FileType::Index).unwrap();
+    let parsed: Vec<crate::index::IndexFile> = files
+        .iter()
+        .map(|id| repo.load_json(crate::backend::FileType::Index, id).unwrap())
+        .collect();
+    Index::from_files(repo.pack_sizes().unwrap(), &parsed)
+}
+
+#[test]
+fn a_vouched_parent_leaves_the_data_index_on_disk_until_a_blob_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, src, first) = cached_repo(dir.path());
+    let (index, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
+    assert!(vouched);
+    assert!(index.data_deferred());
+    assert_eq!(index.blob_count(BlobType::Data), 0, "not read yet");
+    assert!(index.blob_count(BlobType::Tree) > 0);
+    // Storing a blob reads it: then it is the index a full parse gives, and deduplicates.
+    let writer = PackWriter::new(&repo, &index);
+    let (_, new) = writer
+        .save(BlobType::Data, "file 7 ".repeat(50).as_bytes())
+        .unwrap();
+    assert!(!new, "an existing blob is not stored again");
+    assert!(!index.data_deferred());
+    assert_eq!(index_contents(&index), index_contents(&full_parse(&repo)));
+    drop(writer);
+
+    // A rerun reuses every file, and its snapshot is vouched for in turn.
+    let again = run(&repo, &src, ParentChoice::Latest);
+    assert_eq!(again.files_unmodified, 300);
+    assert_eq!(again.data_blobs, 0);
+    let (index, vouched) = repo
+        .load_index_for_backup(again.snapshot_id.as_ref())
+        .unwrap();
+    assert!(vouched && index.data_deferred());
+
+    // One changed file: its index file is not in the cached snapshot; its entries wait
+    // for the table and join it (first entry wins) when it is read.
+    std::fs::write(src.join("f3"), "changed").unwrap();
+    let changed = run(&repo, &src, ParentChoice::Latest);
+    assert_eq!(changed.files_changed, 1);
+    let (index, vouched) = repo
+        .load_index_for_backup(changed.snapshot_id.as_ref())
+        .unwrap();
+    assert!(vouched);
+    assert!(index.source().parsed >= 1, "{:?}", index.source());
+    index.ensure_complete().unwrap();
+    assert_eq!(index_contents(&index), index_contents(&full_parse(&repo)));
+}
+
+#[test]
+fn without_a_valid_voucher_every_unchanged_file_is_checked_against_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, src, first) = cached_repo(dir.path());
+    // No voucher for a snapshot this machine did not write (or a restic parent).
+    let (_, vouched) = repo.load_index_for_backup(Some(&Id([9; 32]))).unwrap();
+    assert!(!vouched);
+    // The index is rewritten without the data blobs of its first data pack (as `repair
+    // index` does once a pack is lost): the voucher no longer holds, and the files whose
+    // blobs are gone are read again.
+    let be = repo.backend();
+    let index_files = repo.list_ids(crate::backend::FileType::Index).unwrap();
+    assert_eq!(index_files.len(), 1);
+    let mut file: crate::index::IndexFile = repo
+        .load_json(crate::backend::FileType::Index, &index_files[0])
+        .unwrap();
+    let lost = file
+        .packs
+        .iter_mut()
+        .find(|p| p.blobs.iter().any(|b| b.blob_type == BlobType::Data))
+        .unwrap();
+    let lost_blobs = lost.blobs.len();
+    lost.blobs.retain(|b| b.blob_type == BlobType::Tree);
+    crate::writer::write_index_files(&repo, &file.packs, &index_files).unwrap();
+    be.remove(crate::backend::FileType::Index, &index_files[0].to_hex())
+        .unwrap();
+    let (index, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
+    assert!(!vouched && !index.data_deferred());
+    drop(index);
+    let healed = run(&repo, &src, ParentChoice::Latest);
+    assert!(
+        healed.files_unmodified <= 300 - lost_blobs as u64,
+        "{healed:?}"
+    );
+    assert!(healed.data_blobs >= lost_blobs as u64, "{healed:?}");
+    let index = repo.load_index().unwrap();
+    let snap = Snapshot::load(&repo, &healed.snapshot_id.unwrap()).unwrap();
+    let mut todo = vec![snap.tree];
+    let mut checked = 0;
+    while let Some(t) = todo.pop() {
+        for n in node::decode_tree(&repo.load_blob(&index, BlobType::Tree, &t).unwrap()).unwrap() {
+            todo.extend(n.subtree);
+            for id in n.content.iter().flatten() {
+                assert!(index.has(BlobType::Data, id));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 300);
+}
+
+#[test]
+fn a_damaged_pack_or_a_changed_cache_is_never_trusted_for_vouching() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, _src, first) = cached_repo(dir.path());
+    // A pack truncated behind our back: its entries would be refused: check every file.
+    let packs = repo.pack_sizes().unwrap();
+    let (pack, size) = packs.iter().next().unwrap();
+    let path = dir
+        .path()
+        .join("repo/data")
+        .join(&pack.to_hex()[..2])
+        .join(pack.to_hex());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..*size as usize - 10]).unwrap();
+    let (_, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
+    assert!(!vouched);
+    std::fs::write(&path, &bytes).unwrap();
+    // The cached snapshot was rebuilt with the damage: rebuilt again once, then trusted.
+    let (_, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
+    assert!(!vouched);
+    let (_, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
+    assert!(vouched);
+
+    // The cached snapshot changed in place after it was authenticated: the deferred table
+    // is refused when read, and storing a blob fails instead of deduplicating wrongly.
+    let (index, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
+    assert!(vouched);
+    let snap = repo.local_cache_dir().unwrap().join("index.snapshot");
+    let mut b = std::fs::read(&snap).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&snap)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &b))
+        .unwrap();
+    assert!(index.ensure_complete().is_err());
+    let writer = PackWriter::new(&repo, &index);
+    assert!(writer.save(BlobType::Data, b"anything").is_err());
+}

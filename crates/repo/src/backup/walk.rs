@@ -34,6 +34,9 @@ pub(super) struct WalkOptions<'a> {
 pub(super) struct Walker<'a> {
     pub(super) repo: &'a Repository,
     pub(super) index: &'a Index,
+    /// The parent's data blobs are vouched for (see `index::vouch`): an unchanged file's
+    /// content is not looked up, and the data index may not even be loaded.
+    pub(super) vouched: bool,
     pub(super) opts: WalkOptions<'a>,
     pub(super) files: Sender<FileJob>,
     pub(super) dirs: Sender<DirJob>,
@@ -425,9 +428,9 @@ impl Walker<'_> {
                     && p.mtime.timestamp_subsec_nanos() == meta.mtime_nsec
                     && p.ctime.timestamp() == meta.ctime
                     && p.ctime.timestamp_subsec_nanos() == meta.ctime_nsec
-                    && p.content
-                        .as_ref()
-                        .is_some_and(|c| c.iter().all(|id| self.index.has(BlobType::Data, id)))
+                    && p.content.as_ref().is_some_and(|c| {
+                        self.vouched || c.iter().all(|id| self.index.has(BlobType::Data, id))
+                    })
                 {
                     let mut node = Node::from_stat(&real, name.clone(), &meta, false)
                         .map_err(|e| Error::io(path.display(), e))?;
@@ -514,7 +517,7 @@ impl Walker<'_> {
             // Unchanged files are checked against the index (their content must still be
             // there): fetch those index lines now, together, while the children are
             // listed and stat'ed.
-            if let Some(p) = &parent_tree {
+            if let Some(p) = parent_tree.as_ref().filter(|_| !self.vouched) {
                 let content = p.nodes.iter().filter_map(|n| n.content.as_ref()).flatten();
                 self.index.prefetch(BlobType::Data, content);
             }

@@ -196,9 +196,19 @@ struct MacReader<R: Read> {
     mac: HmacSha256,
     /// Bytes left before the tag.
     left: u64,
+    /// A second MAC over one section only (a deferred data table, see [`DeferredTable`]).
+    section: Option<HmacSha256>,
 }
 
 impl<R: Read> MacReader<R> {
+    fn new(inner: R, key: &[u8; 32], left: u64) -> MacReader<R> {
+        MacReader {
+            inner,
+            mac: new_mac(key),
+            left,
+            section: None,
+        }
+    }
     fn fill(&mut self, buf: &mut [u8]) -> Option<()> {
         if buf.len() as u64 > self.left {
             return None;
@@ -206,6 +216,39 @@ impl<R: Read> MacReader<R> {
         self.inner.read_exact(buf).ok()?;
         self.left -= buf.len() as u64;
         self.mac.update(buf);
+        if let Some(s) = &mut self.section {
+            s.update(buf);
+        }
+        Some(())
+    }
+    /// Reads and authenticates `n` bytes without keeping them; the two MACs of a large
+    /// step run on two cores.
+    fn skip(&mut self, n: u64) -> Option<()> {
+        if n > self.left {
+            return None;
+        }
+        let mut buf = vec![0u8; usize::try_from(n.min(4 * CHUNK_BYTES as u64)).ok()?];
+        let mut rest = n;
+        while rest > 0 {
+            let k = usize::try_from(rest.min(buf.len() as u64)).ok()?;
+            let chunk = &mut buf[..k];
+            self.inner.read_exact(chunk).ok()?;
+            self.left -= k as u64;
+            rest -= k as u64;
+            let chunk = &*chunk;
+            let MacReader { mac, section, .. } = self;
+            match section {
+                Some(s) if k >= CHUNK_BYTES => std::thread::scope(|sc| {
+                    sc.spawn(|| s.update(chunk));
+                    mac.update(chunk);
+                }),
+                Some(s) => {
+                    s.update(chunk);
+                    mac.update(chunk);
+                }
+                None => mac.update(chunk),
+            }
+        }
         Some(())
     }
     fn bytes(&mut self, n: u64) -> Option<Vec<u8>> {
@@ -247,6 +290,49 @@ pub struct Loaded {
     pub index: Index,
 }
 
+/// The data table of a snapshot read by [`read_deferring_data`]: authenticated with the
+/// whole file (and by a MAC of its own bytes), then read again from the same open file,
+/// and authenticated again, only when it is needed (see `Index::ensure_complete`). The
+/// file is never written in place (a new snapshot is renamed over it), so the open file
+/// keeps the bytes that were authenticated; if they differ anyway, nothing is trusted.
+pub(super) struct DeferredTable {
+    file: fs::File,
+    start: u64,
+    len: u64,
+    tag: [u8; TAG_LEN],
+    key: [u8; 32],
+}
+
+impl DeferredTable {
+    pub(super) fn load(&self) -> Option<Table> {
+        let at = At {
+            file: &self.file,
+            pos: self.start,
+        };
+        let mut r = MacReader::new(BufReader::with_capacity(1 << 20, at), &self.key, self.len);
+        let table = read_table(&mut r, true)?;
+        if r.left != 0 {
+            return None;
+        }
+        r.mac.verify_slice(&self.tag).ok()?;
+        Some(table)
+    }
+}
+
+/// Reads a file from a position on, without moving a shared file offset.
+struct At<'a> {
+    file: &'a fs::File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads the snapshot at `path` if it is authentic, of this repository, covers only index
 /// files still `listed`, and was built with the pack sizes now listed (`sizes`, which then
 /// move into the index; left as they are on None). Without `sizes` the pack sizes recorded
@@ -259,21 +345,56 @@ pub fn read(
     listed: &HashSet<Id>,
     sizes: Option<&mut HashMap<Id, u64>>,
 ) -> Option<Loaded> {
+    read_with(path, key, repo_id, listed, sizes, false)
+}
+
+/// As [`read`] with the pack sizes checked, but the data table is only authenticated, not
+/// kept: the index holds it deferred, read on first use (a backup whose parent's blobs are
+/// vouched for needs data entries only to deduplicate changed files; see
+/// `Repository::load_index_for_backup`).
+pub fn read_deferring_data(
+    path: &Path,
+    key: &[u8; 32],
+    repo_id: &str,
+    listed: &HashSet<Id>,
+    sizes: &mut HashMap<Id, u64>,
+) -> Option<Loaded> {
+    read_with(path, key, repo_id, listed, Some(sizes), true)
+}
+
+fn read_with(
+    path: &Path,
+    key: &[u8; 32],
+    repo_id: &str,
+    listed: &HashSet<Id>,
+    sizes: Option<&mut HashMap<Id, u64>>,
+    defer_data: bool,
+) -> Option<Loaded> {
     let file = fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
-    let left = len.checked_sub(TAG_LEN as u64)?;
-    let mut r = MacReader {
-        inner: BufReader::with_capacity(1 << 20, file),
-        mac: new_mac(key),
-        left,
+    let body = len.checked_sub(TAG_LEN as u64)?;
+    let again = if defer_data {
+        Some(file.try_clone().ok()?)
+    } else {
+        None
     };
-    let loaded = read_body(&mut r, repo_id)?;
+    let mut r = MacReader::new(BufReader::with_capacity(1 << 20, file), key, body);
+    let (mut loaded, section) = read_body(&mut r, repo_id, defer_data.then_some(key))?;
     if r.left != 0 {
         return None;
     }
     let mut tag = [0u8; TAG_LEN];
     r.inner.read_exact(&mut tag).ok()?;
     r.mac.verify_slice(&tag).ok()?;
+    if let (Some(file), Some((start, end, tag))) = (again, section) {
+        loaded.index.defer_data(DeferredTable {
+            file,
+            start: body - start,
+            len: start - end,
+            tag,
+            key: *key,
+        });
+    }
     // Authentic. Stale if an index file it covers is gone (prune, repair).
     if !loaded.covered.iter().all(|id| listed.contains(id)) {
         return None;
@@ -309,7 +430,15 @@ pub fn read(
     })
 }
 
-fn read_body<R: Read>(r: &mut MacReader<R>, repo_id: &str) -> Option<Loaded> {
+/// The body; with `defer_key`, the data table is skipped but authenticated on its own as
+/// well: then also (bytes left before it, bytes left after it, its MAC).
+type Section = (u64, u64, [u8; TAG_LEN]);
+
+fn read_body<R: Read>(
+    r: &mut MacReader<R>,
+    repo_id: &str,
+    defer_key: Option<&[u8; 32]>,
+) -> Option<(Loaded, Option<Section>)> {
     let mut magic = [0u8; 8];
     r.fill(&mut magic)?;
     if &magic != MAGIC {
@@ -356,9 +485,19 @@ fn read_body<R: Read>(r: &mut MacReader<R>, repo_id: &str) -> Option<Loaded> {
         let why = String::from_utf8(r.bytes(why_len as u64)?).ok()?;
         index.damaged.insert((t, id), why);
     }
-    index.data = read_table(r)?;
-    index.trees = read_table(r)?;
-    Some(Loaded { covered, index })
+    let mut section = None;
+    match defer_key {
+        Some(key) => {
+            let start = r.left;
+            r.section = Some(new_mac(key));
+            read_table(r, false)?;
+            let tag = r.section.take()?.finalize().into_bytes().into();
+            section = Some((start, r.left, tag));
+        }
+        None => index.data = read_table(r, true)?,
+    }
+    index.trees = read_table(r, true)?;
+    Some((Loaded { covered, index }, section))
 }
 
 /// Fills `dst` from the snapshot, authenticating it; a large `dst` is authenticated on a
@@ -395,7 +534,9 @@ fn fill_large<R: Read>(r: &mut MacReader<R>, dst: &mut [u8]) -> Option<()> {
     read
 }
 
-fn read_table<R: Read>(r: &mut MacReader<R>) -> Option<Table> {
+/// Reads one table; without `keep` only authenticates it (and checks its framing), and
+/// returns an empty table.
+fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<Table> {
     let mut prefix = [0u8; 1];
     r.fill(&mut prefix)?;
     let prefix = usize::from(prefix[0]);
@@ -406,9 +547,14 @@ fn read_table<R: Read>(r: &mut MacReader<R>) -> Option<Table> {
     if n != 0 && n != (1 << (8 * prefix)) + 1 {
         return None;
     }
-    let mut starts = Vec::with_capacity(n);
-    for _ in 0..n {
-        starts.push(r.u32()?);
+    let mut starts = Vec::new();
+    if keep {
+        starts.reserve_exact(n);
+        for _ in 0..n {
+            starts.push(r.u32()?);
+        }
+    } else {
+        r.skip(n as u64 * 4)?;
     }
     let mut widths = Widths::default();
     r.fill(&mut widths.0)?;
@@ -419,15 +565,29 @@ fn read_table<R: Read>(r: &mut MacReader<R>) -> Option<Table> {
     if !id_bytes.is_multiple_of(32 - prefix) {
         return None;
     }
-    let mut ids = vec![0u8; id_bytes];
-    fill_large(r, &mut ids)?;
+    let mut ids = Vec::new();
+    if keep {
+        ids = vec![0u8; id_bytes];
+        fill_large(r, &mut ids)?;
+    } else {
+        r.skip(id_bytes as u64)?;
+    }
     let n = r.count(1)?;
     if n != widths.bytes_for(id_bytes / (32 - prefix)) {
         return None;
     }
-    let mut locs = vec![0u8; n + PAD];
-    fill_large(r, &mut locs[..n])?;
+    let mut locs = Vec::new();
+    if keep {
+        locs = vec![0u8; n + PAD];
+        fill_large(r, &mut locs[..n])?;
+    } else {
+        r.skip(n as u64)?;
+    }
     let n = r.count(ESCAPE_LEN as u64)?;
+    if !keep {
+        r.skip(n as u64 * ESCAPE_LEN as u64)?;
+        return Some(Table::default());
+    }
     let mut escapes = Vec::with_capacity(n);
     for _ in 0..n {
         let pos = r.u32()?;

@@ -127,16 +127,19 @@ pub struct Index {
     deferred: Option<Box<Deferred>>,
 }
 
-/// A data table not read yet, and the data entries of index files parsed after it.
+/// A data table left on disk, and the data entries of index files parsed after it.
 struct Deferred {
     table: snapshot::DeferredTable,
-    /// In the order added; of duplicates the first wins, after the table's own entries.
-    pending: Vec<(Id, Location)>,
-    /// The table with the pending entries, once read (None: it could not be read again).
+    /// Of duplicates the first wins, after the table's own entries.
+    pending: HashMap<Id, Location>,
+    /// Lookups made on disk: past `on_disk_limit` the whole table is read instead.
+    lookups: std::sync::atomic::AtomicUsize,
+    /// The whole table with the pending entries, once read (None: it could not be).
     loaded: std::sync::OnceLock<Option<Table>>,
 }
 
 impl Deferred {
+    /// The whole table, read on first use (an empty table if it cannot be read again).
     fn table(&self) -> &Table {
         static EMPTY: std::sync::LazyLock<Table> = std::sync::LazyLock::new(Table::default);
         self.loaded
@@ -154,6 +157,39 @@ impl Deferred {
             })
             .as_ref()
             .unwrap_or(&EMPTY)
+    }
+
+    /// Lookups answered from disk before the whole table is read: each costs a read and a
+    /// hash of a few pages (≈10 µs), so past a share of what reading the table costs, the
+    /// run is storing much and reading it once is cheaper.
+    fn on_disk_limit(&self) -> usize {
+        (self.table.len() / 256).max(4096)
+    }
+
+    fn contains(&self, id: &Id) -> crate::error::Result<bool> {
+        if self.pending.contains_key(id) {
+            return Ok(true);
+        }
+        let whole = self.loaded.get().is_some()
+            || self
+                .lookups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                >= self.on_disk_limit();
+        let found = if whole {
+            self.table();
+            self.loaded
+                .get()
+                .and_then(Option::as_ref)
+                .map(|t| t.contains(id))
+        } else {
+            self.table.contains(id)
+        };
+        found.ok_or_else(|| {
+            crate::error::Error::new(
+                crate::Kind::Io,
+                "the index cached on this machine could not be read again (it changed while in use, or the disk failed): run the command again",
+            )
+        })
     }
 }
 
@@ -190,21 +226,21 @@ impl Index {
         self.data = Table::default();
         self.deferred = Some(Box::new(Deferred {
             table,
-            pending: Vec::new(),
+            pending: HashMap::new(),
+            lookups: std::sync::atomic::AtomicUsize::new(0),
             loaded: std::sync::OnceLock::new(),
         }));
     }
 
-    /// Whether the data table is deferred and not read yet.
+    /// Whether the data table is deferred and not read whole yet.
     pub fn data_deferred(&self) -> bool {
         self.deferred
             .as_ref()
             .is_some_and(|d| d.loaded.get().is_none())
     }
 
-    /// Reads a deferred data table now: an error if it cannot be read again as it was
-    /// authenticated (the cache changed under us or the disk failed). Call before relying on
-    /// data lookups (a failed read leaves data lookups answering "absent").
+    /// Reads a deferred data table whole now: an error if it cannot be read again as it
+    /// was authenticated (the cache changed under us or the disk failed).
     pub fn ensure_complete(&self) -> crate::error::Result<()> {
         let Some(d) = &self.deferred else {
             return Ok(());
@@ -217,6 +253,15 @@ impl Index {
             crate::Kind::Io,
             "the index cached on this machine could not be read again (it changed while in use, or the disk failed): run the command again",
         ))
+    }
+
+    /// Whether a blob is indexed; a deferred data table answers from disk, and an error
+    /// says it could not (see [`Index::has`], which takes that as "absent").
+    pub fn has_checked(&self, t: BlobType, id: &Id) -> crate::error::Result<bool> {
+        match (t, &self.deferred) {
+            (BlobType::Data, Some(d)) => d.contains(id),
+            _ => Ok(self.table(t).contains(id)),
+        }
     }
 
     /// Takes a deferred data table that was read into the index proper; false if it is
@@ -234,6 +279,7 @@ impl Index {
                 self.deferred = Some(Box::new(Deferred {
                     table: d.table,
                     pending: d.pending,
+                    lookups: d.lookups,
                     loaded: loaded.map(std::sync::OnceLock::from).unwrap_or_default(),
                 }));
                 false
@@ -408,15 +454,12 @@ impl Index {
             }
             if let (BlobType::Data, Some(d)) = (b.blob_type, &mut self.deferred) {
                 if !matches!(d.loaded.get(), Some(Some(_))) {
-                    d.pending.push((
-                        b.id,
-                        Location {
-                            pack: n,
-                            offset: b.offset,
-                            length: b.length,
-                            uncompressed_length: b.uncompressed_length,
-                        },
-                    ));
+                    d.pending.entry(b.id).or_insert(Location {
+                        pack: n,
+                        offset: b.offset,
+                        length: b.length,
+                        uncompressed_length: b.uncompressed_length,
+                    });
                     continue;
                 }
             }
@@ -513,11 +556,13 @@ impl Index {
     /// A hint that `ids` of type `t` will be looked up soon: their table lines are
     /// fetched into the cache together (see `Table::prefetch`).
     pub fn prefetch<'a>(&self, t: BlobType, ids: impl Iterator<Item = &'a Id> + Clone) {
-        self.table(t).prefetch(ids);
+        self.table_now(t).prefetch(ids);
     }
 
+    /// Whether a blob is indexed (a deferred data table that cannot be read again answers
+    /// "absent"; see [`Index::has_checked`]).
     pub fn has(&self, t: BlobType, id: &Id) -> bool {
-        self.table(t).contains(id)
+        self.has_checked(t, id).unwrap_or(false)
     }
 
     pub fn get(&self, t: BlobType, id: &Id) -> Option<BlobLocation> {
@@ -534,9 +579,15 @@ impl Index {
         })
     }
 
-    /// Blobs of type `t` indexed (a deferred data table not read yet counts none).
+    /// Blobs of type `t` indexed (a table left on disk counts the entries of index files
+    /// parsed since as well, some of which it may hold already).
     pub fn blob_count(&self, t: BlobType) -> usize {
-        self.table_now(t).len()
+        match (t, &self.deferred) {
+            (BlobType::Data, Some(d)) if d.loaded.get().is_none() => {
+                d.table.len() + d.pending.len()
+            }
+            _ => self.table_now(t).len(),
+        }
     }
 
     /// As `table`, but never reads a deferred data table (empty until read).
@@ -560,6 +611,10 @@ impl Index {
             + map_bytes(&self.new_packs)
             + map_bytes(&self.other_sizes)
             + self.table_now(BlobType::Data).heap_bytes()
+            + self
+                .deferred
+                .as_ref()
+                .map_or(0, |d| d.table.heap_bytes() + map_bytes(&d.pending))
             + self.trees.heap_bytes()
             + map_bytes(&self.damaged)
             + self.damaged.values().map(String::capacity).sum::<usize>()

@@ -481,8 +481,9 @@ impl Repository {
 
     /// The index for a backup whose parent is `parent`, and whether the parent's data
     /// blobs are vouched for (see `index::vouch`): then the backup need not look up the
-    /// content of unchanged files, and the data table stays on disk until a changed file
-    /// has blobs to deduplicate (a no-change run of 10M files then holds no data index).
+    /// content of unchanged files, and the data table stays on disk, where the blobs of
+    /// changed files are looked up (see `index::snapshot::deferred`): a rerun of 10M files
+    /// then holds no data index, only what it changes.
     /// Otherwise (no voucher, an index file it names is gone, an entry refused, no cached
     /// snapshot) the whole index as [`Repository::load_index`] loads it, not vouched.
     pub fn load_index_for_backup(&self, parent: Option<&Id>) -> Result<(Index, bool)> {

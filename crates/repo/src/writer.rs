@@ -326,11 +326,9 @@ impl<'r> PackWriter<'r> {
     /// True if the blob is new to the repository and to this writer, and notes it as
     /// being stored.
     fn claim(&self, t: BlobType, id: Id) -> Result<bool> {
-        if t == BlobType::Data {
-            // A backup may hold the data index deferred until the first blob to store.
-            self.index.ensure_complete()?;
-        }
-        Ok(!self.index.has(t, &id) && self.known.lock().map_err(|_| poisoned())?.insert((t, id)))
+        // A backup may look data blobs up on disk (a deferred table): that can fail.
+        Ok(!self.index.has_checked(t, &id)?
+            && self.known.lock().map_err(|_| poisoned())?.insert((t, id)))
     }
 
     /// Compresses (if the repository does) and encrypts a new blob into the pack `open`

@@ -227,17 +227,30 @@ fn a_vouched_parent_leaves_the_data_index_on_disk_until_a_blob_is_stored() {
     let (index, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
     assert!(vouched);
     assert!(index.data_deferred());
-    assert_eq!(index.blob_count(BlobType::Data), 0, "not read yet");
+    assert_eq!(index.blob_count(BlobType::Data), 300);
     assert!(index.blob_count(BlobType::Tree) > 0);
-    // Storing a blob reads it: then it is the index a full parse gives, and deduplicates.
+    // Storing blobs looks them up on disk: existing ones are not stored again.
     let writer = PackWriter::new(&repo, &index);
-    let (_, new) = writer
-        .save(BlobType::Data, "file 7 ".repeat(50).as_bytes())
-        .unwrap();
-    assert!(!new, "an existing blob is not stored again");
+    for i in 0..300 {
+        let (_, new) = writer
+            .save(BlobType::Data, format!("file {i} ").repeat(50).as_bytes())
+            .unwrap();
+        assert!(!new, "an existing blob is not stored again");
+    }
+    let (_, new) = writer.save(BlobType::Data, b"something new").unwrap();
+    assert!(new);
+    assert!(index.data_deferred(), "looked up on disk, not read whole");
+    drop(writer);
+    // Read whole, it is the index a full parse gives.
+    index.ensure_complete().unwrap();
     assert!(!index.data_deferred());
     assert_eq!(index_contents(&index), index_contents(&full_parse(&repo)));
-    drop(writer);
+    // Past a few thousand lookups, the table is read whole once.
+    let (index, _) = repo.load_index_for_backup(Some(&first)).unwrap();
+    for i in 0..5000u32 {
+        assert!(!index.has(BlobType::Data, &Id::hash(&i.to_le_bytes())));
+    }
+    assert!(!index.data_deferred());
 
     // A rerun reuses every file, and its snapshot is vouched for in turn.
     let again = run(&repo, &src, ParentChoice::Latest);
@@ -336,19 +349,32 @@ fn a_damaged_pack_or_a_changed_cache_is_never_trusted_for_vouching() {
     let (_, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
     assert!(vouched);
 
-    // The cached snapshot changed in place after it was authenticated: the deferred table
-    // is refused when read, and storing a blob fails instead of deduplicating wrongly.
+    // The cached snapshot changed in place after it was authenticated: a lookup on disk
+    // fails instead of deduplicating wrongly, and so does reading the table whole.
+    let snap = repo.local_cache_dir().unwrap().join("index.snapshot");
+    let good = std::fs::read(&snap).unwrap();
+    let mut bad = good.clone();
+    for at in (1024..bad.len() - 64).step_by(512) {
+        bad[at] ^= 0x40;
+    }
+    let in_place = |bytes: &[u8]| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&snap)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+            .unwrap()
+    };
+    let existing = "file 7 ".repeat(50);
     let (index, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
     assert!(vouched);
-    let snap = repo.local_cache_dir().unwrap().join("index.snapshot");
-    let mut b = std::fs::read(&snap).unwrap();
-    let mid = b.len() / 2;
-    b[mid] ^= 0x40;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&snap)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &b))
-        .unwrap();
+    in_place(&bad);
+    let writer = PackWriter::new(&repo, &index);
+    assert!(writer.save(BlobType::Data, existing.as_bytes()).is_err());
+    drop(writer);
+    in_place(&good);
+    let (index, vouched) = repo.load_index_for_backup(Some(&first)).unwrap();
+    assert!(vouched);
+    in_place(&bad);
     assert!(index.ensure_complete().is_err());
     let writer = PackWriter::new(&repo, &index);
     assert!(writer.save(BlobType::Data, b"anything").is_err());

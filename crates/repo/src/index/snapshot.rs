@@ -193,18 +193,19 @@ fn type_byte(t: BlobType) -> u8 {
 /// A reader that authenticates what it reads and never reads past the tag.
 struct MacReader<R: Read> {
     inner: R,
-    mac: HmacSha256,
+    /// None when the bytes are checked otherwise (a deferred table's pages).
+    mac: Option<HmacSha256>,
     /// Bytes left before the tag.
     left: u64,
-    /// A second MAC over one section only (a deferred data table, see [`DeferredTable`]).
-    section: Option<HmacSha256>,
+    /// Hashes of the pages of one section (a deferred data table, see [`DeferredTable`]).
+    section: Option<PageHasher>,
 }
 
 impl<R: Read> MacReader<R> {
     fn new(inner: R, key: &[u8; 32], left: u64) -> MacReader<R> {
         MacReader {
             inner,
-            mac: new_mac(key),
+            mac: Some(new_mac(key)),
             left,
             section: None,
         }
@@ -215,14 +216,16 @@ impl<R: Read> MacReader<R> {
         }
         self.inner.read_exact(buf).ok()?;
         self.left -= buf.len() as u64;
-        self.mac.update(buf);
+        if let Some(m) = &mut self.mac {
+            m.update(buf);
+        }
         if let Some(s) = &mut self.section {
             s.update(buf);
         }
         Some(())
     }
-    /// Reads and authenticates `n` bytes without keeping them; the two MACs of a large
-    /// step run on two cores.
+    /// Reads and authenticates `n` bytes without keeping them; the MAC and the page
+    /// hashes of a large step run on two cores.
     fn skip(&mut self, n: u64) -> Option<()> {
         if n > self.left {
             return None;
@@ -237,16 +240,19 @@ impl<R: Read> MacReader<R> {
             rest -= k as u64;
             let chunk = &*chunk;
             let MacReader { mac, section, .. } = self;
-            match section {
-                Some(s) if k >= CHUNK_BYTES => std::thread::scope(|sc| {
+            match (mac, section) {
+                (Some(m), Some(s)) if k >= CHUNK_BYTES => std::thread::scope(|sc| {
                     sc.spawn(|| s.update(chunk));
-                    mac.update(chunk);
+                    m.update(chunk);
                 }),
-                Some(s) => {
-                    s.update(chunk);
-                    mac.update(chunk);
+                (m, s) => {
+                    if let Some(m) = m {
+                        m.update(chunk);
+                    }
+                    if let Some(s) = s {
+                        s.update(chunk);
+                    }
                 }
-                None => mac.update(chunk),
             }
         }
         Some(())
@@ -290,48 +296,9 @@ pub struct Loaded {
     pub index: Index,
 }
 
-/// The data table of a snapshot read by [`read_deferring_data`]: authenticated with the
-/// whole file (and by a MAC of its own bytes), then read again from the same open file,
-/// and authenticated again, only when it is needed (see `Index::ensure_complete`). The
-/// file is never written in place (a new snapshot is renamed over it), so the open file
-/// keeps the bytes that were authenticated; if they differ anyway, nothing is trusted.
-pub(super) struct DeferredTable {
-    file: fs::File,
-    start: u64,
-    len: u64,
-    tag: [u8; TAG_LEN],
-    key: [u8; 32],
-}
-
-impl DeferredTable {
-    pub(super) fn load(&self) -> Option<Table> {
-        let at = At {
-            file: &self.file,
-            pos: self.start,
-        };
-        let mut r = MacReader::new(BufReader::with_capacity(1 << 20, at), &self.key, self.len);
-        let table = read_table(&mut r, true)?;
-        if r.left != 0 {
-            return None;
-        }
-        r.mac.verify_slice(&self.tag).ok()?;
-        Some(table)
-    }
-}
-
-/// Reads a file from a position on, without moving a shared file offset.
-struct At<'a> {
-    file: &'a fs::File,
-    pos: u64,
-}
-
-impl Read for At<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
+mod deferred;
+pub(super) use deferred::DeferredTable;
+use deferred::{Layout, PageHasher};
 
 /// Reads the snapshot at `path` if it is authentic, of this repository, covers only index
 /// files still `listed`, and was built with the pack sizes now listed (`sizes`, which then
@@ -379,21 +346,21 @@ fn read_with(
         None
     };
     let mut r = MacReader::new(BufReader::with_capacity(1 << 20, file), key, body);
-    let (mut loaded, section) = read_body(&mut r, repo_id, defer_data.then_some(key))?;
+    let (mut loaded, section) = read_body(&mut r, repo_id, defer_data)?;
     if r.left != 0 {
         return None;
     }
     let mut tag = [0u8; TAG_LEN];
     r.inner.read_exact(&mut tag).ok()?;
-    r.mac.verify_slice(&tag).ok()?;
-    if let (Some(file), Some((start, end, tag))) = (again, section) {
-        loaded.index.defer_data(DeferredTable {
+    r.mac.take()?.verify_slice(&tag).ok()?;
+    if let (Some(file), Some(s)) = (again, section) {
+        loaded.index.defer_data(DeferredTable::new(
             file,
-            start: body - start,
-            len: start - end,
-            tag,
-            key: *key,
-        });
+            body - s.left_before,
+            s.left_before - s.left_after,
+            s.pages,
+            s.layout,
+        )?);
     }
     // Authentic. Stale if an index file it covers is gone (prune, repair).
     if !loaded.covered.iter().all(|id| listed.contains(id)) {
@@ -430,14 +397,21 @@ fn read_with(
     })
 }
 
-/// The body; with `defer_key`, the data table is skipped but authenticated on its own as
-/// well: then also (bytes left before it, bytes left after it, its MAC).
-type Section = (u64, u64, [u8; TAG_LEN]);
+/// A data table skipped by [`read_body`]: where it is and what a lookup needs of it.
+struct Section {
+    /// Bytes left before the tag when it starts and after it ends.
+    left_before: u64,
+    left_after: u64,
+    pages: Vec<[u8; 32]>,
+    layout: Layout,
+}
 
+/// The body; with `defer_data`, the data table is authenticated but not kept, and the
+/// hashes of its pages taken on the way.
 fn read_body<R: Read>(
     r: &mut MacReader<R>,
     repo_id: &str,
-    defer_key: Option<&[u8; 32]>,
+    defer_data: bool,
 ) -> Option<(Loaded, Option<Section>)> {
     let mut magic = [0u8; 8];
     r.fill(&mut magic)?;
@@ -486,17 +460,20 @@ fn read_body<R: Read>(
         index.damaged.insert((t, id), why);
     }
     let mut section = None;
-    match defer_key {
-        Some(key) => {
-            let start = r.left;
-            r.section = Some(new_mac(key));
-            read_table(r, false)?;
-            let tag = r.section.take()?.finalize().into_bytes().into();
-            section = Some((start, r.left, tag));
-        }
-        None => index.data = read_table(r, true)?,
+    if defer_data {
+        let left_before = r.left;
+        r.section = Some(PageHasher::default());
+        let (_, layout) = read_table(r, false)?;
+        section = Some(Section {
+            left_before,
+            left_after: r.left,
+            pages: r.section.take()?.finish(),
+            layout: layout.counted_from_section(left_before),
+        });
+    } else {
+        index.data = read_table(r, true)?.0;
     }
-    index.trees = read_table(r, true)?;
+    index.trees = read_table(r, true)?.0;
     Some((Loaded { covered, index }, section))
 }
 
@@ -509,7 +486,9 @@ fn fill_large<R: Read>(r: &mut MacReader<R>, dst: &mut [u8]) -> Option<()> {
     if dst.len() as u64 > r.left {
         return None;
     }
-    let mut mac = std::mem::replace(&mut r.mac, new_mac(&[0; 32]));
+    let Some(mut mac) = r.mac.take() else {
+        return r.fill(dst);
+    };
     let (read, mac) = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(4);
         let hasher = s.spawn(move || {
@@ -530,13 +509,14 @@ fn fill_large<R: Read>(r: &mut MacReader<R>, dst: &mut [u8]) -> Option<()> {
         drop(tx);
         (read, hasher.join())
     });
-    r.mac = mac.ok()?;
+    r.mac = Some(mac.ok()?);
     read
 }
 
-/// Reads one table; without `keep` only authenticates it (and checks its framing), and
-/// returns an empty table.
-fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<Table> {
+/// Reads one table; without `keep` only authenticates it, checks its framing and returns
+/// an empty table and the layout a lookup on disk needs (with `ids_at` the bytes left
+/// before its ids).
+fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<(Table, Layout)> {
     let mut prefix = [0u8; 1];
     r.fill(&mut prefix)?;
     let prefix = usize::from(prefix[0]);
@@ -547,14 +527,9 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<Table> {
     if n != 0 && n != (1 << (8 * prefix)) + 1 {
         return None;
     }
-    let mut starts = Vec::new();
-    if keep {
-        starts.reserve_exact(n);
-        for _ in 0..n {
-            starts.push(r.u32()?);
-        }
-    } else {
-        r.skip(n as u64 * 4)?;
+    let mut starts = Vec::with_capacity(n);
+    for _ in 0..n {
+        starts.push(r.u32()?);
     }
     let mut widths = Widths::default();
     r.fill(&mut widths.0)?;
@@ -565,6 +540,7 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<Table> {
     if !id_bytes.is_multiple_of(32 - prefix) {
         return None;
     }
+    let ids_at = r.left;
     let mut ids = Vec::new();
     if keep {
         ids = vec![0u8; id_bytes];
@@ -586,7 +562,8 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<Table> {
     let n = r.count(ESCAPE_LEN as u64)?;
     if !keep {
         r.skip(n as u64 * ESCAPE_LEN as u64)?;
-        return Some(Table::default());
+        let layout = Layout::new(prefix, starts, ids_at, id_bytes)?;
+        return Some((Table::default(), layout));
     }
     let mut escapes = Vec::with_capacity(n);
     for _ in 0..n {
@@ -600,262 +577,9 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<Table> {
         escapes.push((pos, loc));
     }
     // Starts, lengths and escapes are checked there.
-    Table::from_parts(prefix, starts, ids, widths, locs, escapes)
+    let table = Table::from_parts(prefix, starts, ids, widths, locs, escapes)?;
+    Some((table, Layout::default()))
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::backend::local::LocalBackend;
-    use crate::backend::{Backend, FileType};
-    use crate::id::Id;
-    use crate::index::{Index, IndexBlob, IndexFile, IndexPack, IndexSource};
-    use crate::pack::BlobType;
-    use crate::repository::Repository;
-    use std::path::PathBuf;
-    use std::sync::Arc;
-
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        repo: Repository,
-        backend: Arc<dyn Backend>,
-        snapshot: PathBuf,
-    }
-
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("r")));
-        let mut repo = Repository::init(backend.clone(), "pw", 2, None).unwrap();
-        let cache = dir.path().join("cache");
-        repo.set_cache_dir(Some(cache.clone()));
-        let snapshot = cache.join(&repo.config().id).join("index.snapshot");
-        Fixture {
-            _dir: dir,
-            repo,
-            backend,
-            snapshot,
-        }
-    }
-
-    /// An index file of `packs` packs of 30 blobs each (one in 10 a tree), named by `seed`;
-    /// one blob is listed twice with a huge length (refused as damage).
-    fn index_file(seed: u32, packs: u32) -> IndexFile {
-        IndexFile {
-            supersedes: vec![],
-            packs: (0..packs)
-                .map(|p| IndexPack {
-                    id: Id::hash(format!("pack {seed} {p}").as_bytes()),
-                    blobs: (0..30u32)
-                        .map(|b| IndexBlob {
-                            id: Id::hash(format!("blob {seed} {p} {b}").as_bytes()),
-                            blob_type: if b % 10 == 0 {
-                                BlobType::Tree
-                            } else {
-                                BlobType::Data
-                            },
-                            offset: b * 1000 + if b == 7 { 1 << 24 } else { 0 },
-                            length: if b == 29 { u32::MAX } else { 900 },
-                            uncompressed_length: 2000,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-
-    fn everything(idx: &Index) -> (Vec<(Id, Vec<crate::pack::PackedBlob>)>, Vec<String>) {
-        let mut by_pack = idx.by_pack();
-        by_pack.sort_by_key(|p| p.0);
-        let damaged = idx
-            .damaged_entries()
-            .into_iter()
-            .map(String::from)
-            .collect();
-        (by_pack, damaged)
-    }
-
-    #[test]
-    fn a_second_load_comes_from_the_snapshot_and_equals_a_full_parse() {
-        let f = fixture();
-        for seed in 0..3 {
-            f.repo
-                .save_json(FileType::Index, &index_file(seed, 5))
-                .unwrap();
-        }
-        let first = f.repo.load_index().unwrap();
-        assert_eq!(
-            first.source(),
-            IndexSource {
-                from_snapshot: 0,
-                parsed: 3,
-                snapshot_written: true
-            }
-        );
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&f.snapshot).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(f.snapshot.parent().unwrap())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(dir_mode & 0o777, 0o700);
-        let second = f.repo.load_index().unwrap();
-        assert_eq!(second.source().from_snapshot, 3);
-        assert_eq!(second.source().parsed, 0);
-        assert!(!second.source().snapshot_written);
-        assert_eq!(everything(&first), everything(&second));
-        let probe = Id::hash(b"blob 1 2 3");
-        assert_eq!(
-            first.get(BlobType::Data, &probe),
-            second.get(BlobType::Data, &probe)
-        );
-        assert!(second.has(BlobType::Data, &probe));
-        assert!(second
-            .damage(BlobType::Data, &Id::hash(b"blob 1 2 29"))
-            .is_some());
-        assert_eq!(
-            second.pack_size(&Id::hash(b"pack 0 0")),
-            first.pack_size(&Id::hash(b"pack 0 0"))
-        );
-
-        // Readers take it without listing the packs, and get the same index.
-        let reading = f.repo.load_index_for_reading().unwrap();
-        assert_eq!(reading.source().from_snapshot, 3);
-        assert_eq!(everything(&reading), everything(&first));
-        assert_eq!(
-            reading.pack_size(&Id::hash(b"pack 0 0")),
-            first.pack_size(&Id::hash(b"pack 0 0"))
-        );
-
-        // A new index file: parsed on top of the snapshot.
-        f.repo
-            .save_json(FileType::Index, &index_file(7, 2))
-            .unwrap();
-        // Not covered: readers load it in full like load_index (snapshot + the new file).
-        let third = f.repo.load_index_for_reading().unwrap();
-        assert_eq!(third.source().from_snapshot, 3);
-        assert_eq!(third.source().parsed, 1);
-        assert!(third.has(BlobType::Data, &Id::hash(b"blob 7 1 3")));
-        let mut files: Vec<IndexFile> = Vec::new();
-        for id in f.repo.list_ids(FileType::Index).unwrap() {
-            files.push(f.repo.load_json(FileType::Index, &id).unwrap());
-        }
-        let full = Index::from_files(f.repo.pack_sizes().unwrap(), &files);
-        assert_eq!(everything(&third), everything(&full));
-    }
-
-    #[test]
-    fn a_stale_or_hostile_snapshot_is_ignored() {
-        let f = fixture();
-        let mut ids = Vec::new();
-        for seed in 0..3 {
-            ids.push(
-                f.repo
-                    .save_json(FileType::Index, &index_file(seed, 4))
-                    .unwrap(),
-            );
-        }
-        let reference = everything(&f.repo.load_index().unwrap());
-        let good = std::fs::read(&f.snapshot).unwrap();
-        let rebuilt = |f: &Fixture| {
-            let idx = f.repo.load_index().unwrap();
-            assert_eq!(idx.source().from_snapshot, 0, "must not be trusted");
-            idx
-        };
-        // Flipped bits anywhere, truncation, garbage, an empty file.
-        for at in [0, 9, 60, good.len() / 2, good.len() - 40, good.len() - 1] {
-            let mut bad = good.clone();
-            bad[at] ^= 0x10;
-            std::fs::write(&f.snapshot, &bad).unwrap();
-            assert_eq!(everything(&rebuilt(&f)), reference);
-            // Readers, who skip the pack listing, check it the same way.
-            std::fs::write(&f.snapshot, &bad).unwrap();
-            let idx = f.repo.load_index_for_reading().unwrap();
-            assert_eq!(idx.source().from_snapshot, 0);
-            assert_eq!(everything(&idx), reference);
-        }
-        for len in [0, 5, 31, 32, 100, good.len() - 1] {
-            std::fs::write(&f.snapshot, &good[..len]).unwrap();
-            assert_eq!(everything(&rebuilt(&f)), reference);
-        }
-        let mut longer = good.clone();
-        longer.extend_from_slice(&[0; 7]);
-        std::fs::write(&f.snapshot, &longer).unwrap();
-        rebuilt(&f);
-        // Another repository's (valid) snapshot, or one under another key.
-        let other = fixture();
-        other
-            .repo
-            .save_json(FileType::Index, &index_file(9, 1))
-            .unwrap();
-        other.repo.load_index().unwrap();
-        std::fs::write(&f.snapshot, std::fs::read(&other.snapshot).unwrap()).unwrap();
-        assert_eq!(everything(&rebuilt(&f)), reference);
-        // A snapshot made with a wrong key (say by someone without the password).
-        let idx = Index::from_files(f.repo.pack_sizes().unwrap(), &[index_file(5, 1)]);
-        let mut sorted = ids.clone();
-        sorted.sort();
-        super::write(&f.snapshot, &[7; 32], &f.repo.config().id, &sorted, &idx).unwrap();
-        assert_eq!(everything(&rebuilt(&f)), reference);
-        assert_eq!(f.repo.load_index().unwrap().source().from_snapshot, 3);
-
-        // An index file it covers is gone (prune): rebuilt without it.
-        f.backend.remove(FileType::Index, &ids[0].to_hex()).unwrap();
-        let idx = rebuilt(&f);
-        assert!(!idx.has(BlobType::Data, &Id::hash(b"blob 0 1 1")));
-        assert!(idx.has(BlobType::Data, &Id::hash(b"blob 1 1 1")));
-        assert_eq!(f.repo.load_index().unwrap().source().from_snapshot, 2);
-
-        // A pack it knows appears with another size: the entries are checked again.
-        let pack = Id::hash(b"pack 1 0");
-        f.backend
-            .write(FileType::Pack, &pack.to_hex(), &[0u8; 100])
-            .unwrap();
-        let idx = rebuilt(&f);
-        assert_eq!(idx.pack_size(&pack), Some(100));
-        assert!(idx
-            .damage(BlobType::Data, &Id::hash(b"blob 1 0 1"))
-            .is_some());
-        let again = f.repo.load_index().unwrap();
-        assert_eq!(again.source().from_snapshot, 2);
-        assert_eq!(everything(&again), everything(&idx));
-    }
-
-    #[test]
-    fn large_tables_round_trip_and_are_authenticated() {
-        let files: Vec<IndexFile> = (0..12).map(|seed| index_file(seed, 500)).collect();
-        let sizes = std::collections::HashMap::new();
-        let idx = Index::from_files(sizes.clone(), &files);
-        assert!(idx.blob_count(BlobType::Data) * 30 > 4 * super::CHUNK_BYTES);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s");
-        let covered = [Id::hash(b"1")];
-        super::write(&path, &[1; 32], "ab", &covered, &idx).unwrap();
-        let listed = covered.iter().copied().collect();
-        let back = super::read(&path, &[1; 32], "ab", &listed, Some(&mut sizes.clone()))
-            .unwrap()
-            .index;
-        assert_eq!(everything(&back), everything(&idx));
-        let good = std::fs::read(&path).unwrap();
-        for at in [good.len() / 3, good.len() - 100] {
-            let mut bad = good.clone();
-            bad[at] ^= 1;
-            std::fs::write(&path, &bad).unwrap();
-            assert!(super::read(&path, &[1; 32], "ab", &listed, None).is_none());
-        }
-        std::fs::write(&path, &good[..good.len() - 1000]).unwrap();
-        assert!(super::read(&path, &[1; 32], "ab", &listed, None).is_none());
-    }
-
-    #[test]
-    fn no_cache_dir_no_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("r")));
-        let repo = Repository::init(backend, "pw", 2, None).unwrap();
-        repo.save_json(FileType::Index, &index_file(1, 1)).unwrap();
-        for _ in 0..2 {
-            let idx = repo.load_index().unwrap();
-            assert_eq!(idx.source().from_snapshot, 0);
-            assert!(!idx.source().snapshot_written);
-        }
-    }
-}
+mod tests;

@@ -117,7 +117,7 @@ fn id_of(prefix: usize, bucket: usize, stored: &[u8]) -> Id {
 }
 
 /// The bucket of `id` in a table splitting on `prefix` bytes (0, 1 or 2).
-fn bucket_in(prefix: usize, id: &Id) -> usize {
+pub(super) fn bucket_in(prefix: usize, id: &Id) -> usize {
     match prefix {
         0 => 0,
         1 => usize::from(id.0[0]),

@@ -13,7 +13,8 @@
 //! those index files are still listed and no entry of the index is refused, every blob of
 //! P is still indexed, exactly as the full check would have found. Prune and `repair
 //! index` remove index files; then the voucher no longer holds and the backup loads the
-//! whole index and checks every file, as before.
+//! whole index and checks every file, as before. With a voucher, the backup leaves the
+//! data index on disk (see `index::snapshot::deferred`).
 //!
 //! A voucher is authenticated with HMAC-SHA256 under the key of the index snapshot
 //! (derived from the master key, bound to the repository id and the snapshot id); any

@@ -116,8 +116,12 @@ const DIRECT_MIN: usize = 64 * 1024;
 /// largest logical block size in common use; a filesystem wanting more refuses with EINVAL
 /// and the file is written through the page cache instead).
 const DIRECT_ALIGN: usize = 4096;
-/// Bytes per O_DIRECT write: the size of the per-thread aligned bounce buffer.
+/// Bytes per O_DIRECT write through the per-thread aligned bounce buffer (its size).
 const DIRECT_BLOCK: usize = 1024 * 1024;
+/// Bytes per O_DIRECT write of data aligned in memory (a pack: no buffer of ours), so a
+/// whole default pack goes in one request. `dd oflag=direct` of 800 MiB on the AMD VM's
+/// virtio disk: 1.82 s in 1 MiB writes, 1.49 s in 4 MiB, 1.22 s in 16 MiB.
+const DIRECT_ALIGNED_BLOCK: usize = 16 * 1024 * 1024;
 
 thread_local! {
     /// The bounce buffer of `write_direct`, kept across files: a fresh megabyte per pack
@@ -218,12 +222,12 @@ fn write_direct(f: &mut fs::File, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `data` (aligned in memory and a multiple of `DIRECT_ALIGN` long) to `f`, opened
-/// with O_DIRECT, in `DIRECT_BLOCK` pieces.
+/// with O_DIRECT, in `DIRECT_ALIGNED_BLOCK` pieces.
 #[cfg(target_os = "linux")]
 fn write_aligned(f: &mut fs::File, data: &[u8]) -> std::io::Result<()> {
     let mut done = 0;
     while done < data.len() {
-        let end = (done + DIRECT_BLOCK).min(data.len());
+        let end = (done + DIRECT_ALIGNED_BLOCK).min(data.len());
         match f.write(&data[done..end]) {
             // A short direct write leaves the rest unaligned: let the caller start over
             // through the page cache.

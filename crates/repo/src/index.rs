@@ -184,13 +184,16 @@ impl Deferred {
         } else {
             self.table.contains(id)
         };
-        found.ok_or_else(|| {
-            crate::error::Error::new(
-                crate::Kind::Io,
-                "the index cached on this machine could not be read again (it changed while in use, or the disk failed): run the command again",
-            )
-        })
+        found.ok_or_else(cache_changed)
     }
+}
+
+/// A deferred data table could not be read again as it was authenticated.
+fn cache_changed() -> crate::error::Error {
+    crate::error::Error::new(
+        crate::Kind::Io,
+        "the index cached on this machine could not be read again (it changed while in use, or the disk failed): run the command again",
+    )
 }
 
 /// How [`Repository::load_index`](crate::repository::Repository::load_index) built an
@@ -249,10 +252,7 @@ impl Index {
         if d.loaded.get().is_some_and(Option::is_some) {
             return Ok(());
         }
-        Err(crate::error::Error::new(
-            crate::Kind::Io,
-            "the index cached on this machine could not be read again (it changed while in use, or the disk failed): run the command again",
-        ))
+        Err(cache_changed())
     }
 
     /// Whether a blob is indexed; a deferred data table answers from disk, and an error
@@ -267,24 +267,17 @@ impl Index {
     /// Takes a deferred data table that was read into the index proper; false if it is
     /// still deferred (the index then lacks data entries and must not be saved).
     pub(crate) fn undefer(&mut self) -> bool {
-        let Some(d) = self.deferred.take() else {
+        let Some(d) = &mut self.deferred else {
             return true;
         };
-        match d.loaded.into_inner() {
-            Some(Some(t)) => {
-                self.data = t;
-                true
-            }
-            loaded => {
-                self.deferred = Some(Box::new(Deferred {
-                    table: d.table,
-                    pending: d.pending,
-                    lookups: d.lookups,
-                    loaded: loaded.map(std::sync::OnceLock::from).unwrap_or_default(),
-                }));
-                false
-            }
+        if !matches!(d.loaded.get(), Some(Some(_))) {
+            return false;
         }
+        if let Some(Some(t)) = d.loaded.take() {
+            self.data = t;
+        }
+        self.deferred = None;
+        true
     }
 
     /// An index that checks entries against these pack sizes (as listed by the backend).

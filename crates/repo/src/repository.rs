@@ -520,11 +520,7 @@ impl Repository {
             .filter(|id| !have.contains(id))
             .copied()
             .collect();
-        let files = crate::parallel::map(todo.clone(), 4, |id| {
-            let bytes = self.load_file(FileType::Index, &id)?;
-            IndexFile::from_json(&bytes)
-                .map_err(|e| Error::corrupt(format!("index/{id}: invalid JSON: {e}")))
-        })?;
+        let files = self.parse_index_files(todo.clone())?;
         let mut index = base.index;
         for f in &files {
             index.add_file(f);
@@ -585,11 +581,7 @@ impl Repository {
         let all = ids.clone();
         let todo: Vec<Id> = ids.into_iter().filter(|id| !have.contains(id)).collect();
         let parsed = todo.len();
-        let files = crate::parallel::map(todo.clone(), 4, |id| {
-            let bytes = self.load_file(FileType::Index, &id)?;
-            IndexFile::from_json(&bytes)
-                .map_err(|e| Error::corrupt(format!("index/{id}: invalid JSON: {e}")))
-        })?;
+        let files = self.parse_index_files(todo.clone())?;
         let new_blobs: usize = files
             .iter()
             .flat_map(|f| &f.packs)
@@ -624,6 +616,15 @@ impl Repository {
         self.backend
             .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
         Ok(index)
+    }
+
+    /// Reads and parses these index files, four at a time.
+    fn parse_index_files(&self, ids: Vec<Id>) -> Result<Vec<IndexFile>> {
+        crate::parallel::map(ids, 4, |id| {
+            let bytes = self.load_file(FileType::Index, &id)?;
+            IndexFile::from_json(&bytes)
+                .map_err(|e| Error::corrupt(format!("index/{id}: invalid JSON: {e}")))
+        })
     }
 
     /// After a backup wrote `packs` (with their sizes) and listed them in the new index

@@ -285,24 +285,10 @@ fn background_sync(root: PathBuf) {
         .find(|(r, _)| *r == root)
         .map(|(_, p)| p.clone())
         .unwrap_or_default();
-    let mut dirs: Vec<&Path> = Vec::new();
-    let mut synced = Vec::new();
-    let mut ok = true;
-    for p in &packs {
-        match fs::File::open(p).and_then(|f| f.sync_all()) {
-            Ok(()) => synced.push(p),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => synced.push(p),
-            Err(_) => ok = false,
-        }
-        if let Some(d) = p.parent().filter(|d| !dirs.contains(d)) {
-            dirs.push(d);
-        }
-    }
-    ok &= dirs.iter().all(|d| fsync_dir(d).is_ok());
-    if ok {
+    if sync_packs(&packs).is_ok() {
         let mut all = pending();
         if let Some((_, left)) = all.iter_mut().find(|(r, _)| *r == root) {
-            left.retain(|p| !synced.contains(&p));
+            left.retain(|p| !packs.contains(p));
         }
         all.retain(|(_, left)| !left.is_empty());
     }
@@ -310,6 +296,26 @@ fn background_sync(root: PathBuf) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|r| *r != root);
+}
+
+/// Syncs stored packs (one removed since is skipped), then their directories; the path
+/// that failed and why.
+fn sync_packs(packs: &[PathBuf]) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for p in packs {
+        match fs::File::open(p).and_then(|f| f.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err((p.clone(), e)),
+        }
+        if let Some(d) = p.parent().filter(|d| !dirs.contains(d)) {
+            dirs.push(d);
+        }
+    }
+    for d in dirs {
+        fsync_dir(d).map_err(|e| (d.to_path_buf(), e))?;
+    }
+    Ok(())
 }
 
 impl LocalBackend {
@@ -358,20 +364,8 @@ impl LocalBackend {
         let Some(at) = all.iter().position(|(root, _)| *root == self.root) else {
             return Ok(());
         };
-        let mut dirs: Vec<&Path> = Vec::new();
-        for p in &all[at].1 {
-            match fs::File::open(p).and_then(|f| f.sync_all()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("syncing {}", p.display()), e)),
-            }
-            if let Some(d) = p.parent().filter(|d| !dirs.contains(d)) {
-                dirs.push(d);
-            }
-        }
-        for d in dirs {
-            fsync_dir(d).map_err(|e| Error::io(format!("syncing {}", d.display()), e))?;
-        }
+        sync_packs(&all[at].1)
+            .map_err(|(p, e)| Error::io(format!("syncing {}", p.display()), e))?;
         all.swap_remove(at);
         Ok(())
     }

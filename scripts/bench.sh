@@ -14,7 +14,8 @@
 #   snapshots     list the snapshots (open + read the snapshot files)
 #   restore       restore of the mixed snapshot into a tmpfs (the tools alone; the
 #                 repository read into the page cache before, for both)
-#   restore-disk  the same onto the disk (ext4 under BENCH_DIR; `sync` before, untimed)
+#   restore-disk  the same onto the disk (ext4 under BENCH_DIR; `sync` before, untimed), each
+#                 run into a new directory (see DISK_DIR)
 #   restore-one   restore of one 1-64 KiB file of it: `restore ID --target T --include /path`
 #   check         check --read-data
 #   forget        forget of the mixed snapshot, after a second backup of the mixed data
@@ -40,6 +41,17 @@ mkdir -p "$BENCH_DIR"
 # restore goes to disk and the ratio is noisier. restore-disk measures the disk on purpose.
 RESTORE_DIR="$BENCH_DIR/restore"
 DISK_DIR="$BENCH_DIR/restore-disk"
+# Each restore onto the disk goes to its own directory, all removed only at the end
+# (RUNS x 2 x BENCH_GIB of disk meanwhile). ext4 without a journal (this VM's root) skips
+# inodes deleted in the last 60 s (300 s while their table block is dirty) when it
+# allocates one (`recently_deleted`, fs/ext4/ialloc.c): a restore of 54k files started
+# seconds after the previous one was deleted spent ~1 s more in the kernel scanning past
+# them (`perf`: find_get_block_common, recently_deleted; 1.50 s fresh, 2.47 s right after
+# an `rm -rf`), the same second for both tools, whichever ran last.
+if [ -n "$(ls -A "$DISK_DIR" 2>/dev/null)" ]; then
+  echo "removing the previous bench's restores from $DISK_DIR, then 61 s for ext4 to forget them"
+  rm -rf "${DISK_DIR:?}"/*; sync; sleep 61
+fi
 mkdir -p "$RESTORE_DIR" "$DISK_DIR"
 if [ "$(id -u)" = 0 ] && ! mountpoint -q "$RESTORE_DIR"; then
   mount -t tmpfs -o size=4g tmpfs "$RESTORE_DIR" && trap 'umount "$RESTORE_DIR"' EXIT
@@ -59,9 +71,9 @@ LOADS="$BENCH_DIR/loads.txt"
 source scripts/bench-lib.sh
 
 run_tool() {
-  local tool=$1 bin repo target disk
-  repo="$BENCH_DIR/repo-$tool"; target="$RESTORE_DIR/$tool"; disk="$DISK_DIR/$tool"
-  rm -rf "$repo" "$target" "$disk" "$RESTIC_CACHE_DIR"
+  local tool=$1 run=$2 bin repo target disk
+  repo="$BENCH_DIR/repo-$tool"; target="$RESTORE_DIR/$tool"; disk="$DISK_DIR/$tool-$run"
+  rm -rf "$repo" "$target" "$RESTIC_CACHE_DIR"
   if [ "$tool" = restic ]; then bin=(restic --no-cache -q); else bin=("$CAIRN" -q); fi
   "${bin[@]}" -r "$repo" init >/dev/null
   measure "$tool" backup "${bin[@]}" -r "$repo" backup "$BENCH_DIR/mixed"
@@ -79,7 +91,7 @@ run_tool() {
   rm -rf "$target"
   sync
   measure "$tool" restore-disk "${bin[@]}" -r "$repo" restore "$snap" --target "$disk"
-  rm -rf "$disk"
+  # Kept until the end (see DISK_DIR above): deleting it now would slow the next restore.
   sync
   measure "$tool" restore-one "${bin[@]}" -r "$repo" restore "$snap" --target "$target" --include "$ONE"
   cmp -s "$ONE" "$target$ONE" || { echo "$tool restore-one: $target$ONE missing or different" >&2; exit 1; }
@@ -105,7 +117,7 @@ find "$BENCH_DIR/mixed" "$BENCH_DIR/small" -type f -exec cat {} + > /dev/null
 for i in $(seq 1 "$RUNS"); do
   load=$(cut -d' ' -f1 /proc/loadavg); echo -n "$load " >> "$LOADS"
   echo "run $i/$RUNS (load average $load)"
-  if [ $((i % 2)) = 1 ]; then run_tool cairn; run_tool restic; else run_tool restic; run_tool cairn; fi
+  if [ $((i % 2)) = 1 ]; then run_tool cairn "$i"; run_tool restic "$i"; else run_tool restic "$i"; run_tool cairn "$i"; fi
 done
 
 # Targets of issue 15 (restic time / cairn time); steps without one are reported only.
@@ -113,3 +125,4 @@ summary "data: $BENCH_GIB GiB mixed, $SMALL_FILES small files; $RUNS runs, load 
   backup:3 nochange:6 snapshots restore:3 restore-disk:3 restore-one check:4 forget prune:4 \
   forget+prune rewrite prune2
 repo_size_summary "$SIZES" 3
+rm -rf "${DISK_DIR:?}"/*

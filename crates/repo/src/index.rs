@@ -171,7 +171,11 @@ impl Deferred {
             return Ok(true);
         }
         let found = if self.whole() {
-            self.whole_table().map(|t| t.contains(id))
+            self.table();
+            self.loaded
+                .get()
+                .and_then(Option::as_ref)
+                .map(|t| t.contains(id))
         } else {
             self.table.contains(id)
         };
@@ -182,19 +186,17 @@ impl Deferred {
     /// whole.
     fn find(&self, id: &Id) -> crate::error::Result<Option<Location>> {
         let found = if self.whole() {
-            self.whole_table().map(|t| t.find(id))
+            self.table();
+            self.loaded
+                .get()
+                .and_then(Option::as_ref)
+                .map(|t| t.find(id))
         } else {
             self.table
                 .find(id)
                 .map(|loc| loc.or_else(|| self.pending.get(id).copied()))
         };
         found.ok_or_else(cache_changed)
-    }
-
-    /// The whole table, read now if not yet; None if it could not be read again.
-    fn whole_table(&self) -> Option<&Table> {
-        self.table();
-        self.loaded.get().and_then(Option::as_ref)
     }
 
     /// Whether this lookup goes to the whole table (read already, or past the limit).

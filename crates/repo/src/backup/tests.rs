@@ -425,30 +425,4 @@ fn a_restore_of_one_file_looks_its_blobs_up_with_the_data_index_on_disk() {
             std::fs::read(src.join(&name)).unwrap()
         );
     }
-
-    // A backup that looked its blobs up on disk leaves the cached snapshot as it was: the
-    // next reading command parses the new index file and still leaves the table on disk;
-    // the new blobs are found among the pending entries.
-    std::fs::write(src.join("f7"), "changed").unwrap();
-    let changed = run(&repo, &src, ParentChoice::Latest);
-    assert_eq!(changed.files_changed, 1);
-    let index = repo.load_index_for_reading().unwrap();
-    assert!(index.data_deferred(), "{:?}", index.source());
-    assert!(index.source().parsed >= 1, "{:?}", index.source());
-    let tree = crate::snapshot::Snapshot::load(&repo, changed.snapshot_id.as_ref().unwrap())
-        .unwrap()
-        .tree;
-    let opts = crate::restore::RestoreOptions {
-        target: dir.path().join("changed"),
-        include: crate::exclude::PatternSet::new(std::slice::from_ref(&one), false).unwrap(),
-        threads: 2,
-        ..Default::default()
-    };
-    let s = crate::restore::restore_with_index(&repo, &index, tree, &opts, &progress).unwrap();
-    assert!(s.errors.is_empty(), "{:?}", s.errors);
-    let restored = std::fs::read(dir.path().join("changed").join(one.trim_start_matches('/')));
-    assert_eq!(restored.unwrap(), b"changed");
-    assert!(index.data_deferred());
-    index.ensure_complete().unwrap();
-    assert_eq!(index_contents(&index), index_contents(&full_parse(&repo)));
 }

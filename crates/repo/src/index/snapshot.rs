@@ -369,36 +369,33 @@ fn read_with(
     }
     // The pack sizes it was built with must still be the listed ones.
     let mut index = loaded.index;
-    if let Some(sizes) = sizes {
-        if !index.adopt_listed_sizes(sizes) {
-            return None;
+    let Some(sizes) = sizes else {
+        return Some(Loaded {
+            covered: loaded.covered,
+            index,
+        });
+    };
+    let mut taken = Vec::with_capacity(index.packs.len());
+    let mut same = true;
+    for (id, want) in index.packs.iter().zip(&index.sizes) {
+        let now = sizes.remove(id);
+        if let Some(s) = now {
+            taken.push((*id, s));
+        }
+        if now.unwrap_or(super::NO_SIZE) != *want {
+            same = false;
+            break;
         }
     }
+    if !same {
+        sizes.extend(taken);
+        return None;
+    }
+    index.other_sizes = std::mem::take(sizes);
     Some(Loaded {
         covered: loaded.covered,
         index,
     })
-}
-
-impl Index {
-    /// Whether every pack of this index (loaded from a snapshot) still has the size it
-    /// was built with in `sizes` (as listed now); if so the sizes move into the index,
-    /// else `sizes` is left as it was.
-    pub(crate) fn adopt_listed_sizes(&mut self, sizes: &mut HashMap<Id, u64>) -> bool {
-        let mut taken = Vec::with_capacity(self.packs.len());
-        for (id, want) in self.packs.iter().zip(&self.sizes) {
-            let now = sizes.remove(id);
-            if let Some(s) = now {
-                taken.push((*id, s));
-            }
-            if now.unwrap_or(super::NO_SIZE) != *want {
-                sizes.extend(taken);
-                return false;
-            }
-        }
-        self.other_sizes = std::mem::take(sizes);
-        true
-    }
 }
 
 /// A data table skipped by [`read_body`]: where it is and what a lookup needs of it.

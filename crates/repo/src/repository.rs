@@ -510,7 +510,7 @@ impl Repository {
             &key,
             &self.config.id,
             &listed,
-            Some(&mut sizes),
+            &mut sizes,
         ) else {
             return full(self);
         };
@@ -671,28 +671,18 @@ impl Repository {
         let _ = crate::index::snapshot::write(&path, &key, &self.config.id, &covered, &index);
     }
 
-    /// The index for commands that only read blobs (ls, cat, dump, restore, browse): from
-    /// the cached snapshot without listing the packs when the snapshot covers every index
-    /// file, taking the pack sizes it recorded (a pack damaged since is still caught when
-    /// read: `load_blob` checks the blob against its pack's size and verifies its
-    /// contents, a restore each blob), with its data table left on disk (see
-    /// `index::snapshot::deferred`): a listing looks up no data blob, a restore of one
-    /// file a few, and a restore of many reads the table whole
-    /// ([`Index::expect_data_lookups`]). Else as [`Repository::load_index`]. Check,
-    /// prune, repair and backup use `load_index`, which checks every entry against the
-    /// pack sizes listed now.
+    /// The index for commands that only read blobs (ls, browse, dump): from the cached
+    /// snapshot without listing the packs when the snapshot covers every index file,
+    /// taking the pack sizes it recorded (a pack damaged since is still caught when read:
+    /// `load_blob` checks the blob against its pack's size and verifies its contents);
+    /// else as [`Repository::load_index`]. Check, prune, repair and backup use
+    /// `load_index`, which checks every entry against the pack sizes listed now.
     pub fn load_index_for_reading(&self) -> Result<Index> {
         let ids = self.list_ids(FileType::Index)?;
         if let Some(p) = self.index_snapshot_path() {
             let key = crate::index::snapshot::mac_key(&self.key);
             let listed: std::collections::HashSet<Id> = ids.iter().copied().collect();
-            let loaded = crate::index::snapshot::read_deferring_data(
-                &p,
-                &key,
-                &self.config.id,
-                &listed,
-                None,
-            );
+            let loaded = crate::index::snapshot::read(&p, &key, &self.config.id, &listed, None);
             if let Some(l) = loaded.filter(|l| l.covered.len() == listed.len()) {
                 let mut index = l.index;
                 index.set_source(crate::index::IndexSource {

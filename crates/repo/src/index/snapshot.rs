@@ -315,19 +315,18 @@ pub fn read(
     read_with(path, key, repo_id, listed, sizes, false)
 }
 
-/// As [`read`], but the data table is only authenticated, not kept: the index holds it
-/// deferred, looked up on disk and read whole when many lookups come (a backup whose
-/// parent's blobs are vouched for needs data entries only to deduplicate changed files,
-/// see `Repository::load_index_for_backup`; `ls` needs none, a restore of one file a few,
-/// see `Repository::load_index_for_reading`).
+/// As [`read`] with the pack sizes checked, but the data table is only authenticated, not
+/// kept: the index holds it deferred, read on first use (a backup whose parent's blobs are
+/// vouched for needs data entries only to deduplicate changed files; see
+/// `Repository::load_index_for_backup`).
 pub fn read_deferring_data(
     path: &Path,
     key: &[u8; 32],
     repo_id: &str,
     listed: &HashSet<Id>,
-    sizes: Option<&mut HashMap<Id, u64>>,
+    sizes: &mut HashMap<Id, u64>,
 ) -> Option<Loaded> {
-    read_with(path, key, repo_id, listed, sizes, true)
+    read_with(path, key, repo_id, listed, Some(sizes), true)
 }
 
 fn read_with(
@@ -553,7 +552,6 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<(Table, Layou
     if n != widths.bytes_for(id_bytes / (32 - prefix)) {
         return None;
     }
-    let locs_at = r.left;
     let mut locs = Vec::new();
     if keep {
         locs = vec![0u8; n + PAD];
@@ -562,6 +560,11 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<(Table, Layou
         r.skip(n as u64)?;
     }
     let n = r.count(ESCAPE_LEN as u64)?;
+    if !keep {
+        r.skip(n as u64 * ESCAPE_LEN as u64)?;
+        let layout = Layout::new(prefix, starts, ids_at, id_bytes)?;
+        return Some((Table::default(), layout));
+    }
     let mut escapes = Vec::with_capacity(n);
     for _ in 0..n {
         let pos = r.u32()?;
@@ -572,11 +575,6 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<(Table, Layou
             uncompressed_length: r.u32()?,
         };
         escapes.push((pos, loc));
-    }
-    if !keep {
-        // The escapes stay in memory (a handful: locations past the table's widths).
-        let layout = Layout::new(prefix, starts, id_bytes, widths, escapes, [ids_at, locs_at])?;
-        return Some((Table::default(), layout));
     }
     // Starts, lengths and escapes are checked there.
     let table = Table::from_parts(prefix, starts, ids, widths, locs, escapes)?;

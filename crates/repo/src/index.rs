@@ -170,21 +170,40 @@ impl Deferred {
         if self.pending.contains_key(id) {
             return Ok(true);
         }
-        let whole = self.loaded.get().is_some()
-            || self
-                .lookups
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                >= self.on_disk_limit();
-        let found = if whole {
-            self.table();
-            self.loaded
-                .get()
-                .and_then(Option::as_ref)
-                .map(|t| t.contains(id))
+        let found = if self.whole() {
+            self.whole_table().map(|t| t.contains(id))
         } else {
             self.table.contains(id)
         };
         found.ok_or_else(cache_changed)
+    }
+
+    /// The location of `id`: the table's entry wins over a pending one, as when it is read
+    /// whole.
+    fn find(&self, id: &Id) -> crate::error::Result<Option<Location>> {
+        let found = if self.whole() {
+            self.whole_table().map(|t| t.find(id))
+        } else {
+            self.table
+                .find(id)
+                .map(|loc| loc.or_else(|| self.pending.get(id).copied()))
+        };
+        found.ok_or_else(cache_changed)
+    }
+
+    /// The whole table, read now if not yet; None if it could not be read again.
+    fn whole_table(&self) -> Option<&Table> {
+        self.table();
+        self.loaded.get().and_then(Option::as_ref)
+    }
+
+    /// Whether this lookup goes to the whole table (read already, or past the limit).
+    fn whole(&self) -> bool {
+        self.loaded.get().is_some()
+            || self
+                .lookups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                >= self.on_disk_limit()
     }
 }
 
@@ -233,6 +252,16 @@ impl Index {
             lookups: std::sync::atomic::AtomicUsize::new(0),
             loaded: std::sync::OnceLock::new(),
         }));
+    }
+
+    /// A hint that about `n` data blobs will be looked up: a deferred data table is read
+    /// whole now when that is more than its lookups on disk are worth (a restore of a
+    /// whole snapshot), and left on disk for a few (one file, a directory listing).
+    pub fn expect_data_lookups(&self, n: usize) -> crate::error::Result<()> {
+        match &self.deferred {
+            Some(d) if n > d.on_disk_limit() => self.ensure_complete(),
+            _ => Ok(()),
+        }
     }
 
     /// Whether the data table is deferred and not read whole yet.
@@ -558,8 +587,14 @@ impl Index {
         self.has_checked(t, id).unwrap_or(false)
     }
 
+    /// Where a blob is. A deferred data table answers from disk (until the lookups pass
+    /// its limit); one that cannot be read again as it was authenticated answers None, as
+    /// for a blob not indexed (see [`Index::has_checked`]).
     pub fn get(&self, t: BlobType, id: &Id) -> Option<BlobLocation> {
-        let loc = self.table(t).find(id)?;
+        let loc = match (t, &self.deferred) {
+            (BlobType::Data, Some(d)) => d.find(id).ok()??,
+            _ => self.table(t).find(id)?,
+        };
         Some(BlobLocation {
             pack: *self.packs.get(loc.pack as usize)?,
             blob: PackedBlob {

@@ -488,9 +488,7 @@ impl Repository {
     /// snapshot) the whole index as [`Repository::load_index`] loads it, not vouched.
     pub fn load_index_for_backup(&self, parent: Option<&Id>) -> Result<(Index, bool)> {
         let full = |me: &Self| Ok((me.load_index()?, false));
-        let (Some(parent), Some(dir), Some(path)) =
-            (parent, self.local_cache_dir(), self.index_snapshot_path())
-        else {
+        let (Some(parent), Some(dir)) = (parent, self.local_cache_dir()) else {
             return full(self);
         };
         let key = crate::index::snapshot::mac_key(&self.key);
@@ -504,15 +502,44 @@ impl Repository {
         if !vouchers.iter().all(|id| listed.contains(id)) {
             return full(self);
         }
+        match self.load_index_deferring(ids, false, None)? {
+            Some(index) => Ok((index, true)),
+            None => full(self),
+        }
+    }
+
+    /// The index with the cached snapshot's data table left on disk, the index files it
+    /// does not cover parsed (their data entries pending), every entry checked against the
+    /// pack sizes listed now. None (the caller loads it whole) without a usable snapshot,
+    /// with a refused entry (a backup's voucher cannot stand then), or, when `rewrite` is
+    /// set, when the files not covered are many enough for [`Repository::load_index`] to
+    /// write a new snapshot (a reading command leaves that to it).
+    ///
+    /// `read`: the snapshot read already, deferring, without the sizes checked.
+    fn load_index_deferring(
+        &self,
+        ids: Vec<Id>,
+        rewrite: bool,
+        read: Option<crate::index::snapshot::Loaded>,
+    ) -> Result<Option<Index>> {
+        let Some(path) = self.index_snapshot_path() else {
+            return Ok(None);
+        };
+        let key = crate::index::snapshot::mac_key(&self.key);
+        let listed: std::collections::HashSet<Id> = ids.iter().copied().collect();
         let mut sizes = self.pack_sizes()?;
-        let Some(base) = crate::index::snapshot::read_deferring_data(
-            &path,
-            &key,
-            &self.config.id,
-            &listed,
-            &mut sizes,
-        ) else {
-            return full(self);
+        let base = match read {
+            Some(mut l) => l.index.adopt_listed_sizes(&mut sizes).then_some(l),
+            None => crate::index::snapshot::read_deferring_data(
+                &path,
+                &key,
+                &self.config.id,
+                &listed,
+                Some(&mut sizes),
+            ),
+        };
+        let Some(base) = base else {
+            return Ok(None);
         };
         let have: std::collections::HashSet<Id> = base.covered.iter().copied().collect();
         let todo: Vec<Id> = ids
@@ -522,14 +549,23 @@ impl Repository {
             .collect();
         let files = self.parse_index_files(todo.clone())?;
         let mut index = base.index;
+        if rewrite {
+            let new_blobs: usize = files
+                .iter()
+                .flat_map(|f| &f.packs)
+                .map(|p| p.blobs.len())
+                .sum();
+            let held = index.blob_count(BlobType::Data) + index.blob_count(BlobType::Tree);
+            if snapshot_worth_rewriting(todo.len(), new_blobs, held) {
+                return Ok(None);
+            }
+        }
         for f in &files {
             index.add_file(f);
         }
         drop(files);
         if !index.damaged_entries().is_empty() {
-            // A refused entry may be one of the parent's blobs: check every file.
-            drop(index);
-            return full(self);
+            return Ok(None);
         }
         index.set_source(crate::index::IndexSource {
             from_snapshot: base.covered.len(),
@@ -539,7 +575,7 @@ impl Repository {
         index.set_covered(ids);
         self.backend
             .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
-        Ok((index, true))
+        Ok(Some(index))
     }
 
     /// Records that every data blob of the snapshot `snapshot` is in one of `files` (index
@@ -671,31 +707,49 @@ impl Repository {
         let _ = crate::index::snapshot::write(&path, &key, &self.config.id, &covered, &index);
     }
 
-    /// The index for commands that only read blobs (ls, browse, dump): from the cached
-    /// snapshot without listing the packs when the snapshot covers every index file,
-    /// taking the pack sizes it recorded (a pack damaged since is still caught when read:
-    /// `load_blob` checks the blob against its pack's size and verifies its contents);
-    /// else as [`Repository::load_index`]. Check, prune, repair and backup use
-    /// `load_index`, which checks every entry against the pack sizes listed now.
+    /// The index for commands that only read blobs (ls, cat, dump, restore, browse): from
+    /// the cached snapshot without listing the packs when the snapshot covers every index
+    /// file, taking the pack sizes it recorded (a pack damaged since is still caught when
+    /// read: `load_blob` checks the blob against its pack's size and verifies its
+    /// contents, a restore each blob), with its data table left on disk (see
+    /// `index::snapshot::deferred`): a listing looks up no data blob, a restore of one
+    /// file a few, and a restore of many reads the table whole
+    /// ([`Index::expect_data_lookups`]). Index files written since the snapshot (a
+    /// backup that looked blobs up on disk leaves the snapshot as it was) are parsed and
+    /// the packs listed, the data table still on disk; many of them, or no usable
+    /// snapshot: as [`Repository::load_index`], which writes a new one. Check, prune,
+    /// repair and backup use `load_index`, which checks every entry against the pack
+    /// sizes listed now.
     pub fn load_index_for_reading(&self) -> Result<Index> {
         let ids = self.list_ids(FileType::Index)?;
-        if let Some(p) = self.index_snapshot_path() {
-            let key = crate::index::snapshot::mac_key(&self.key);
-            let listed: std::collections::HashSet<Id> = ids.iter().copied().collect();
-            let loaded = crate::index::snapshot::read(&p, &key, &self.config.id, &listed, None);
-            if let Some(l) = loaded.filter(|l| l.covered.len() == listed.len()) {
-                let mut index = l.index;
-                index.set_source(crate::index::IndexSource {
-                    from_snapshot: l.covered.len(),
-                    parsed: 0,
-                    snapshot_written: false,
-                });
-                self.backend
-                    .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
-                return Ok(index);
-            }
+        let Some(p) = self.index_snapshot_path() else {
+            return self.load_index();
+        };
+        let key = crate::index::snapshot::mac_key(&self.key);
+        let listed: std::collections::HashSet<Id> = ids.iter().copied().collect();
+        let Some(l) =
+            crate::index::snapshot::read_deferring_data(&p, &key, &self.config.id, &listed, None)
+        else {
+            return self.load_index();
+        };
+        if l.covered.len() == listed.len() {
+            let mut index = l.index;
+            index.set_source(crate::index::IndexSource {
+                from_snapshot: l.covered.len(),
+                parsed: 0,
+                snapshot_written: false,
+            });
+            self.backend
+                .set_tree_packs(index.tree_packs().iter().map(Id::to_hex).collect());
+            return Ok(index);
         }
-        self.load_index()
+        // Index files written since the snapshot (a backup that deduplicated nothing
+        // leaves its snapshot as it was): parsed, the packs listed, the data table still
+        // on disk; many of them: loaded whole, and the snapshot rewritten.
+        match self.load_index_deferring(ids, true, Some(l))? {
+            Some(index) => Ok(index),
+            None => self.load_index(),
+        }
     }
 
     /// Reads one blob through the index, verified.

@@ -39,7 +39,8 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         "blob" | "tree" => {
             let id = cairn_repo::Id::parse(need_id()?)
                 .ok_or_else(|| anyhow::anyhow!("give the full 64-digit blob id"))?;
-            let index = repo.load_index()?;
+            // One lookup: the data index stays on disk.
+            let index = repo.load_index_for_reading()?;
             let t = if a.kind == "tree" || index.has(BlobType::Tree, &id) {
                 BlobType::Tree
             } else {

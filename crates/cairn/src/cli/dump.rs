@@ -46,7 +46,8 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         tags: a.tag.clone(),
     };
     let snap = Snapshot::find(&repo, spec, &filter)?;
-    let index = repo.load_index()?;
+    // One file looks up its blobs on disk; a large tree reads the data index whole.
+    let index = repo.load_index_for_reading()?;
     let trees = Trees::new(&repo, &index);
     let path = format!("{sub}/{}", a.path.trim_start_matches('/'));
     let stdout = std::io::stdout();

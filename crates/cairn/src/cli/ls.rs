@@ -134,7 +134,8 @@ pub fn run(g: &GlobalOpts, a: &Args) -> Result<u8> {
         Err(e) => return Err(e.into()),
     };
     a.plan.check(&snap)?;
-    let index = repo.load_index()?;
+    // A listing looks up trees only: the data index stays on disk.
+    let index = repo.load_index_for_reading()?;
     let trees = Trees::new(&repo, &index);
     let dirs: Vec<String> = a
         .dirs

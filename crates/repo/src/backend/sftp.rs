@@ -17,17 +17,48 @@ use super::{Backend, FileInfo, FileType};
 use crate::error::{Error, Kind, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[cfg(test)]
-mod tests;
-mod wire;
+// Packet types (draft-ietf-secsh-filexfer-02, SFTP v3).
+const FXP_INIT: u8 = 1;
+const FXP_VERSION: u8 = 2;
+const FXP_OPEN: u8 = 3;
+const FXP_CLOSE: u8 = 4;
+const FXP_READ: u8 = 5;
+const FXP_WRITE: u8 = 6;
+const FXP_FSTAT: u8 = 8;
+const FXP_OPENDIR: u8 = 11;
+const FXP_READDIR: u8 = 12;
+const FXP_REMOVE: u8 = 13;
+const FXP_MKDIR: u8 = 14;
+const FXP_STAT: u8 = 17;
+const FXP_RENAME: u8 = 18;
+const FXP_STATUS: u8 = 101;
+const FXP_HANDLE: u8 = 102;
+const FXP_DATA: u8 = 103;
+const FXP_NAME: u8 = 104;
+const FXP_ATTRS: u8 = 105;
+const FXP_EXTENDED: u8 = 200;
 
-use wire::*;
+const FX_OK: u32 = 0;
+const FX_EOF: u32 = 1;
+const FX_NO_SUCH_FILE: u32 = 2;
+const FX_PERMISSION_DENIED: u32 = 3;
+
+const OPEN_READ: u32 = 0x1;
+const OPEN_WRITE: u32 = 0x2;
+const OPEN_CREAT: u32 = 0x8;
+const OPEN_TRUNC: u32 = 0x10;
+
+const ATTR_SIZE: u32 = 0x1;
+const ATTR_UIDGID: u32 = 0x2;
+const ATTR_PERMISSIONS: u32 = 0x4;
+const ATTR_ACMODTIME: u32 = 0x8;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
 
 /// Bytes per READ/WRITE request (every SFTP server accepts 32 KiB; OpenSSH up to 255 KiB).
 const CHUNK: usize = 64 * 1024;
@@ -690,6 +721,175 @@ fn last_lines(s: &str) -> String {
     lines[lines.len().saturating_sub(3)..].join(" / ")
 }
 
+fn unexpected(typ: u8, what: &str) -> Error {
+    Error::new(
+        Kind::Io,
+        format!("{what}: unexpected SFTP reply type {typ}"),
+    )
+}
+
+fn status_code(data: &[u8]) -> Result<u32> {
+    Reader::new(data).u32()
+}
+
+fn status_result(data: &[u8], what: &str) -> Result<()> {
+    let mut r = Reader::new(data);
+    let code = r.u32()?;
+    let msg = r
+        .string()
+        .map(|m| String::from_utf8_lossy(&m).into_owned())
+        .unwrap_or_default();
+    match code {
+        FX_OK => Ok(()),
+        FX_EOF => Err(Error::new(
+            Kind::Io,
+            format!("{what}: unexpected end of file"),
+        )),
+        FX_NO_SUCH_FILE => Err(Error::not_found(format!("{what}: no such file"))),
+        FX_PERMISSION_DENIED => Err(Error::new(
+            Kind::Auth,
+            format!("{what}: permission denied on the SFTP server"),
+        )),
+        _ => Err(Error::new(
+            Kind::Io,
+            format!("{what}: SFTP error {code}: {msg}"),
+        )),
+    }
+}
+
+#[derive(Default, Debug)]
+struct Attrs {
+    size: Option<u64>,
+    perms: Option<u32>,
+}
+
+impl Attrs {
+    fn parse(r: &mut Reader) -> Result<Attrs> {
+        let flags = r.u32()?;
+        let mut a = Attrs::default();
+        if flags & ATTR_SIZE != 0 {
+            a.size = Some(r.u64()?);
+        }
+        if flags & ATTR_UIDGID != 0 {
+            r.u32()?;
+            r.u32()?;
+        }
+        if flags & ATTR_PERMISSIONS != 0 {
+            a.perms = Some(r.u32()?);
+        }
+        if flags & ATTR_ACMODTIME != 0 {
+            r.u32()?;
+            r.u32()?;
+        }
+        if flags & ATTR_EXTENDED != 0 {
+            let n = r.u32()?;
+            for _ in 0..n {
+                r.string()?;
+                r.string()?;
+            }
+        }
+        Ok(a)
+    }
+
+    fn is_file(&self) -> bool {
+        self.perms.is_none_or(|p| p & 0o170000 == 0o100000)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.perms.is_some_and(|p| p & 0o170000 == 0o040000)
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Reader { b }
+    }
+    fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.b.len() < n {
+            return Err(Error::new(Kind::Io, "malformed SFTP packet (truncated)"));
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(((self.u32()? as u64) << 32) | self.u32()? as u64)
+    }
+    fn bytes_ref(&mut self) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Result<Vec<u8>> {
+        Ok(self.bytes_ref()?.to_vec())
+    }
+}
+
+fn put_u32(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+fn put_u64(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(&v.to_be_bytes());
+}
+fn put_str(b: &mut Vec<u8>, s: &[u8]) {
+    put_u32(b, s.len() as u32);
+    b.extend_from_slice(s);
+}
+
+fn write_packet(w: &mut impl Write, typ: u8, body: &[u8]) -> std::io::Result<()> {
+    let mut head = [0u8; 5];
+    head[..4].copy_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    head[4] = typ;
+    w.write_all(&head)?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+fn read_packet(r: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > 1 << 24 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bad SFTP packet length",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    let typ = buf[0];
+    buf.remove(0);
+    Ok((typ, buf))
+}
+
+/// The first packet, with a deadline: a login that hangs must not hang us.
+fn read_packet_timeout(
+    r: &mut std::process::ChildStdout,
+    timeout: Duration,
+) -> std::io::Result<(u8, Vec<u8>)> {
+    use std::os::fd::AsFd;
+    let fd = r.as_fd();
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+        Ok(n) if n > 0 => read_packet(r),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the SFTP server",
+        )),
+    }
+}
+
 pub struct SftpBackend {
     spec: Spec,
     argv: Vec<String>,
@@ -987,5 +1187,226 @@ impl Backend for SftpBackend {
                 _ => Ok(()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_sftp_forms_parse() {
+        let s = Spec::parse("user@host:/srv/restic-repo").unwrap();
+        assert_eq!(
+            s,
+            Spec {
+                user: Some("user".into()),
+                host: "host".into(),
+                port: None,
+                path: "/srv/restic-repo".into()
+            }
+        );
+        let s = Spec::parse("nas:backups/repo").unwrap();
+        assert_eq!(
+            (s.user, s.host.as_str(), s.path.as_str()),
+            (None, "nas", "backups/repo")
+        );
+        let s = Spec::parse("//u@h:2222/abs/path").unwrap();
+        assert_eq!((s.port, s.path.as_str()), (Some(2222), "/abs/path"));
+        assert!(Spec::parse("hostonly").is_err());
+    }
+
+    fn name_reply(names: &[&str]) -> Packet {
+        let mut data = Vec::new();
+        put_u32(&mut data, names.len() as u32);
+        for n in names {
+            put_str(&mut data, n.as_bytes());
+            put_str(&mut data, b"");
+            put_u32(&mut data, ATTR_SIZE);
+            put_u64(&mut data, 5);
+        }
+        Packet {
+            typ: FXP_NAME,
+            data,
+        }
+    }
+
+    /// A fake server answering READDIR with `reply` forever; the test gives up (an error
+    /// the listing would pass on) after many calls, so a missing cap fails instead of hanging.
+    fn endless(reply: Packet, calls: &mut u32) -> impl FnMut() -> Result<Packet> + '_ {
+        move || {
+            *calls += 1;
+            if *calls > 100_000 {
+                return Err(Error::new(Kind::Network, "test: the listing never stopped"));
+            }
+            Ok(Packet {
+                typ: reply.typ,
+                data: reply.data.clone(),
+            })
+        }
+    }
+
+    #[test]
+    fn listing_collects_names_until_eof() {
+        let mut replies = vec![
+            name_reply(&[".", "..", "a", "b"]),
+            name_reply(&["c"]),
+            Packet {
+                typ: FXP_STATUS,
+                data: [FX_EOF.to_be_bytes().as_slice(), &[0; 8]].concat(),
+            },
+        ]
+        .into_iter();
+        let got = read_dir_replies("d", 10, || {
+            Ok(replies.next().expect("no READDIR after EOF"))
+        })
+        .unwrap();
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(got[0].1.size, Some(5));
+    }
+
+    #[test]
+    fn listing_stops_when_the_server_answers_empty_names_forever() {
+        let mut calls = 0;
+        let err = read_dir_replies("d", 10, endless(name_reply(&[]), &mut calls)).unwrap_err();
+        assert_eq!(err.kind(), Kind::Io, "{err}");
+        assert!(err.to_string().contains("does not end"), "{err}");
+        assert!(calls <= MAX_EMPTY_READDIRS + 1, "{calls} READDIRs");
+    }
+
+    #[test]
+    fn listing_stops_at_the_entry_cap() {
+        let mut calls = 0;
+        let reply = name_reply(&["a", "b", "c"]);
+        let err = read_dir_replies("d", 10, endless(reply, &mut calls)).unwrap_err();
+        assert!(err.to_string().contains("does not end"), "{err}");
+        assert_eq!(calls, 4);
+    }
+
+    /// An SFTP server in python3 that answers each request, in order, with the next of
+    /// `replies` (packet type, body after the id), putting in the request's id; it exits
+    /// when the replies are used up. Returns the `sftp.command` that starts it.
+    fn scripted_server(dir: &std::path::Path, replies: &[(u8, Vec<u8>)]) -> String {
+        let mut script = Vec::new();
+        for (typ, body) in replies {
+            script.push(*typ);
+            put_str(&mut script, body);
+        }
+        std::fs::write(dir.join("replies"), script).unwrap();
+        std::fs::write(
+            dir.join("server.py"),
+            r#"
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+at, first = 0, True
+while at < len(raw):
+    typ, n = raw[at], struct.unpack(">I", raw[at + 1:at + 5])[0]
+    body = raw[at + 5:at + 5 + n]
+    at += 5 + n
+    head = inp.read(4)
+    if len(head) < 4:
+        break
+    req = inp.read(struct.unpack(">I", head)[0])
+    payload = (b"" if first else req[1:5]) + body
+    first = False
+    out.write(struct.pack(">I", len(payload) + 1) + bytes([typ]) + payload)
+    out.flush()
+"#,
+        )
+        .unwrap();
+        format!(
+            "python3 {} {}",
+            dir.join("server.py").display(),
+            dir.join("replies").display()
+        )
+    }
+
+    fn backend(command: &str) -> SftpBackend {
+        let retry = Retry {
+            max_time: Duration::ZERO,
+            first_wait: Duration::from_millis(1),
+            max_wait: Duration::from_millis(1),
+        };
+        SftpBackend::new(
+            Spec::parse("fake:/repo").unwrap(),
+            Some(command),
+            None,
+            retry,
+            Arc::new(Limits::new(None, None)),
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    }
+
+    /// Found by the `sftp` fuzz target: a whole-file read allocated the size FSTAT
+    /// reported, so a server claiming 2^64-1 bytes made cairn panic (capacity overflow)
+    /// and one claiming terabytes made it abort for lack of memory.
+    #[test]
+    fn whole_file_read_refuses_a_size_no_file_of_its_type_has() {
+        for (t, size) in [
+            (FileType::Snapshot, u64::MAX),
+            (FileType::Snapshot, 1 << 40),
+            (FileType::Key, 2 << 20),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut attrs = Vec::new();
+            put_u32(&mut attrs, ATTR_SIZE);
+            put_u64(&mut attrs, size);
+            let mut handle = Vec::new();
+            put_str(&mut handle, b"h");
+            let mut ok = Vec::new();
+            put_u32(&mut ok, FX_OK);
+            let mut version = Vec::new();
+            put_u32(&mut version, 3);
+            let replies = [
+                (FXP_VERSION, version),
+                (FXP_HANDLE, handle),
+                (FXP_ATTRS, attrs),
+                (FXP_STATUS, ok),
+            ];
+            let be = backend(&scripted_server(dir.path(), &replies));
+            let err = be.read(t, &"ab".repeat(32)).unwrap_err();
+            assert_eq!(err.kind(), Kind::Corrupt, "{err}");
+            assert!(
+                err.to_string().contains(&format!("reports {size} bytes")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_file_read_through_a_scripted_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut attrs = Vec::new();
+        put_u32(&mut attrs, ATTR_SIZE);
+        put_u64(&mut attrs, 5);
+        let mut handle = Vec::new();
+        put_str(&mut handle, b"h");
+        let mut data = Vec::new();
+        put_str(&mut data, b"hello");
+        let mut ok = Vec::new();
+        put_u32(&mut ok, FX_OK);
+        let mut version = Vec::new();
+        put_u32(&mut version, 3);
+        let replies = [
+            (FXP_VERSION, version),
+            (FXP_HANDLE, handle),
+            (FXP_ATTRS, attrs),
+            (FXP_DATA, data),
+            (FXP_STATUS, ok),
+        ];
+        let be = backend(&scripted_server(dir.path(), &replies));
+        assert_eq!(be.read(FileType::Snapshot, "x").unwrap(), b"hello");
+    }
+
+    #[test]
+    fn sftp_command_splits_like_a_shell() {
+        assert_eq!(
+            shell_words("ssh -F '/tmp/my dir/cfg' host -s sftp"),
+            ["ssh", "-F", "/tmp/my dir/cfg", "host", "-s", "sftp"]
+        );
     }
 }

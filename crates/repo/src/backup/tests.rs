@@ -379,3 +379,76 @@ fn a_damaged_pack_or_a_changed_cache_is_never_trusted_for_vouching() {
     let writer = PackWriter::new(&repo, &index);
     assert!(writer.save(BlobType::Data, b"anything").is_err());
 }
+
+/// Reading commands leave the data index on disk: a restore of one file looks its blobs
+/// up there and writes it whole; a restore of everything with the same index reads the
+/// table whole first and writes every file.
+#[test]
+fn a_restore_of_one_file_looks_its_blobs_up_with_the_data_index_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, src, first) = cached_repo(dir.path());
+    let index = repo.load_index_for_reading().unwrap();
+    assert!(index.data_deferred(), "{:?}", index.source());
+    let tree = crate::snapshot::Snapshot::load(&repo, &first).unwrap().tree;
+    let one = format!("{}/f7", src.display());
+    let opts = crate::restore::RestoreOptions {
+        target: dir.path().join("one"),
+        include: crate::exclude::PatternSet::new(std::slice::from_ref(&one), false).unwrap(),
+        threads: 2,
+        ..Default::default()
+    };
+    let progress = crate::restore::Progress::default();
+    let s = crate::restore::restore_with_index(&repo, &index, tree, &opts, &progress).unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.files_restored, 1);
+    let restored = std::fs::read(dir.path().join("one").join(one.trim_start_matches('/')));
+    assert_eq!(restored.unwrap(), std::fs::read(src.join("f7")).unwrap());
+    assert!(
+        index.data_deferred(),
+        "one file's blobs were looked up on disk"
+    );
+
+    let opts = crate::restore::RestoreOptions {
+        target: dir.path().join("all"),
+        threads: 2,
+        ..Default::default()
+    };
+    let s = crate::restore::restore_with_index(&repo, &index, tree, &opts, &progress).unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.files_restored, 300);
+    assert!(!index.data_deferred(), "read whole for a whole snapshot");
+    let all = dir.path().join("all").join(src.strip_prefix("/").unwrap());
+    for i in [0, 150, 299] {
+        let name = format!("f{i}");
+        assert_eq!(
+            std::fs::read(all.join(&name)).unwrap(),
+            std::fs::read(src.join(&name)).unwrap()
+        );
+    }
+
+    // A backup that looked its blobs up on disk leaves the cached snapshot as it was: the
+    // next reading command parses the new index file and still leaves the table on disk;
+    // the new blobs are found among the pending entries.
+    std::fs::write(src.join("f7"), "changed").unwrap();
+    let changed = run(&repo, &src, ParentChoice::Latest);
+    assert_eq!(changed.files_changed, 1);
+    let index = repo.load_index_for_reading().unwrap();
+    assert!(index.data_deferred(), "{:?}", index.source());
+    assert!(index.source().parsed >= 1, "{:?}", index.source());
+    let tree = crate::snapshot::Snapshot::load(&repo, changed.snapshot_id.as_ref().unwrap())
+        .unwrap()
+        .tree;
+    let opts = crate::restore::RestoreOptions {
+        target: dir.path().join("changed"),
+        include: crate::exclude::PatternSet::new(std::slice::from_ref(&one), false).unwrap(),
+        threads: 2,
+        ..Default::default()
+    };
+    let s = crate::restore::restore_with_index(&repo, &index, tree, &opts, &progress).unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let restored = std::fs::read(dir.path().join("changed").join(one.trim_start_matches('/')));
+    assert_eq!(restored.unwrap(), b"changed");
+    assert!(index.data_deferred());
+    index.ensure_complete().unwrap();
+    assert_eq!(index_contents(&index), index_contents(&full_parse(&repo)));
+}

@@ -123,7 +123,12 @@ pub(super) fn get_bits(bytes: &[u8], pos: usize, stride: usize) -> Option<u128> 
     let bit = pos * stride;
     let at = bit / 8;
     let word: [u8; 16] = bytes.get(at..at + 16)?.try_into().ok()?;
-    Some((u128::from_le_bytes(word) >> (bit % 8)) & mask(stride))
+    Some(bits_in(word, bit % 8, stride))
+}
+
+/// The `stride`-bit value starting `shift` (under 8) bits into the 16 bytes of `window`.
+pub(super) fn bits_in(window: [u8; 16], shift: usize, stride: usize) -> u128 {
+    (u128::from_le_bytes(window) >> shift) & mask(stride)
 }
 
 /// Writes `value` (at most `stride` bits) at position `pos` of `bytes`, whose bits there

@@ -315,18 +315,19 @@ pub fn read(
     read_with(path, key, repo_id, listed, sizes, false)
 }
 
-/// As [`read`] with the pack sizes checked, but the data table is only authenticated, not
-/// kept: the index holds it deferred, read on first use (a backup whose parent's blobs are
-/// vouched for needs data entries only to deduplicate changed files; see
-/// `Repository::load_index_for_backup`).
+/// As [`read`], but the data table is only authenticated, not kept: the index holds it
+/// deferred, looked up on disk and read whole when many lookups come (a backup whose
+/// parent's blobs are vouched for needs data entries only to deduplicate changed files,
+/// see `Repository::load_index_for_backup`; `ls` needs none, a restore of one file a few,
+/// see `Repository::load_index_for_reading`).
 pub fn read_deferring_data(
     path: &Path,
     key: &[u8; 32],
     repo_id: &str,
     listed: &HashSet<Id>,
-    sizes: &mut HashMap<Id, u64>,
+    sizes: Option<&mut HashMap<Id, u64>>,
 ) -> Option<Loaded> {
-    read_with(path, key, repo_id, listed, Some(sizes), true)
+    read_with(path, key, repo_id, listed, sizes, true)
 }
 
 fn read_with(
@@ -368,33 +369,36 @@ fn read_with(
     }
     // The pack sizes it was built with must still be the listed ones.
     let mut index = loaded.index;
-    let Some(sizes) = sizes else {
-        return Some(Loaded {
-            covered: loaded.covered,
-            index,
-        });
-    };
-    let mut taken = Vec::with_capacity(index.packs.len());
-    let mut same = true;
-    for (id, want) in index.packs.iter().zip(&index.sizes) {
-        let now = sizes.remove(id);
-        if let Some(s) = now {
-            taken.push((*id, s));
-        }
-        if now.unwrap_or(super::NO_SIZE) != *want {
-            same = false;
-            break;
+    if let Some(sizes) = sizes {
+        if !index.adopt_listed_sizes(sizes) {
+            return None;
         }
     }
-    if !same {
-        sizes.extend(taken);
-        return None;
-    }
-    index.other_sizes = std::mem::take(sizes);
     Some(Loaded {
         covered: loaded.covered,
         index,
     })
+}
+
+impl Index {
+    /// Whether every pack of this index (loaded from a snapshot) still has the size it
+    /// was built with in `sizes` (as listed now); if so the sizes move into the index,
+    /// else `sizes` is left as it was.
+    pub(crate) fn adopt_listed_sizes(&mut self, sizes: &mut HashMap<Id, u64>) -> bool {
+        let mut taken = Vec::with_capacity(self.packs.len());
+        for (id, want) in self.packs.iter().zip(&self.sizes) {
+            let now = sizes.remove(id);
+            if let Some(s) = now {
+                taken.push((*id, s));
+            }
+            if now.unwrap_or(super::NO_SIZE) != *want {
+                sizes.extend(taken);
+                return false;
+            }
+        }
+        self.other_sizes = std::mem::take(sizes);
+        true
+    }
 }
 
 /// A data table skipped by [`read_body`]: where it is and what a lookup needs of it.
@@ -552,6 +556,7 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<(Table, Layou
     if n != widths.bytes_for(id_bytes / (32 - prefix)) {
         return None;
     }
+    let locs_at = r.left;
     let mut locs = Vec::new();
     if keep {
         locs = vec![0u8; n + PAD];
@@ -560,11 +565,6 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<(Table, Layou
         r.skip(n as u64)?;
     }
     let n = r.count(ESCAPE_LEN as u64)?;
-    if !keep {
-        r.skip(n as u64 * ESCAPE_LEN as u64)?;
-        let layout = Layout::new(prefix, starts, ids_at, id_bytes)?;
-        return Some((Table::default(), layout));
-    }
     let mut escapes = Vec::with_capacity(n);
     for _ in 0..n {
         let pos = r.u32()?;
@@ -575,6 +575,11 @@ fn read_table<R: Read>(r: &mut MacReader<R>, keep: bool) -> Option<(Table, Layou
             uncompressed_length: r.u32()?,
         };
         escapes.push((pos, loc));
+    }
+    if !keep {
+        // The escapes stay in memory (a handful: locations past the table's widths).
+        let layout = Layout::new(prefix, starts, id_bytes, widths, escapes, [ids_at, locs_at])?;
+        return Some((Table::default(), layout));
     }
     // Starts, lengths and escapes are checked there.
     let table = Table::from_parts(prefix, starts, ids, widths, locs, escapes)?;

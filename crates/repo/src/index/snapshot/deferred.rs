@@ -9,10 +9,13 @@
 //!
 //! Used by a backup whose parent's blobs are vouched for (see `index::vouch`): it looks up
 //! only the blobs of the files it stores, a few pages each, instead of holding the whole
-//! data index (360 MB at 10M blobs) for a run that changed a handful of files.
+//! data index (360 MB at 10M blobs) for a run that changed a handful of files; and by the
+//! commands that read a snapshot (`ls`, `cat`, `dump`, a restore of a few files), which
+//! look up locations the same way (a packed location is one more checked page).
 
 use super::{read_table, MacReader};
 use crate::id::Id;
+use crate::index::location::{bits_in, Location, Widths};
 use crate::index::table::{bucket_in, Table};
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -68,38 +71,52 @@ pub(in crate::index) struct Layout {
     prefix: usize,
     /// Bucket start positions (empty for an empty table).
     starts: Vec<u32>,
-    /// Where the ids start, from the start of the section (while reading: bytes left
-    /// before the tag there).
+    /// Where the ids and the packed locations start, from the start of the section
+    /// (while reading: bytes left before the tag there).
     ids_at: u64,
+    locs_at: u64,
+    widths: Widths,
+    /// Locations that do not fit the widths, by position (sorted).
+    escapes: Vec<(u32, Location)>,
 }
 
 impl Layout {
-    /// The same layout with `ids_at` counted from the start of the section, which began
-    /// `left_before` bytes before the tag.
+    /// The same layout with `ids_at` and `locs_at` counted from the start of the section,
+    /// which began `left_before` bytes before the tag.
     pub(super) fn counted_from_section(self, left_before: u64) -> Layout {
         Layout {
             ids_at: left_before - self.ids_at,
+            locs_at: left_before - self.locs_at,
             ..self
         }
     }
 
     /// The layout of a table whose framing was read; None if its starts are not those of
-    /// `id_bytes` of sorted ids (the same checks as `Table::from_parts`).
+    /// `id_bytes` of sorted ids or its escapes are not sorted positions within them (the
+    /// checks of `Table::from_parts` that need neither ids nor locations). `at` holds
+    /// `ids_at` and `locs_at`.
     pub(super) fn new(
         prefix: usize,
         starts: Vec<u32>,
-        ids_at: u64,
         id_bytes: usize,
+        widths: Widths,
+        escapes: Vec<(u32, Location)>,
+        [ids_at, locs_at]: [u64; 2],
     ) -> Option<Layout> {
         let n = id_bytes / (32 - prefix);
         let consistent = (starts.is_empty() || starts.len() == (1 << (8 * prefix)) + 1)
             && starts.first().is_none_or(|f| *f == 0)
             && starts.windows(2).all(|w| w[0] <= w[1])
-            && starts.last().map_or(n == 0, |l| *l as usize == n);
+            && starts.last().map_or(n == 0, |l| *l as usize == n)
+            && escapes.windows(2).all(|w| w[0].0 < w[1].0)
+            && escapes.last().is_none_or(|e| (e.0 as usize) < n);
         consistent.then_some(Layout {
             prefix,
             starts,
             ids_at,
+            locs_at,
+            widths,
+            escapes,
         })
     }
 }
@@ -136,9 +153,11 @@ impl DeferredTable {
         self.layout.starts.last().map_or(0, |n| *n as usize)
     }
 
-    /// Bytes of memory held (page hashes and bucket starts).
+    /// Bytes of memory held (page hashes, bucket starts, escapes).
     pub(in crate::index) fn heap_bytes(&self) -> usize {
-        self.pages.capacity() * 32 + self.layout.starts.capacity() * 4
+        self.pages.capacity() * 32
+            + self.layout.starts.capacity() * 4
+            + self.layout.escapes.capacity() * std::mem::size_of::<(u32, Location)>()
     }
 
     /// Reads pages `first..=last` of the section into `buf`, checked; None if any differs.
@@ -159,9 +178,48 @@ impl DeferredTable {
     /// Whether the table holds `id`, from the checked pages of its bucket; None if they
     /// cannot be read as they were authenticated.
     pub(in crate::index) fn contains(&self, id: &Id) -> Option<bool> {
+        self.position(id).map(|p| p.is_some())
+    }
+
+    /// The location of `id`, from the checked pages of its bucket and of its packed
+    /// location; None if they cannot be read as they were authenticated (or the table
+    /// marks an escape it has no record of, which reading it whole refuses too).
+    pub(in crate::index) fn find(&self, id: &Id) -> Option<Option<Location>> {
+        let Some(pos) = self.position(id)? else {
+            return Some(None);
+        };
+        let l = &self.layout;
+        let stride = l.widths.stride();
+        let bit = pos as u64 * stride as u64;
+        // The 16 bytes a packed location is read from, as a table in memory does (zero
+        // past the end of the section; the bits past this location's are masked off).
+        let from = l.locs_at + bit / 8;
+        let to = (from + 16).min(self.len);
+        let mut buf = Vec::new();
+        self.pages(from / PAGE, to.checked_sub(1)? / PAGE, &mut buf)?;
+        let skip = usize::try_from(from % PAGE).ok()?;
+        let bytes = buf.get(skip..skip + usize::try_from(to.checked_sub(from)?).ok()?)?;
+        let mut window = [0u8; 16];
+        window[..bytes.len()].copy_from_slice(bytes);
+        let packed = bits_in(window, (bit % 8) as usize, stride);
+        match l.widths.unpack(packed) {
+            Some(loc) => Some(Some(loc)),
+            None => {
+                let i = l
+                    .escapes
+                    .binary_search_by_key(&(pos as u32), |e| e.0)
+                    .ok()?;
+                Some(Some(l.escapes[i].1))
+            }
+        }
+    }
+
+    /// The position of `id` in the table (None inside: absent), from the checked pages of
+    /// its bucket; None if they cannot be read as they were authenticated.
+    fn position(&self, id: &Id) -> Option<Option<usize>> {
         let l = &self.layout;
         if l.starts.is_empty() {
-            return Some(false);
+            return Some(None);
         }
         let b = bucket_in(l.prefix, id);
         let (lo, hi) = (
@@ -169,7 +227,7 @@ impl DeferredTable {
             u64::from(*l.starts.get(b + 1)?),
         );
         if lo == hi {
-            return Some(false);
+            return Some(None);
         }
         let len = (32 - l.prefix) as u64;
         let (from, to) = (l.ids_at + lo * len, l.ids_at + hi * len);
@@ -185,10 +243,10 @@ impl DeferredTable {
             match key.cmp(&ids[mid * len..(mid + 1) * len]) {
                 std::cmp::Ordering::Less => z = mid,
                 std::cmp::Ordering::Greater => a = mid + 1,
-                std::cmp::Ordering::Equal => return Some(true),
+                std::cmp::Ordering::Equal => return Some(Some(usize::try_from(lo).ok()? + mid)),
             }
         }
-        Some(false)
+        Some(None)
     }
 
     /// Reads the whole table, checking every page.

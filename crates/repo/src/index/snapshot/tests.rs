@@ -6,6 +6,7 @@ use crate::id::Id;
 use crate::index::{Index, IndexBlob, IndexFile, IndexPack, IndexSource};
 use crate::pack::BlobType;
 use crate::repository::Repository;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -259,7 +260,18 @@ fn no_cache_dir_no_snapshot() {
 #[test]
 fn a_deferred_table_answers_lookups_from_disk_as_the_whole_table_does() {
     for (seeds, packs) in [(1u32, 1u32), (3, 10), (3, 400)] {
-        let files: Vec<IndexFile> = (0..seeds).map(|seed| index_file(seed, packs)).collect();
+        let mut files: Vec<IndexFile> = (0..seeds).map(|seed| index_file(seed, packs)).collect();
+        // The outliers of `index_file` in one pack only: few enough to be escaped.
+        for (p, pack) in files
+            .iter_mut()
+            .flat_map(|f| f.packs.iter_mut())
+            .enumerate()
+        {
+            if p != 7 {
+                pack.blobs[7].offset = 7000;
+                pack.blobs[29].length = 900;
+            }
+        }
         let mut sizes = std::collections::HashMap::new();
         let idx = Index::from_files(sizes.clone(), &files);
         let dir = tempfile::tempdir().unwrap();
@@ -267,10 +279,24 @@ fn a_deferred_table_answers_lookups_from_disk_as_the_whole_table_does() {
         let covered = [Id::hash(b"1")];
         super::write(&path, &[1; 32], "ab", &covered, &idx).unwrap();
         let listed = covered.iter().copied().collect();
-        let back = super::read_deferring_data(&path, &[1; 32], "ab", &listed, &mut sizes)
+        let back = super::read_deferring_data(&path, &[1; 32], "ab", &listed, Some(&mut sizes))
             .unwrap()
             .index;
         assert!(back.data_deferred());
+        // Locations from disk (the table's own lookups, uncounted: all of them on disk),
+        // escaped ones included, equal to the whole table's.
+        let on_disk = &back.deferred.as_ref().unwrap().table;
+        for f in &files {
+            for p in &f.packs {
+                for b in p.blobs.iter().filter(|b| b.blob_type == BlobType::Data) {
+                    assert_eq!(on_disk.find(&b.id), Some(idx.data.find(&b.id)), "{}", b.id);
+                }
+            }
+        }
+        assert!(on_disk.find(&Id::hash(b"absent")) == Some(None));
+        if packs > 1 {
+            assert!(!idx.data.escapes.is_empty(), "the escapes are exercised");
+        }
         assert_eq!(
             back.blob_count(BlobType::Data),
             idx.blob_count(BlobType::Data)
@@ -292,5 +318,56 @@ fn a_deferred_table_answers_lookups_from_disk_as_the_whole_table_does() {
         }
         back.ensure_complete().unwrap();
         assert_eq!(everything(&back), everything(&idx));
+    }
+}
+
+/// A deferred table whose file changed after it was authenticated never answers a wrong
+/// location: every lookup is the true one (an untouched page) or an error.
+#[test]
+fn a_changed_snapshot_file_never_gives_a_wrong_location() {
+    let files: Vec<IndexFile> = (0..3).map(|seed| index_file(seed, 50)).collect();
+    let idx = Index::from_files(std::collections::HashMap::new(), &files);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let covered = [Id::hash(b"1")];
+    super::write(&path, &[1; 32], "ab", &covered, &idx).unwrap();
+    let listed = covered.iter().copied().collect();
+    let back = super::read_deferring_data(&path, &[1; 32], "ab", &listed, None)
+        .unwrap()
+        .index;
+    // Every byte of the second half flipped in place (the open file sees it).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let half = bytes.len() / 2;
+    for b in &mut bytes[half..] {
+        *b ^= 0x55;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(&bytes, 0)
+        .unwrap();
+    let (mut right, mut refused) = (0, 0);
+    for b in files.iter().flat_map(|f| &f.packs).flat_map(|p| &p.blobs) {
+        if b.blob_type != BlobType::Data {
+            continue;
+        }
+        match back.deferred.as_ref().unwrap().table.find(&b.id) {
+            Some(loc) => {
+                assert_eq!(loc, idx.data.find(&b.id));
+                right += 1;
+            }
+            None => refused += 1,
+        }
+    }
+    assert!(
+        right > 0 && refused > 0,
+        "{right} answered, {refused} refused"
+    );
+    // Through the index: a refused lookup is "not found", never a location.
+    for b in files.iter().flat_map(|f| &f.packs).flat_map(|p| &p.blobs) {
+        if let Some(got) = back.get(b.blob_type, &b.id) {
+            assert_eq!(Some(got), idx.get(b.blob_type, &b.id));
+        }
     }
 }

@@ -54,6 +54,13 @@ pub struct RestoreOptions {
     pub picks: Vec<PathBuf>,
 }
 
+impl RestoreOptions {
+    /// Whether patterns or picks narrow the restore to part of the tree.
+    fn narrowed(&self) -> bool {
+        !self.include.is_empty() || !self.picks.is_empty()
+    }
+}
+
 /// One path that could not be restored and why.
 #[derive(Serialize, Debug, Clone)]
 pub struct RestoreError {
@@ -152,9 +159,9 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<RestoreSummary> {
     // A restore narrowed to a few files looks their blobs up with the data index left on
-    // disk (10M blobs: 355 MB not held for one file); a whole snapshot needs most of it.
-    let narrowed = opts.subpath.is_some() || !opts.include.is_empty() || !opts.picks.is_empty();
-    let index = if narrowed {
+    // disk (10M blobs: 355 MB not held for one file); a whole snapshot or directory needs
+    // most of it, and `restore_with_index` would read a deferred table whole at once.
+    let index = if opts.narrowed() {
         repo.load_index_for_reading()?
     } else {
         repo.load_index()?
@@ -357,12 +364,12 @@ pub fn restore_with_index(
     };
     let snap_dir = if snap_dir.is_empty() { "/" } else { &snap_dir };
     // Not for a restore narrowed by patterns or picks: it loads a few of the trees only.
-    if !opts.dry_run && opts.include.is_empty() && opts.picks.is_empty() {
-        packs::prefetch_tree_packs(repo, index);
-    }
     // A data index left on disk (`Repository::load_index_for_reading`) is read whole
     // before a restore of a whole snapshot or directory: it looks up most blobs.
-    if opts.include.is_empty() && opts.picks.is_empty() {
+    if !opts.narrowed() {
+        if !opts.dry_run {
+            packs::prefetch_tree_packs(repo, index);
+        }
         index.expect_data_lookups(usize::MAX)?;
     }
     let mut plan = plan::plan(repo, index, tree, snap_dir, opts);

@@ -96,6 +96,8 @@ pub enum PatternError {
 }
 
 mod files;
+#[cfg(test)]
+mod files_tests;
 mod gocompat;
 mod present;
 #[cfg(test)]

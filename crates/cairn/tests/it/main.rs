@@ -41,11 +41,13 @@ mod systemd_units;
 mod usage;
 mod web_auth;
 mod web_browse;
+mod web_clients;
 mod web_config;
 mod web_data;
 mod web_hostile;
 mod web_peers;
 mod web_runs;
+mod web_tls;
 mod web_ui;
 pub mod webkit;
 

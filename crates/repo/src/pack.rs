@@ -191,6 +191,11 @@ impl PackBuilder {
         self.hashed = self.start;
     }
 
+    /// Bytes the buffer holds room for (0 for a new builder without one).
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }

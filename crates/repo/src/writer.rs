@@ -31,6 +31,8 @@ pub struct WriteStats {
     pub data_added: AtomicU64,
     /// Bytes of new blobs as stored (compressed, encrypted).
     pub data_added_packed: AtomicU64,
+    /// Packs begun in freshly allocated memory (the others reuse a stored pack's buffer).
+    pub fresh_pack_buffers: AtomicU64,
 }
 
 pub struct PackWriter<'r> {
@@ -71,6 +73,11 @@ impl std::borrow::Borrow<IndexPack> for WrittenPack {
 /// One, not two, since a backup fills one pack per file worker ([`Lane`]): a first backup
 /// of the bench's 1.1 GB then allocates 10 fresh buffers (peak RSS 86-92 MB); two spares
 /// kept 97-103 MB for no measurable time saved; none took 0.3 s more kernel time.
+///
+/// A closed pack's successor takes the spare only when its first blob arrives
+/// ([`PackWriter::recycle`]), and a lane stores the pack a blob does not fit in before it
+/// adds that blob: a worker storing its pack itself then holds that one buffer, not also
+/// a recycled one for its next pack (wholly resident, whatever it holds yet).
 #[derive(Clone, Default)]
 struct Spare(Arc<Mutex<Vec<Vec<u8>>>>);
 
@@ -85,12 +92,9 @@ impl Spare {
         }
     }
 
-    /// An empty pack builder, in a recycled buffer when there is one.
-    fn builder(&self) -> PackBuilder {
-        match self.0.lock().ok().and_then(|mut s| s.pop()) {
-            Some(buf) => PackBuilder::with_buffer(buf),
-            None => PackBuilder::new(),
-        }
+    /// A recycled buffer, if there is one.
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().ok().and_then(|mut s| s.pop())
     }
 }
 
@@ -319,7 +323,7 @@ impl<'r> PackWriter<'r> {
     pub fn lane(&self) -> Lane<'_, 'r> {
         Lane {
             writer: self,
-            pack: self.spare.builder(),
+            pack: PackBuilder::new(),
         }
     }
 
@@ -350,7 +354,7 @@ impl<'r> PackWriter<'r> {
                 .and_then(|c| c.worth(data).then_some(c));
             let (before, full) = match c {
                 Some(c) if in_place && data.len() > c.small.len() => {
-                    self.add_in_place(&mut *open()?, c, t, id, data)
+                    self.add_in_place(&mut *open()?, c, t, id, data)?
                 }
                 Some(c) => {
                     // Compressed before the shared pack's lock is taken.
@@ -358,9 +362,9 @@ impl<'r> PackWriter<'r> {
                         Some(p) => (p, data.len() as u32),
                         None => (data, 0),
                     };
-                    self.add(&mut *open()?, t, id, payload)
+                    self.add(&mut *open()?, t, id, payload, in_place)?
                 }
-                None => self.add(&mut *open()?, t, id, (data, 0)),
+                None => self.add(&mut *open()?, t, id, (data, 0), in_place)?,
             };
             if let Some(b) = before {
                 self.upload(b)?;
@@ -381,9 +385,24 @@ impl<'r> PackWriter<'r> {
     }
 
     /// Seals `payload` (and its uncompressed length, 0 if stored as it is) into `b`;
-    /// returns the packs closed before and after it, to upload.
-    fn add(&self, b: &mut PackBuilder, t: BlobType, id: Id, payload: (&[u8], u32)) -> Closed {
-        let before = self.make_room(b, payload.0.len() + OVERHEAD);
+    /// returns the packs closed before and after it, to upload. A `lane`'s pack closed
+    /// for want of room is uploaded here, before the blob goes into the next pack (see
+    /// [`Spare`]); a shared pack's after its lock is released, by the caller.
+    fn add(
+        &self,
+        b: &mut PackBuilder,
+        t: BlobType,
+        id: Id,
+        payload: (&[u8], u32),
+        lane: bool,
+    ) -> Result<Closed> {
+        let mut before = self.make_room(b, payload.0.len() + OVERHEAD);
+        if lane {
+            if let Some(full) = before.take() {
+                self.upload(full)?;
+            }
+        }
+        self.recycle(b);
         let sealed = b.seal_and_add(
             self.repo.key(),
             t,
@@ -395,7 +414,7 @@ impl<'r> PackWriter<'r> {
         self.stats
             .data_added_packed
             .fetch_add(sealed as u64, Ordering::Relaxed);
-        (before, self.take_full(b))
+        Ok((before, self.take_full(b)))
     }
 
     /// Compresses `data` into `b` in place when its worst case (zstd's bound) fits in
@@ -408,8 +427,9 @@ impl<'r> PackWriter<'r> {
         t: BlobType,
         id: Id,
         data: &[u8],
-    ) -> Closed {
+    ) -> Result<Closed> {
         let bound = zstd::zstd_safe::compress_bound(data.len());
+        self.recycle(b);
         if b.is_empty() || b.len() + bound + OVERHEAD <= self.pack_size {
             let key = self.repo.key();
             match b.compress_seal_and_add(key, &mut c.ctx, t, id, data, self.reserve(bound)) {
@@ -417,15 +437,15 @@ impl<'r> PackWriter<'r> {
                     self.stats
                         .data_added_packed
                         .fetch_add(sealed as u64, Ordering::Relaxed);
-                    return (None, self.take_full(b));
+                    return Ok((None, self.take_full(b)));
                 }
-                InPlace::NotSmaller => return self.add(b, t, id, (data, 0)),
+                InPlace::NotSmaller => return self.add(b, t, id, (data, 0), true),
                 InPlace::NoRoom => {}
             }
         }
         let closed = match c.aside(data) {
-            Some(p) => self.add(b, t, id, (p, data.len() as u32)),
-            None => self.add(b, t, id, (data, 0)),
+            Some(p) => self.add(b, t, id, (p, data.len() as u32), true),
+            None => self.add(b, t, id, (data, 0), true),
         };
         c.release_out();
         closed
@@ -447,6 +467,7 @@ impl<'r> PackWriter<'r> {
         let (before, full) = {
             let mut b = self.open[t as usize].lock().map_err(|_| poisoned())?;
             let before = self.make_room(&mut b, sealed.len());
+            self.recycle(&mut b);
             if b.is_empty() {
                 b.reserve(self.reserve(sealed.len()));
             }
@@ -469,13 +490,26 @@ impl<'r> PackWriter<'r> {
     /// packs stay under it (restic lets the last blob overshoot, by up to 8 MiB), so a
     /// pack buffer never holds more than that, and the few buffers in flight are smaller.
     fn make_room(&self, b: &mut PackBuilder, stored: usize) -> Option<PackBuilder> {
-        (!b.is_empty() && b.len() + stored > self.pack_size)
-            .then(|| std::mem::replace(b, self.spare.builder()))
+        (!b.is_empty() && b.len() + stored > self.pack_size).then(|| std::mem::take(b))
     }
 
     /// Closes the open pack if it reached the pack size.
     fn take_full(&self, b: &mut PackBuilder) -> Option<PackBuilder> {
-        (b.len() >= self.pack_size).then(|| std::mem::replace(b, self.spare.builder()))
+        (b.len() >= self.pack_size).then(|| std::mem::take(b))
+    }
+
+    /// Gives an empty pack without a buffer the spare one, if any, before its first blob.
+    fn recycle(&self, b: &mut PackBuilder) {
+        if b.is_empty() && b.capacity() == 0 {
+            match self.spare.take() {
+                Some(buf) => *b = PackBuilder::with_buffer(buf),
+                None => {
+                    self.stats
+                        .fresh_pack_buffers
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// The room a new pack buffer reserves when its first blob has `payload` bytes: the

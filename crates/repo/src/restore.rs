@@ -363,9 +363,9 @@ pub fn restore_with_index(
         None => (root, String::new()),
     };
     let snap_dir = if snap_dir.is_empty() { "/" } else { &snap_dir };
-    // Not for a restore narrowed by patterns or picks: it loads a few of the trees only.
-    // A data index left on disk (`Repository::load_index_for_reading`) is read whole
-    // before a restore of a whole snapshot or directory: it looks up most blobs.
+    // A restore of a whole snapshot or directory reads the tree packs ahead, and a data
+    // index left on disk (`Repository::load_index_for_reading`) whole: it looks up most
+    // blobs. One narrowed by patterns or picks loads a few of the trees and blobs only.
     if !opts.narrowed() {
         if !opts.dry_run {
             packs::prefetch_tree_packs(repo, index);

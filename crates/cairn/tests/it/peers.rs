@@ -13,25 +13,20 @@ pub struct Peer {
     script: &'static str,
     env: Vec<(String, String)>,
     pid_files: Vec<PathBuf>,
-    /// The signal that ends the server when the test is done: SIGKILL, but PostgreSQL
-    /// gets SIGQUIT (its immediate shutdown), which also removes its shared memory (a
+    /// A signal that ends the server and lets it clean up, when the test is done, instead
+    /// of SIGKILL: PostgreSQL's SIGQUIT (immediate shutdown) removes its shared memory (a
     /// SysV segment and /dev/shm files that a SIGKILLed postmaster leaves behind for
     /// good: 126 of each on this machine after a day of CI runs).
-    stop: &'static str,
+    quit: Option<&'static str>,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if self.stop == "-9" {
-            self.kill();
-            return;
-        }
-        // Not waited for: the server cleans up on its own (1-2 s), the test goes on.
-        for f in &self.pid_files {
-            if let Ok(pid) = std::fs::read_to_string(f) {
-                let _ = Command::new("kill").arg(self.stop).arg(pid.trim()).status();
-            }
+        match self.quit {
+            // Not waited for: the server cleans up on its own (1-2 s), the test goes on.
+            Some(signal) => self.signal(signal),
+            None => self.kill(),
         }
     }
 }
@@ -74,7 +69,7 @@ impl Peer {
             script,
             env,
             pid_files: pid_files.iter().map(|f| state.join(f)).collect(),
-            stop: "-9",
+            quit: None,
             _dir: dir,
         };
         p.vars = p.run_script();
@@ -108,13 +103,18 @@ impl Peer {
             .unwrap_or_else(|| panic!("{} printed no {k}", self.script))
     }
 
-    /// SIGKILLs the server (all nodes of a cluster).
-    pub fn kill(&self) {
+    /// Sends `signal` (`kill`'s argument) to every process of the peer.
+    fn signal(&self, signal: &str) {
         for f in &self.pid_files {
             if let Ok(pid) = std::fs::read_to_string(f) {
-                let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+                let _ = Command::new("kill").arg(signal).arg(pid.trim()).status();
             }
         }
+    }
+
+    /// SIGKILLs the server (all nodes of a cluster).
+    pub fn kill(&self) {
+        self.signal("-9");
         // Let the kernel release the listening ports before a restart.
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -182,7 +182,7 @@ pub fn postgres() -> Peer {
         vec![("PG_PORT".into(), free_port().to_string())],
         &["postgres.pid"],
     );
-    pg.stop = "-QUIT";
+    pg.quit = Some("-QUIT");
     pg
 }
 

@@ -3,8 +3,7 @@
 //! traversal on protected routes; bodies above the limit, trickled bodies, floods of event
 //! streams and stalled downloads, none of which may starve the server.
 
-use crate::web_hostile::{enc, under};
-use crate::webkit::{form_encode, toml_str, WebServer};
+use crate::webkit::{form_encode, percent_encode as enc, toml_str, under, WebServer};
 use crate::{json, ok, Env};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! path with its preview, the CLI's rules on existing files and symlinks, the admin role;
 //! hostile items; every download and restore in the history with its user.
 
-use crate::webkit::{toml_str, Session, WebServer};
+use crate::webkit::{percent_encode as enc, toml_str, Session, WebServer};
 use crate::{ok, random_bytes, Env};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -113,19 +113,6 @@ fn fixture() -> Fixture {
         snap,
         server,
     }
-}
-
-/// Percent-encodes path bytes for a query value or a form's `item` field.
-fn enc(p: &[u8]) -> String {
-    let mut out = String::new();
-    for &b in p {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl Fixture {

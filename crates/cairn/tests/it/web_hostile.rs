@@ -3,10 +3,10 @@
 //! never reflected raw; path escapes in browse, download and restore; bounded previews and
 //! searches; no secret in the server's log. Hostile clients: `web_clients.rs`.
 
-use crate::webkit::{toml_str, Session, WebServer};
+use crate::webkit::{percent_encode as enc, toml_str, under, Session, WebServer};
 use crate::{json, ok, Env};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const IMG: &str = "<img src=x onerror=alert(1)>";
 const QUOTES: &str = "\"'><script>hostile7";
@@ -32,26 +32,6 @@ struct Fixture {
     first: String,
     second: String,
     server: WebServer,
-}
-
-/// Percent-encodes bytes for a query value.
-pub(crate) fn enc(p: &[u8]) -> String {
-    let mut out = String::new();
-    for &b in p {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-pub(crate) fn under(src: &Path, name: &[u8]) -> Vec<u8> {
-    let mut p = src.as_os_str().as_bytes().to_vec();
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
 }
 
 fn fixture() -> Fixture {

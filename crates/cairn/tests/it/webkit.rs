@@ -426,8 +426,14 @@ fn header_list(resp: &ureq::Response) -> Vec<(String, String)> {
 
 /// Percent-encodes a form value.
 pub fn form_encode(s: &str) -> String {
+    percent_encode(s.as_bytes())
+}
+
+/// Percent-encodes bytes (a path that need not be UTF-8) for a query value or a form
+/// field: every byte but the unreserved ones.
+pub fn percent_encode(p: &[u8]) -> String {
     let mut out = String::new();
-    for b in s.bytes() {
+    for &b in p {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);
         } else {
@@ -435,4 +441,13 @@ pub fn form_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// The bytes of `dir/name` (`name` need not be UTF-8).
+pub fn under(dir: &std::path::Path, name: &[u8]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = dir.as_os_str().as_bytes().to_vec();
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
 }

@@ -6,12 +6,16 @@
 measure() {
   local tool=$1 step=$2; shift 2
   local tf; tf=$(mktemp)
-  if ! /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$BENCH_DIR/last.out" 2>"$BENCH_DIR/last.err"; then
+  if ! /usr/bin/time -f '%e %U %S %M %R %c' -o "$tf" "$@" >"$BENCH_DIR/last.out" 2>"$BENCH_DIR/last.err"; then
     echo "$tool $step failed:" >&2; tail -5 "$BENCH_DIR/last.err" >&2; exit 1
   fi
-  read -r wall user sys rss < "$tf"; rm -f "$tf"
+  local wall user sys rss faults ics
+  read -r wall user sys rss faults ics < "$tf"; rm -f "$tf"
   echo -e "$tool\t$step\t$wall\t$(echo "$user + $sys" | bc)\t$rss" >> "$RESULTS"
-  printf '  %-6s %-16s wall %7.2fs  cpu %7.2fs  rss %7.1f MiB\n' "$tool" "$step" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
+  # user/sys, minor page faults and involuntary context switches: why one run of the same
+  # work took more CPU than another (kernel time, page faults, preemption).
+  printf '  %-6s %-16s wall %7.2fs  cpu %7.2fs  rss %7.1f MiB  (user %.2f sys %.2f faults %d preempted %d)\n' \
+    "$tool" "$step" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)" "$user" "$sys" "$faults" "$ics"
 }
 
 # summary TITLE STEP[:TARGET]... : a Markdown table of the medians per tool and step (STEP

@@ -21,6 +21,8 @@
 #   forget        forget of the mixed snapshot, after a second backup of the mixed data
 #                 without half of its files (untimed), so every data pack is about half garbage
 #   prune         prune of that repository (and the row forget+prune: both, summed per run)
+#   backup-cold   the first backup again, into a new repository, with the page cache dropped
+#                 before (root only): the files read from the disk, as on a user's machine
 # and cairn only (restic 0.14 has no rewrite): rewrite --forget and the prune after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,6 +110,16 @@ run_tool() {
     measure "$tool" rewrite "${bin[@]}" -r "$repo" rewrite --exclude '*1.bin' --forget
     measure "$tool" prune2 "${bin[@]}" -r "$repo" prune
   fi
+  # A first backup as a user's really is: the files not in the page cache (root only: the
+  # caches are dropped), into a new repository; then the data is read back in for the next
+  # steps, untimed.
+  if [ "$(id -u)" = 0 ]; then
+    rm -rf "$repo"; "${bin[@]}" -r "$repo" init >/dev/null
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    measure "$tool" backup-cold "${bin[@]}" -r "$repo" backup "$BENCH_DIR/mixed"
+    rm -rf "$repo"
+    find "$BENCH_DIR/mixed" "$BENCH_DIR/small" -type f -exec cat {} + > /dev/null
+  fi
 }
 
 # Both tools read the same data from the page cache: warm it first, or whichever tool runs
@@ -122,7 +134,7 @@ done
 
 # Targets of issue 15 (restic time / cairn time); steps without one are reported only.
 summary "data: $BENCH_GIB GiB mixed, $SMALL_FILES small files; $RUNS runs, load average at their starts: $(cat "$LOADS")" \
-  backup:3 nochange:6 snapshots restore:3 restore-disk:3 restore-one check:4 forget prune:4 \
-  forget+prune rewrite prune2
+  backup:3 backup-cold nochange:6 snapshots restore:3 restore-disk:3 restore-one check:4 forget \
+  prune:4 forget+prune rewrite prune2
 repo_size_summary "$SIZES" 3
 rm -rf "${DISK_DIR:?}"/*

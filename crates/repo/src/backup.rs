@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod readahead;
 mod store;
 mod targets;
 mod trees;
@@ -173,6 +174,12 @@ struct DirJob {
 
 struct FileJob {
     path: PathBuf,
+    /// Opened by the walker, its first `asked` bytes asked of the kernel (see
+    /// `readahead`); None: the worker opens `path`.
+    file: Option<std::fs::File>,
+    asked: u64,
+    /// The size the walk saw.
+    size: u64,
     done: Sender<FileResult>,
 }
 
@@ -321,6 +328,7 @@ pub fn backup(
             .collect::<Vec<_>>(),
     );
     let lane_failed = Mutex::new(None::<Error>);
+    let readahead = readahead::ReadAhead::default();
     let root_id = std::thread::scope(|s| -> Result<Id> {
         let (file_tx, file_rx) = bounded::<FileJob>(threads * 64);
         let (dir_tx, dir_rx) = bounded::<DirJob>(1024);
@@ -329,11 +337,19 @@ pub fn backup(
             let writer = &writer;
             let watch = &watch;
             let lane_failed = &lane_failed;
+            let readahead = &readahead;
             s.spawn(move || {
                 let mut bufs = Buffers::default();
                 let mut lane = writer.lane();
                 for job in rx {
-                    let r = store_file(&job.path, &mut lane, pol, progress, &mut bufs, watch);
+                    let source = store::Source {
+                        path: &job.path,
+                        file: job.file,
+                        size: job.size,
+                        asked: job.asked,
+                    };
+                    let r = store_file(source, &mut lane, pol, progress, &mut bufs, watch);
+                    readahead.taken(job.asked);
                     let _ = job.done.send(r);
                 }
                 // Its last pack, before the index (after this scope) can list its blobs.
@@ -359,6 +375,7 @@ pub fn backup(
                 source_map: &opts.source_map,
             },
             files: file_tx,
+            readahead: &readahead,
             dirs: dir_tx,
             progress,
             counts: &counts,

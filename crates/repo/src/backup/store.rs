@@ -134,25 +134,43 @@ impl<'a> ChangeWatch<'a> {
     }
 }
 
+/// A file to read: its path, and what the walker already did with it (see `readahead`).
+pub(super) struct Source<'a> {
+    pub(super) path: &'a Path,
+    /// Opened by the walker, or None.
+    pub(super) file: Option<std::fs::File>,
+    /// The size the walk saw, and the head of it already asked of the kernel.
+    pub(super) size: u64,
+    pub(super) asked: u64,
+}
+
+/// Opens a file to back up as the worker and the walker both do: swapped since the walk
+/// for a symlink, it is not followed; for a fifo, it does not block the backup
+/// (O_NONBLOCK changes nothing for a regular file).
+pub(super) fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+}
+
 pub(super) fn store_file(
-    path: &Path,
+    src: Source,
     lane: &mut Lane,
     pol: Polynomial,
     progress: &Progress,
     bufs: &mut Buffers,
     watch: &ChangeWatch,
 ) -> FileResult {
-    use nix::fcntl::OFlag;
-    use std::os::unix::fs::OpenOptionsExt;
+    let path = src.path;
     let source = |e: std::io::Error| FileError::Source(format!("{}: {e}", path.display()));
     let started = SystemTime::now();
-    // Swapped since the walk for a symlink, it is not followed; for a fifo, it does not
-    // block the backup (O_NONBLOCK changes nothing for a regular file).
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-        .open(path)
-        .map_err(source)?;
+    let f = match src.file {
+        Some(f) => f,
+        None => open_source(path).map_err(source)?,
+    };
     let before = f.metadata().map_err(source)?;
     if !before.is_file() {
         return Err(FileError::Source(format!(
@@ -160,7 +178,8 @@ pub(super) fn store_file(
             path.display()
         )));
     }
-    let mut chunker = Chunker::with_buffer(&f, pol, std::mem::take(&mut bufs.read));
+    let reader = super::readahead::Advised::new(&f, src.size, src.asked);
+    let mut chunker = Chunker::with_buffer(reader, pol, std::mem::take(&mut bufs.read));
     let mut ids = Vec::new();
     let mut size = 0u64;
     let result = store_chunks(&mut chunker, lane, progress, &mut ids, &mut size, source);

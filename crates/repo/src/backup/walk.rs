@@ -39,6 +39,8 @@ pub(super) struct Walker<'a> {
     pub(super) vouched: bool,
     pub(super) opts: WalkOptions<'a>,
     pub(super) files: Sender<FileJob>,
+    /// Files opened and their heads asked of the kernel before a worker takes them.
+    pub(super) readahead: &'a super::readahead::ReadAhead,
     pub(super) dirs: Sender<DirJob>,
     pub(super) progress: &'a Progress,
     pub(super) counts: &'a Counts,
@@ -473,10 +475,31 @@ impl Walker<'_> {
             } else {
                 self.counts.files_new.fetch_add(1, Ordering::Relaxed);
             }
+            // Opened here, relative to its directory like the lstat above, and its head
+            // asked of the kernel, so the disk reads it while the workers chunk the files
+            // queued before it.
+            let opened = self.readahead.open_ahead(meta.size, || match dir_fd {
+                Some(fd) if self.opts.source_map.is_empty() && !copy => {
+                    use rfs::OFlags;
+                    let flags =
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+                    rfs::openat(fd, name.as_os_str(), flags, rfs::Mode::empty())
+                        .map(std::fs::File::from)
+                        .map_err(std::io::Error::from)
+                }
+                _ => super::store::open_source(&real),
+            });
+            let (file, asked) = match opened {
+                Some((f, n)) => (Some(f), n),
+                None => (None, 0),
+            };
             let (tx, rx) = bounded(1);
             self.files
                 .send(FileJob {
                     path: real.to_path_buf(),
+                    file,
+                    asked,
+                    size: meta.size,
                     done: tx,
                 })
                 .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;

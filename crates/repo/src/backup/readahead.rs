@@ -57,7 +57,10 @@ impl ReadAhead {
         open: impl FnOnce() -> std::io::Result<File>,
     ) -> Option<(File, u64)> {
         let len = NonZeroU64::new(size.min(HEAD_MAX))?;
-        let open_now = self.opened.load(Ordering::Relaxed) - self.closed.load(Ordering::Relaxed);
+        // Saturating: read in this order, a worker may have closed a file opened after the
+        // first load.
+        let opened = self.opened.load(Ordering::Relaxed);
+        let open_now = opened.saturating_sub(self.closed.load(Ordering::Relaxed));
         if self.ahead() >= AHEAD_MAX || open_now >= FILES_MAX {
             return None;
         }

@@ -173,13 +173,7 @@ struct DirJob {
 }
 
 struct FileJob {
-    path: PathBuf,
-    /// Opened by the walker, its first `asked` bytes asked of the kernel (see
-    /// `readahead`); None: the worker opens `path`.
-    file: Option<std::fs::File>,
-    asked: u64,
-    /// The size the walk saw.
-    size: u64,
+    source: store::Source,
     done: Sender<FileResult>,
 }
 
@@ -341,15 +335,9 @@ pub fn backup(
             s.spawn(move || {
                 let mut bufs = Buffers::default();
                 let mut lane = writer.lane();
-                for job in rx {
-                    let source = store::Source {
-                        path: &job.path,
-                        file: job.file,
-                        size: job.size,
-                        asked: job.asked,
-                    };
-                    let r = store_file(source, &mut lane, pol, progress, &mut bufs, watch);
-                    readahead.taken(job.asked);
+                for mut job in rx {
+                    let r = store_file(&mut job.source, &mut lane, pol, progress, &mut bufs, watch);
+                    readahead.taken(job.source.asked);
                     let _ = job.done.send(r);
                 }
                 // Its last pack, before the index (after this scope) can list its blobs.

@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::BlobType;
 use crate::writer::{Lane, PackWriter};
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -135,41 +137,52 @@ impl<'a> ChangeWatch<'a> {
 }
 
 /// A file to read: its path, and what the walker already did with it (see `readahead`).
-pub(super) struct Source<'a> {
-    pub(super) path: &'a Path,
-    /// Opened by the walker, or None.
+pub(super) struct Source {
+    pub(super) path: PathBuf,
+    /// Opened by the walker, or None: the worker opens `path`.
     pub(super) file: Option<std::fs::File>,
     /// The size the walk saw, and the head of it already asked of the kernel.
     pub(super) size: u64,
     pub(super) asked: u64,
 }
 
-/// Opens a file to back up as the worker and the walker both do: swapped since the walk
-/// for a symlink, it is not followed; for a fifo, it does not block the backup
-/// (O_NONBLOCK changes nothing for a regular file).
-pub(super) fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
-    use nix::fcntl::OFlag;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
-        .open(path)
+/// Opens a file to back up, as the walker and the worker both do: by `name` relative to
+/// its open directory `at` when given, else by `path`. Swapped since the walk for a
+/// symlink, it is not followed; for a fifo, it does not block the backup (O_NONBLOCK
+/// changes nothing for a regular file).
+pub(super) fn open_source(
+    at: Option<(BorrowedFd, &OsStr)>,
+    path: &Path,
+) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    loop {
+        let fd = match at {
+            Some((dir, name)) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+            None => rustix::fs::open(path, flags, Mode::empty()),
+        };
+        // Retried when a signal interrupts it, as std's File::open does.
+        match fd {
+            Err(rustix::io::Errno::INTR) => continue,
+            fd => return fd.map(std::fs::File::from).map_err(std::io::Error::from),
+        }
+    }
 }
 
 pub(super) fn store_file(
-    src: Source,
+    src: &mut Source,
     lane: &mut Lane,
     pol: Polynomial,
     progress: &Progress,
     bufs: &mut Buffers,
     watch: &ChangeWatch,
 ) -> FileResult {
-    let path = src.path;
+    let path = src.path.as_path();
     let source = |e: std::io::Error| FileError::Source(format!("{}: {e}", path.display()));
     let started = SystemTime::now();
-    let f = match src.file {
+    let f = match src.file.take() {
         Some(f) => f,
-        None => open_source(path).map_err(source)?,
+        None => open_source(None, path).map_err(source)?,
     };
     let before = f.metadata().map_err(source)?;
     if !before.is_file() {

@@ -1,7 +1,7 @@
 //! The walker: lstat, excludes and change detection against the parent snapshot, on
 //! several threads (subdirectories are queued for the other walker threads).
 
-use super::store::store_stream;
+use super::store::{open_source, store_stream, Source};
 use super::targets::{actual_path, Targets};
 use super::{Counts, DirJob, Entry, FileJob, Progress, StdinSource};
 use crate::error::{Error, Result};
@@ -389,14 +389,14 @@ impl Walker<'_> {
     ) -> Result<Option<Entry>> {
         let real = self.actual(path);
         let copy = self.is_file_copy(path);
-        // lstat: relative to the open directory when there is one (no path walk in the
-        // kernel); a source map may put a child elsewhere, so then by its full path.
-        let meta = match dir_fd {
-            Some(fd) if self.opts.source_map.is_empty() => {
-                rfs::statat(fd, name.as_os_str(), rfs::AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|m| Stat::from(&m))
-                    .map_err(std::io::Error::from)
-            }
+        // lstat (and the open of a file to read): relative to the open directory when there
+        // is one (no path walk in the kernel); a source map may put a child elsewhere, so
+        // then by its full path.
+        let at = dir_fd.filter(|_| self.opts.source_map.is_empty());
+        let meta = match at {
+            Some(fd) => rfs::statat(fd, name.as_os_str(), rfs::AtFlags::SYMLINK_NOFOLLOW)
+                .map(|m| Stat::from(&m))
+                .map_err(std::io::Error::from),
             _ => std::fs::symlink_metadata(&real).map(|m| Stat::from(&m)),
         };
         let meta = match meta {
@@ -475,19 +475,10 @@ impl Walker<'_> {
             } else {
                 self.counts.files_new.fetch_add(1, Ordering::Relaxed);
             }
-            // Opened here, relative to its directory like the lstat above, and its head
-            // asked of the kernel, so the disk reads it while the workers chunk the files
-            // queued before it.
-            let opened = self.readahead.open_ahead(meta.size, || match dir_fd {
-                Some(fd) if self.opts.source_map.is_empty() && !copy => {
-                    use rfs::OFlags;
-                    let flags =
-                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-                    rfs::openat(fd, name.as_os_str(), flags, rfs::Mode::empty())
-                        .map(std::fs::File::from)
-                        .map_err(std::io::Error::from)
-                }
-                _ => super::store::open_source(&real),
+            // Opened here, like the lstat above, and its head asked of the kernel, so the
+            // disk reads it while the workers chunk the files queued before it.
+            let opened = self.readahead.open_ahead(meta.size, || {
+                open_source(at.map(|fd| (fd, name.as_os_str())), &real)
             });
             let (file, asked) = match opened {
                 Some((f, n)) => (Some(f), n),
@@ -496,10 +487,12 @@ impl Walker<'_> {
             let (tx, rx) = bounded(1);
             self.files
                 .send(FileJob {
-                    path: real.to_path_buf(),
-                    file,
-                    asked,
-                    size: meta.size,
+                    source: Source {
+                        path: real.to_path_buf(),
+                        file,
+                        size: meta.size,
+                        asked,
+                    },
                     done: tx,
                 })
                 .map_err(|_| Error::new(crate::Kind::Io, "backup pipeline stopped"))?;
